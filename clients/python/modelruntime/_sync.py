@@ -1,0 +1,722 @@
+"""The synchronous client: ``ModelRuntimeClient``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import IO, Any, Generic, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+
+from . import _base, _convert
+from ._accumulate import StreamAccumulator
+from ._base import NOT_GIVEN, Credentials, Metadata, NotGiven, Timeout
+from .errors import from_rpc_error
+from .v1 import (
+    llm_service_pb2,
+    llm_service_pb2_grpc,
+    moderation_service_pb2,
+    moderation_service_pb2_grpc,
+    provider_service_pb2,
+    provider_service_pb2_grpc,
+    rerank_service_pb2,
+    rerank_service_pb2_grpc,
+    speech2text_service_pb2,
+    speech2text_service_pb2_grpc,
+    text_embedding_service_pb2,
+    text_embedding_service_pb2_grpc,
+    tts_service_pb2,
+    tts_service_pb2_grpc,
+)
+
+__all__ = ["LLMStream", "ModelRuntimeClient", "Stream", "TTSStream"]
+
+T = TypeVar("T")
+_T = TypeVar("_T")
+_C = TypeVar("_C", bound="ModelRuntimeClient")
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class Stream(Generic[T]):
+    """An iterator over a server stream whose gRPC errors surface as ``ModelRuntimeError``.
+
+    Use as a context manager (or call :meth:`close`) to cancel the call when not
+    iterating to the end. After :meth:`close`, iteration simply stops.
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._closed = False
+        self._done = False
+
+    def __iter__(self) -> Stream[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        try:
+            item: T = next(self._call)
+        except StopIteration:
+            self._done = True
+            raise
+        except grpc.RpcError as err:
+            self._done = True
+            if self._closed:
+                raise StopIteration from None
+            raise from_rpc_error(err) from err
+        self._on_item(item)
+        return item
+
+    def _on_item(self, item: T) -> None:
+        pass
+
+    def close(self) -> None:
+        """Cancel the call if it is still running."""
+        if not self._done:
+            self._closed = True
+            self._call.cancel()
+            self._done = True
+
+    cancel = close
+
+    def __enter__(self: _S) -> _S:  # noqa: PYI019 - typing.Self needs 3.11
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # e.g. at interpreter shutdown
+            self.close()
+
+    def initial_metadata(self) -> Any:
+        return self._call.initial_metadata()
+
+    def trailing_metadata(self) -> Any:
+        return self._call.trailing_metadata()
+
+
+_S = TypeVar("_S", bound=Stream[Any])
+
+
+class LLMStream(Stream[llm_service_pb2.StreamGenerateResponse]):
+    """The chunks of ``llm.stream``; also folds them into a ``GenerateResponse`` as they pass."""
+
+    def __init__(self, call: Any) -> None:
+        super().__init__(call)
+        self.accumulator = StreamAccumulator()
+
+    def _on_item(self, item: llm_service_pb2.StreamGenerateResponse) -> None:
+        self.accumulator.add(item)
+
+    def text_deltas(self) -> Iterator[str]:
+        """Iterate the remaining chunks, yielding only non-empty content deltas."""
+        for chunk in self:
+            if chunk.delta.content:
+                yield chunk.delta.content
+
+    def final_response(self) -> llm_service_pb2.GenerateResponse:
+        """Consume the rest of the stream; return every chunk (seen or not) merged."""
+        for _ in self:
+            pass
+        return self.accumulator.result()
+
+
+class TTSStream(Stream[bytes]):
+    """Audio chunks of ``tts.stream`` as ``bytes``.
+
+    ``encoding`` (an ``AudioEncoding`` value), ``format``, ``mime_type`` and
+    ``sample_rate_hz`` come from the first chunk; reading them before iterating
+    fetches that chunk (it is still yielded by the iteration).
+    """
+
+    def __init__(self, call: Any) -> None:
+        super().__init__(call)
+        self._pending: list[bytes] = []
+        self._first: tts_service_pb2.StreamSynthesizeResponse | None = None
+        self._encoding: int = 0
+        self._mime_type: str = ""
+        self._sample_rate_hz: int = 0
+
+    def _next_response(self) -> tts_service_pb2.StreamSynthesizeResponse:
+        resp = super().__next__()
+        return resp  # type: ignore[return-value]
+
+    def __next__(self) -> bytes:
+        if self._pending:
+            return self._pending.pop(0)
+        while True:
+            resp = self._next_response()
+            self._note(resp)
+            if resp.audio:
+                return resp.audio
+
+    def _note(self, resp: Any) -> None:
+        if self._first is None:
+            self._first = resp
+        if resp.encoding:
+            self._encoding = resp.encoding
+        if resp.mime_type:
+            self._mime_type = resp.mime_type
+        if resp.sample_rate_hz:
+            self._sample_rate_hz = resp.sample_rate_hz
+
+    @property
+    def encoding(self) -> int:
+        """The ``AudioEncoding`` of the audio (0 if the stream ended without a chunk)."""
+        self.peek()
+        return self._encoding
+
+    @property
+    def mime_type(self) -> str:
+        """IANA type of the audio, e.g. "audio/mpeg"."""
+        self.peek()
+        return self._mime_type
+
+    @property
+    def sample_rate_hz(self) -> int:
+        """Samples per second, for PCM (0 otherwise)."""
+        self.peek()
+        return self._sample_rate_hz
+
+    def _on_item(self, item: Any) -> None:
+        pass
+
+    def peek(self) -> TTSStream:
+        """Fetch the first chunk (buffered) so the format attributes are known."""
+        if self._first is None and not self._done:
+            try:
+                resp = self._next_response()
+            except StopIteration:
+                return self
+            self._note(resp)
+            if resp.audio:
+                self._pending.append(resp.audio)
+        return self
+
+    @property
+    def format(self) -> str:
+        """Short encoding name ("mp3", "wav", "pcm", ...); fetches the first chunk if needed."""
+        encoding = self.encoding
+        if not encoding:
+            return ""
+        return tts_service_pb2.AudioEncoding.Name(encoding).removeprefix("AUDIO_ENCODING_").lower()  # type: ignore[arg-type]
+
+    def read(self) -> bytes:
+        """All remaining audio, joined."""
+        return b"".join(self)
+
+
+# --------------------------------------------------------------------------- resources
+
+
+class _Resource:
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        self._client = client
+
+    def _unary(
+        self,
+        method: Callable[..., _T],
+        request: Any,
+        timeout: Timeout,
+        metadata: Metadata | None,
+        long: bool = False,
+    ) -> _T:
+        kw = self._client._defaults.call_kwargs(timeout, metadata, long)
+        try:
+            return method(request, **kw)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+
+    def _stream(
+        self, method: Callable[..., Any], request: Any, timeout: Timeout, metadata: Metadata | None
+    ) -> Any:
+        kw = self._client._defaults.call_kwargs(timeout, metadata, True)
+        try:
+            return method(request, **kw)
+        except grpc.RpcError as err:  # pragma: no cover - calls fail on iteration, not creation
+            raise from_rpc_error(err) from err
+
+
+class Providers(_Resource):
+    """``ProviderService``: the provider/model catalog and credential validation."""
+
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        super().__init__(client)
+        self._stub = provider_service_pb2_grpc.ProviderServiceStub(client.channel)
+
+    def list(
+        self,
+        *,
+        model_type: str | int | None = None,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> provider_service_pb2.ListProvidersResponse:
+        """Every provider (only those supporting ``model_type`` when given, e.g. "llm")."""
+        req = provider_service_pb2.ListProvidersRequest(model_type=_convert.model_type(model_type))
+        return self._unary(self._stub.ListProviders, req, timeout, metadata)
+
+    def get(
+        self, provider: str, *, timeout: Timeout = NOT_GIVEN, metadata: Metadata | None = None
+    ) -> provider_service_pb2.GetProviderResponse:
+        req = provider_service_pb2.GetProviderRequest(provider=provider)
+        return self._unary(self._stub.GetProvider, req, timeout, metadata)
+
+    def list_models(
+        self,
+        provider: str,
+        *,
+        model_type: str | int | None = None,
+        credentials: Credentials = None,
+        include_deprecated: bool = False,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> provider_service_pb2.ListModelsResponse:
+        """A provider's models; with ``credentials``, its remote models too."""
+        req = _base.list_models_request(provider, model_type, credentials, include_deprecated)
+        return self._unary(self._stub.ListModels, req, timeout, metadata)
+
+    def get_model(
+        self,
+        provider: str,
+        model: str,
+        *,
+        model_type: str | int,
+        credentials: Credentials = None,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> provider_service_pb2.GetModelResponse:
+        req = _base.get_model_request(provider, model, model_type, credentials)
+        return self._unary(self._stub.GetModel, req, timeout, metadata)
+
+    def validate_credentials(
+        self,
+        provider: str,
+        credentials: Credentials,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> provider_service_pb2.ValidateProviderCredentialsResponse:
+        """Raises ``CredentialsValidationError`` when the credentials are rejected."""
+        req = _base.validate_provider_request(provider, credentials)
+        return self._unary(self._stub.ValidateProviderCredentials, req, timeout, metadata)
+
+    def validate_model_credentials(
+        self,
+        provider: str,
+        model: str,
+        credentials: Credentials,
+        *,
+        model_type: str | int,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> provider_service_pb2.ValidateModelCredentialsResponse:
+        req = _base.validate_model_request(provider, model, model_type, credentials)
+        return self._unary(self._stub.ValidateModelCredentials, req, timeout, metadata)
+
+
+class LLM(_Resource):
+    """``LLMService``: generation (unary and streamed) and token counting."""
+
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        super().__init__(client)
+        self._stub = llm_service_pb2_grpc.LLMServiceStub(client.channel)
+
+    def generate(
+        self,
+        *,
+        provider: str,
+        model: str,
+        messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
+        credentials: Credentials = None,
+        model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
+        tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | llm_service_pb2.ToolChoice | None = None,
+        stop: str | Sequence[str] | None = None,
+        user: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> llm_service_pb2.GenerateResponse:
+        """One complete assistant message (default deadline: the generation timeout)."""
+        req = _base.generate_request(
+            llm_service_pb2.GenerateRequest,
+            provider,
+            model,
+            messages,
+            credentials,
+            model_parameters,
+            tools,
+            tool_choice,
+            stop,
+            user,
+        )
+        return self._unary(self._stub.Generate, req, timeout, metadata, long=True)
+
+    def stream(
+        self,
+        *,
+        provider: str,
+        model: str,
+        messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
+        credentials: Credentials = None,
+        model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
+        tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | llm_service_pb2.ToolChoice | None = None,
+        stop: str | Sequence[str] | None = None,
+        user: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> LLMStream:
+        """An iterator of ``StreamGenerateResponse`` chunks (errors raised mid-stream are converted)."""
+        req = _base.generate_request(
+            llm_service_pb2.StreamGenerateRequest,
+            provider,
+            model,
+            messages,
+            credentials,
+            model_parameters,
+            tools,
+            tool_choice,
+            stop,
+            user,
+        )
+        return LLMStream(self._stream(self._stub.StreamGenerate, req, timeout, metadata))
+
+    def count_tokens(
+        self,
+        *,
+        provider: str,
+        model: str,
+        messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
+        tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
+        credentials: Credentials = None,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> llm_service_pb2.CountTokensResponse:
+        req = _base.count_tokens_request(provider, model, messages, tools, credentials)
+        return self._unary(self._stub.CountTokens, req, timeout, metadata)
+
+
+class TextEmbedding(_Resource):
+    """``TextEmbeddingService``."""
+
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        super().__init__(client)
+        self._stub = text_embedding_service_pb2_grpc.TextEmbeddingServiceStub(client.channel)
+
+    def embed(
+        self,
+        *,
+        provider: str,
+        model: str,
+        texts: str | Iterable[str],
+        credentials: Credentials = None,
+        input_type: str | int | None = None,
+        dimensions: int | None = None,
+        user: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> text_embedding_service_pb2.EmbedResponse:
+        """One vector per text, in order; ``input_type`` is "document" or "query"."""
+        req = _base.embed_request(provider, model, texts, credentials, input_type, dimensions, user)
+        return self._unary(self._stub.Embed, req, timeout, metadata)
+
+    def count_tokens(
+        self,
+        *,
+        provider: str,
+        model: str,
+        texts: str | Iterable[str],
+        credentials: Credentials = None,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> text_embedding_service_pb2.CountEmbeddingTokensResponse:
+        req = _base.count_embedding_tokens_request(provider, model, texts, credentials)
+        return self._unary(self._stub.CountEmbeddingTokens, req, timeout, metadata)
+
+
+class Rerank(_Resource):
+    """``RerankService``."""
+
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        super().__init__(client)
+        self._stub = rerank_service_pb2_grpc.RerankServiceStub(client.channel)
+
+    def rerank(
+        self,
+        *,
+        provider: str,
+        model: str,
+        query: str,
+        documents: Iterable[str],
+        credentials: Credentials = None,
+        score_threshold: float | None = None,
+        top_n: int | None = None,
+        user: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> rerank_service_pb2.RerankResponse:
+        """Documents scored against ``query``, best first."""
+        req = _base.rerank_request(
+            provider, model, query, documents, credentials, score_threshold, top_n, user
+        )
+        return self._unary(self._stub.Rerank, req, timeout, metadata)
+
+
+class Speech2Text(_Resource):
+    """``Speech2TextService``."""
+
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        super().__init__(client)
+        self._stub = speech2text_service_pb2_grpc.Speech2TextServiceStub(client.channel)
+
+    def transcribe(
+        self,
+        *,
+        provider: str,
+        model: str,
+        audio: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes],
+        credentials: Credentials = None,
+        format: str = "",
+        language: str = "",
+        prompt: str = "",
+        user: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> speech2text_service_pb2.TranscribeResponse:
+        """Transcribe ``audio`` (bytes, a path, or a binary file object)."""
+        req = _base.transcribe_request(provider, model, audio, credentials, format, language, prompt, user)
+        return self._unary(self._stub.Transcribe, req, timeout, metadata, long=True)
+
+
+class Moderation(_Resource):
+    """``ModerationService``."""
+
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        super().__init__(client)
+        self._stub = moderation_service_pb2_grpc.ModerationServiceStub(client.channel)
+
+    def moderate(
+        self,
+        *,
+        provider: str,
+        model: str,
+        text: str,
+        credentials: Credentials = None,
+        user: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> moderation_service_pb2.ModerateResponse:
+        """``flagged`` is True when the text is unsafe."""
+        req = _base.moderate_request(provider, model, text, credentials, user)
+        return self._unary(self._stub.Moderate, req, timeout, metadata)
+
+
+class TTS(_Resource):
+    """``TTSService``."""
+
+    def __init__(self, client: ModelRuntimeClient) -> None:
+        super().__init__(client)
+        self._stub = tts_service_pb2_grpc.TTSServiceStub(client.channel)
+
+    def stream(
+        self,
+        *,
+        provider: str,
+        model: str,
+        text: str,
+        credentials: Credentials = None,
+        voice: str = "",
+        encoding: str | int | None = None,
+        speed: float | None = None,
+        user: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> TTSStream:
+        """Synthesized audio as an iterator of ``bytes`` chunks (see :class:`TTSStream`)."""
+        req = _base.synthesize_request(provider, model, text, credentials, voice, encoding, speed, user)
+        return TTSStream(self._stream(self._stub.StreamSynthesize, req, timeout, metadata))
+
+    def list_voices(
+        self,
+        *,
+        provider: str,
+        model: str,
+        credentials: Credentials = None,
+        language: str = "",
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> tts_service_pb2.ListVoicesResponse:
+        req = _base.list_voices_request(provider, model, credentials, language)
+        return self._unary(self._stub.ListVoices, req, timeout, metadata)
+
+
+# --------------------------------------------------------------------------- client
+
+
+class ModelRuntimeClient:
+    """Synchronous Model Runtime client.
+
+    >>> with ModelRuntimeClient("localhost:50051") as client:
+    ...     resp = client.llm.generate(provider="openai", model="gpt-4o-mini",
+    ...                                credentials={"openai_api_key": "sk-..."},
+    ...                                messages=[user("Hello")])
+
+    ``target`` is a "host:port" string (default: ``$MODELRUNTIME_TARGET`` or
+    localhost:50051) or an existing ``grpc.Channel`` (also accepted as
+    ``channel=``), which the client then does not close. ``channel_credentials``
+    makes a TLS channel. ``timeout`` is the default deadline of every call,
+    ``generation_timeout`` that of ``llm.generate``/``llm.stream``/``tts.stream``/
+    ``speech2text.transcribe``; ``None`` means no deadline. ``metadata`` is sent
+    with every call. ``options`` add to or override the channel options.
+    """
+
+    def __init__(
+        self,
+        target: str | grpc.Channel | None = None,
+        *,
+        channel: grpc.Channel | None = None,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+        timeout: float | None = _base.DEFAULT_TIMEOUT,
+        generation_timeout: float | None = _base.DEFAULT_GENERATION_TIMEOUT,
+        metadata: Metadata | None = None,
+        wait_for_ready: bool | None = None,
+        options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> None:
+        if target is not None and not isinstance(target, str):
+            if channel is not None:
+                raise TypeError("give the channel either as target or as channel=, not both")
+            channel, target = target, None
+        if channel is not None:
+            if target is not None:
+                raise TypeError("give either a target or a channel, not both")
+            self._channel = channel
+            self._owns_channel = False
+            self.target = ""
+        else:
+            self.target = _base.resolve_target(target)
+            opts = _base.channel_options(options)
+            if channel_credentials is not None:
+                self._channel = grpc.secure_channel(self.target, channel_credentials, opts, compression)
+            else:
+                self._channel = grpc.insecure_channel(self.target, opts, compression)
+            self._owns_channel = True
+        self._defaults = _base.CallDefaults(timeout, generation_timeout, metadata, wait_for_ready)
+        self._closed = False
+        self._resources: dict[str, Any] = {}
+
+    # -- resources
+
+    def _resource(self, name: str, cls: type[_R]) -> _R:
+        res = self._resources.get(name)
+        if res is None:
+            res = self._resources[name] = cls(self)
+        return res
+
+    @property
+    def channel(self) -> grpc.Channel:
+        return self._channel
+
+    @property
+    def providers(self) -> Providers:
+        return self._resource("providers", Providers)
+
+    @property
+    def llm(self) -> LLM:
+        return self._resource("llm", LLM)
+
+    @property
+    def text_embedding(self) -> TextEmbedding:
+        return self._resource("text_embedding", TextEmbedding)
+
+    @property
+    def rerank(self) -> Rerank:
+        return self._resource("rerank", Rerank)
+
+    @property
+    def speech2text(self) -> Speech2Text:
+        return self._resource("speech2text", Speech2Text)
+
+    @property
+    def tts(self) -> TTS:
+        return self._resource("tts", TTS)
+
+    @property
+    def moderation(self) -> Moderation:
+        return self._resource("moderation", Moderation)
+
+    @property
+    def timeout(self) -> float | None:
+        return self._defaults.timeout
+
+    @property
+    def generation_timeout(self) -> float | None:
+        return self._defaults.generation_timeout
+
+    # -- options and lifecycle
+
+    def with_options(  # noqa: PYI019 - typing.Self needs 3.11
+        self: _C,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        generation_timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None | NotGiven = NOT_GIVEN,
+        wait_for_ready: bool | None | NotGiven = NOT_GIVEN,
+    ) -> _C:
+        """A client sharing this one's channel with other call defaults (closing it leaves the channel open)."""
+        clone = type(self).__new__(type(self))
+        clone._channel = self._channel
+        clone._owns_channel = False
+        clone.target = self.target
+        clone._defaults = self._defaults.replace(timeout, generation_timeout, metadata, wait_for_ready)
+        clone._closed = False
+        clone._resources = {}
+        return clone
+
+    def wait_until_ready(self, timeout: float | None = None) -> None:
+        """Block until the channel is connected; raises ``APITimeoutError`` after ``timeout``."""
+        from .errors import APITimeoutError
+
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError as err:
+            raise APITimeoutError(
+                f"channel to {self.target or 'the runtime'} not ready after {timeout}s",
+                code=grpc.StatusCode.DEADLINE_EXCEEDED,
+            ) from err
+
+    def close(self) -> None:
+        """Close the channel if the client created it."""
+        if not self._closed:
+            self._closed = True
+            if self._owns_channel:
+                self._channel.close()
+
+    def __enter__(self: _C) -> _C:  # noqa: PYI019 - typing.Self needs 3.11
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(target={self.target!r})"
+
+
+_R = TypeVar("_R", bound=_Resource)

@@ -1,0 +1,1 @@
+"""Wire adapters: one package per provider protocol (not per provider)."""

@@ -1,0 +1,1 @@
+"""OpenAI's HTTP API, shared by OpenAI and every OpenAI-compatible provider."""

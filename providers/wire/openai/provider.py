@@ -1,0 +1,130 @@
+"""The OpenAI adapter family: OpenAI itself and every provider that speaks its HTTP API.
+
+What differs between those providers is data (see :mod:`.client`); this class only wires
+the capability objects together and implements the schema/credential hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..._http.status import raise_for_status
+from ...base import CallContext, LLMRequest, ProviderAdapter
+from ...entities import AIModelEntity, ModelType
+from ...errors import CredentialsValidateFailedError
+from ...messages import PartKind, PromptMessage, Role, ContentPart
+from . import client
+from .chat import OpenAIChat
+from .customizable import compatible_schema, fine_tune_schema
+
+
+class OpenAIProvider(ProviderAdapter):
+    def __init__(self, entity: Any) -> None:
+        super().__init__(entity)
+        types = set(entity.supported_model_types)
+        self.llm = OpenAIChat() if ModelType.LLM in types else None
+        # Imported here so a provider that only chats loads nothing else.
+        if ModelType.TEXT_EMBEDDING in types:
+            from .embeddings import OpenAIEmbeddings
+
+            self.text_embedding = OpenAIEmbeddings()
+        if ModelType.RERANK in types:
+            from .rerank import OpenAIRerank
+
+            self.rerank = OpenAIRerank()
+        if ModelType.SPEECH2TEXT in types:
+            from .audio import OpenAITranscription
+
+            self.speech2text = OpenAITranscription()
+        if ModelType.TTS in types:
+            from .audio import OpenAISpeech
+
+            self.tts = OpenAISpeech()
+        if ModelType.MODERATION in types:
+            from .moderation import OpenAIModeration
+
+            self.moderation = OpenAIModeration()
+
+    def customizable_schema(
+        self, model: str, model_type: ModelType, credentials: dict[str, Any]
+    ) -> AIModelEntity | None:
+        kind = self.options.get("customizable")
+        if kind == "openai_compatible":
+            return compatible_schema(model, model_type, credentials)
+        return fine_tune_schema(model, model_type, self.predefined)
+
+    async def validate_provider_credentials(self, ctx: CallContext) -> None:
+        if self.options.get("validate_with") == "models":
+            # Free: listing models proves the key (and organization) without spending tokens.
+            response = await ctx.http.request(
+                "GET", client.url(ctx, "models"), headers=client.headers(ctx, None),
+                params=client.query(ctx), deadline=ctx.deadline,
+            )
+            await raise_for_status(response, client.error_message)
+            return
+        model = self.options.get("validate_model")
+        if not model:
+            raise CredentialsValidateFailedError("provider has no validation model configured")
+        ctx.model = str(model)
+        await self._ping_llm(ctx)
+
+    async def validate_model_credentials(self, ctx: CallContext) -> None:
+        kind = ctx.model_type
+        if kind is ModelType.LLM:
+            await self._ping_llm(ctx)
+        elif kind is ModelType.TEXT_EMBEDDING and self.text_embedding is not None:
+            await self.text_embedding.embed(ctx, ["ping"], "document", None, "")
+        elif kind is ModelType.RERANK and self.rerank is not None:
+            await self.rerank.rerank(ctx, "ping", ["pong"], None, 1, "")
+        elif kind is ModelType.TTS and self.tts is not None:
+            async for _ in self.tts.synthesize(ctx, "ping", _first_voice(ctx), "mp3", None, ""):
+                pass
+        elif kind is ModelType.SPEECH2TEXT and self.speech2text is not None:
+            from .audio import silent_wav
+
+            await self.speech2text.transcribe(ctx, silent_wav(), "wav", "", "", "")
+        elif kind is ModelType.MODERATION and self.moderation is not None:
+            await self.moderation.moderate(ctx, "ping", "")
+        else:
+            await self.validate_provider_credentials(ctx)
+
+    async def _ping_llm(self, ctx: CallContext) -> None:
+        # Dify's check: a tiny real completion. max_tokens 5 keeps it near free.
+        assert self.llm is not None
+        limit_key = "max_tokens"
+        if ctx.schema is not None and any(r.name == "max_completion_tokens" for r in ctx.schema.parameter_rules):
+            limit_key = "max_completion_tokens"
+        request = LLMRequest(
+            messages=[PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="ping")])],
+            parameters={limit_key: 5},
+        )
+        await self.llm.generate(ctx, request)
+
+    async def list_remote_models(self, ctx: CallContext, model_type: ModelType) -> list[AIModelEntity]:
+        if model_type is not ModelType.LLM:
+            return []
+        response = await ctx.http.request(
+            "GET", client.url(ctx, "models"), headers=client.headers(ctx, None),
+            params=client.query(ctx), deadline=ctx.deadline,
+        )
+        await raise_for_status(response, client.error_message)
+        try:
+            ids = [str(m["id"]) for m in orjson.loads(response.content).get("data", []) if m.get("id")]
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            return []
+        models = []
+        for model_id in ids:
+            schema = self.customizable_schema(model_id, model_type, ctx.credentials)
+            if schema is not None:
+                models.append(schema)
+        return models
+
+
+def _first_voice(ctx: CallContext) -> str:
+    props = ctx.schema.model_properties if ctx.schema else {}
+    if props.get("default_voice"):
+        return str(props["default_voice"])
+    voices = props.get("voices") or []
+    return str(voices[0].get("mode", "alloy")) if voices else "alloy"

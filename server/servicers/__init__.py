@@ -1,0 +1,1 @@
+"""gRPC servicers: proto → domain, call the runtime, domain → proto. Nothing else."""

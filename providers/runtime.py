@@ -143,6 +143,7 @@ class ModelRuntime(Catalog):
                 raise NotFoundError(
                     f"Unknown {model_type.value} model '{model}' for provider '{adapter.entity.provider}'",
                     provider=adapter.entity.provider, model=model,
+                    field_violations=(FieldViolation("target.model", "unknown model"),),
                 )
             self._custom_schemas.put(key, schema)
         return schema

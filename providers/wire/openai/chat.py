@@ -42,10 +42,13 @@ def _stream_error(obj: dict[str, Any]) -> InvokeError:
         kind = str(err.get("type") or code or "")
     else:
         message, status, kind = str(err), 0, ""
+    reported = status
     if not status:
         status = {"rate_limit_exceeded": 429, "server_error": 500, "overloaded_error": 503,
                   "invalid_request_error": 400, "authentication_error": 401}.get(kind, 503)
-    return error_for_status(status, message)  # type: ignore[return-value]
+    error = error_for_status(status, message)
+    error.upstream_status = reported or None  # the HTTP status was 200; only a code in the body counts
+    return error  # type: ignore[return-value]
 
 
 class _ToolIndexer:

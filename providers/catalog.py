@@ -6,7 +6,7 @@ from typing import Any
 
 from .base import CallContext
 from .credentials import mask_secrets, validate_credentials
-from .entities import AIModelEntity, ConfigurateMethod, ModelType, ProviderEntity
+from .entities import AIModelEntity, ConfigurateMethod, FormType, ModelType, ProviderEntity
 from .errors import CredentialsValidateFailedError, FieldViolation, NotFoundError, RuntimeFault
 from .registry import Registry
 
@@ -15,6 +15,19 @@ class Catalog:
     def __init__(self, registry: Registry, egress: Any) -> None:
         self.registry = registry
         self.egress = egress
+        self._secret_vars: dict[str, set[str]] = {}
+
+    def fault(self, exc: RuntimeFault, provider: str, model: str, credentials: dict | None) -> RuntimeFault:
+        """Finish an error on its way out: name the target, scrub the caller's secrets."""
+        exc.with_target(provider, model)
+        if credentials:
+            names = self._secret_vars.get(provider)
+            if names is None:
+                names = self._secret_vars[provider] = _secret_variables(self.registry.schemas.get(provider))
+            secrets = [str(credentials[n]) for n in names if credentials.get(n)]
+            if secrets:
+                exc.scrub(secrets)
+        return exc
 
     def providers(self, model_type: ModelType | None = None) -> list[ProviderEntity]:
         return [self.registry.schemas[n].entity for n in self.registry.provider_names(model_type)]
@@ -55,7 +68,7 @@ class Catalog:
                 try:
                     remote = await adapter.list_remote_models(ctx, t)
                 except RuntimeFault as exc:
-                    raise exc.with_target(provider, "") from None
+                    raise self.fault(exc, provider, "", credentials) from None
                 models.extend(m for m in remote if (m.model_type, m.model) not in known)
         return models
 
@@ -94,7 +107,10 @@ class Catalog:
             )
         checked = validate_credentials(form.credential_form_schemas, credentials)
         ctx = self._context(provider, "", ModelType.LLM, checked, None, deadline)
-        await _as_validation(adapter.validate_provider_credentials(ctx), provider, "")
+        try:
+            await _as_validation(adapter.validate_provider_credentials(ctx), provider, "")
+        except RuntimeFault as exc:
+            raise self.fault(exc, provider, "", credentials) from None
         return mask_secrets(form.credential_form_schemas, checked)
 
     async def validate_model_credentials(self, provider: str, model_type: ModelType, model: str,
@@ -110,8 +126,20 @@ class Catalog:
             model, model_type, checked
         )
         ctx = self._context(provider, model, model_type, checked, schema, deadline)
-        await _as_validation(adapter.validate_model_credentials(ctx), provider, model)
+        try:
+            await _as_validation(adapter.validate_model_credentials(ctx), provider, model)
+        except RuntimeFault as exc:
+            raise self.fault(exc, provider, model, credentials) from None
         return mask_secrets(form.credential_form_schemas, checked)
+
+
+def _secret_variables(schema: Any) -> set[str]:
+    if schema is None:
+        return set()
+    entity = schema.entity
+    forms = [f for f in (entity.provider_credential_schema, entity.model_credential_schema) if f]
+    return {field.variable for form in forms for field in form.credential_form_schemas
+            if field.type is FormType.SECRET_INPUT}
 
 
 async def _as_validation(awaitable: Any, provider: str, model: str) -> None:

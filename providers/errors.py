@@ -65,6 +65,18 @@ class RuntimeFault(Exception):
             self.model = model
         return self
 
+    def scrub(self, secrets: list[str]) -> RuntimeFault:
+        """Remove secret values (e.g. a mistyped key a provider echoed back) from the text."""
+        for secret in secrets:
+            if len(secret) >= 4 and secret in self.description:
+                self.description = self.description.replace(secret, "***")
+            if self.field_violations and any(secret in v.description for v in self.field_violations):
+                self.field_violations = tuple(
+                    FieldViolation(v.field, v.description.replace(secret, "***")) for v in self.field_violations
+                )
+        self.args = (self.description,)
+        return self
+
     def __str__(self) -> str:
         return self.description
 

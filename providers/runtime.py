@@ -170,7 +170,7 @@ class ModelRuntime(Catalog):
             result.usage = pricing.llm_usage(ctx.schema.pricing, counts, time.perf_counter() - started)
             return result
         except RuntimeFault as exc:
-            raise exc.with_target(target.provider, target.model) from None
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
         except Exception as exc:  # noqa: BLE001
             raise _unexpected(exc, target) from None
 
@@ -181,7 +181,7 @@ class ModelRuntime(Catalog):
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
         except RuntimeFault as exc:
-            raise exc.with_target(target.provider, target.model) from None
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
         pieces: list[str] = []
         chunks = llm.stream(ctx, request)
         try:
@@ -193,7 +193,7 @@ class ModelRuntime(Catalog):
                     chunk.usage = pricing.llm_usage(ctx.schema.pricing, counts, time.perf_counter() - started)
                 yield chunk
         except RuntimeFault as exc:
-            raise exc.with_target(target.provider, target.model) from None
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, GeneratorExit):
                 raise
@@ -220,7 +220,7 @@ class ModelRuntime(Catalog):
             ctx, capability = self.resolve(target, model_type, deadline)
             return await getattr(capability, method)(ctx, *args)
         except RuntimeFault as exc:
-            raise exc.with_target(target.provider, target.model) from None
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
         except Exception as exc:  # noqa: BLE001
             raise _unexpected(exc, target) from None
 
@@ -275,13 +275,13 @@ class ModelRuntime(Catalog):
             voice = voice or str(props.get("default_voice") or "")
             encoding = encoding or str(props.get("audio_type") or "mp3")
         except RuntimeFault as exc:
-            raise exc.with_target(target.provider, target.model) from None
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
         chunks = tts.synthesize(ctx, text, voice, encoding, speed, user)
         try:
             async for chunk in chunks:
                 yield chunk
         except RuntimeFault as exc:
-            raise exc.with_target(target.provider, target.model) from None
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
         except Exception as exc:  # noqa: BLE001
             raise _unexpected(exc, target) from None
         finally:
@@ -291,7 +291,7 @@ class ModelRuntime(Catalog):
         try:
             ctx, _ = self.resolve(target, ModelType.TTS)
         except RuntimeFault as exc:
-            raise exc.with_target(target.provider, target.model) from None
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
         voices = (ctx.schema.model_properties.get("voices") if ctx.schema else None) or []
         return [
             Voice(id=str(v.get("mode", "")), name=str(v.get("name", "")), languages=list(v.get("language") or []))

@@ -15,17 +15,15 @@ import pytest
 
 try:
     from tests.mocks import openai_mock as om
-    from tests.mocks.httpserver import MockServer, Request, Response
+    from tests.mocks.httpserver import MockServer, Request, Response, ServerThread
 except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
     from mocks import openai_mock as om
-    from mocks.httpserver import MockServer, Request, Response
+    from mocks.httpserver import MockServer, Request, Response, ServerThread
 
 KEY = "sk-test"
 AUTH = {"authorization": f"Bearer {KEY}"}
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
-                                            "parameters": {"type": "object", "properties": {
-                                                "city": {"type": "string"}, "days": {"type": "integer"}},
-                                                "required": ["city"]}}}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}}
 TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
     "type": "object", "properties": {"tz": {"type": "string", "enum": ["UTC", "CET"]}}}}}
 
@@ -38,15 +36,9 @@ def parse_sse(raw: bytes) -> list[dict]:
             if cur["data"]:
                 events.append({"event": cur.get("event"), "data": "\n".join(cur["data"])})
             cur = {"data": []}
-        elif line.startswith(":"):
-            continue
-        else:
+        elif not line.startswith(":"):  # ":" starts a comment
             field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                cur["data"].append(value)
-            else:
-                cur[field] = value
+            cur["data"].append(value.removeprefix(" ")) if field == "data" else cur.update({field: value[1:]})
     return events
 
 
@@ -73,20 +65,15 @@ async def sdk(mock):
 
 
 async def stream_raw(client, path, body) -> tuple[list[bytes], bytes]:
-    pieces = []
     async with client.stream("POST", path, json=body) as r:
         assert r.status_code == 200, await r.aread()
         assert r.headers["content-type"].startswith("text/event-stream")
-        async for piece in r.aiter_raw():
-            pieces.append(piece)
+        pieces = [piece async for piece in r.aiter_raw()]
     return pieces, b"".join(pieces)
 
 
 def chat(text="hello", **kw):
     return {"model": "gpt-4o", "messages": [{"role": "user", "content": text}], **kw}
-
-
-# =============================================================================================== httpserver
 
 
 async def test_http_keepalive_headers_query_json_and_chunked_request_body():
@@ -179,13 +166,21 @@ async def test_http_multipart_raw_socket_expect_continue_and_http10():
         assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 5" in head
         assert await reader.readexactly(5) == b"abcde"
         writer.write(b"GET /x HTTP/1.0\r\n\r\n")  # HTTP/1.0 without keep-alive: server closes
-        data = await reader.read()
-        assert b"connection: close" in data
+        assert b"connection: close" in await reader.read()
         writer.close()
         assert srv.connections[-1].closed_by == "server"
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(b"POST / HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 400 Bad Request")
+        writer.close()
 
 
-# =============================================================================================== auth & routing
+def test_server_thread_for_sync_code():
+    st = ServerThread(om.OpenAIMock())
+    with st as mock:
+        r = httpx.post(mock.base_url + "/chat/completions", json=chat("sync"), headers=AUTH)
+        assert r.json()["choices"][0]["message"]["content"] == "Echo: sync"
+        assert st.call(mock.wait_connection_closed(2)).closed_by_peer
 
 
 async def test_auth_errors_and_headers(mock, client):
@@ -227,9 +222,6 @@ async def test_models_and_unknown_model(client):
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = await client.post("/chat/completions", json=chat(model="gpt-3.5-turbo-instruct"))
     assert r.status_code == 404 and "not a chat model" in r.json()["error"]["message"]
-
-
-# =============================================================================================== chat
 
 
 async def test_chat_non_stream_echo_and_usage_matches_stream(mock, client):
@@ -372,9 +364,6 @@ async def test_response_formats_stop_max_tokens_and_n(client):
     assert [c["index"] for c in r["choices"]] == [0, 1]
 
 
-# =============================================================================================== completions
-
-
 async def test_legacy_completions(client):
     body = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}
     r = (await client.post("/completions", json=body)).json()
@@ -388,9 +377,6 @@ async def test_legacy_completions(client):
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
     r = await client.post("/completions", json={"model": "gpt-4o", "prompt": "x"})
     assert r.status_code == 404 and "chat model" in r.json()["error"]["message"]
-
-
-# =============================================================================================== embeddings
 
 
 async def test_embeddings_float_base64_dimensions_and_order(mock, client, sdk):
@@ -415,9 +401,6 @@ async def test_embeddings_float_base64_dimensions_and_order(mock, client, sdk):
     assert r.status_code == 400
     t = (await client.post("/embeddings", json={**base, "input": [[1, 2, 3]], "encoding_format": "float"})).json()
     assert t["usage"]["prompt_tokens"] == 3
-
-
-# =============================================================================================== audio & moderation
 
 
 def wav_bytes(seconds: float) -> bytes:
@@ -485,9 +468,6 @@ async def test_moderations(client, sdk):
     res = m.results[0]
     assert res.flagged and res.category_applied_input_types.violence == ["text", "image"]
     assert res.category_applied_input_types.hate == ["text"]
-
-
-# =============================================================================================== scenarios
 
 
 async def test_rate_limit_then_sdk_retry(mock, client):

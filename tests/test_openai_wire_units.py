@@ -216,7 +216,7 @@ async def test_embeddings_count_tokens() -> None:
 async def test_error_mapping_401_and_429() -> None:
     ctx, _ = make_ctx(lambda r: httpx.Response(401, json={"error": {"message": "Incorrect API key"}}),
                       "text-embedding-3-small", ModelType.TEXT_EMBEDDING)
-    with pytest.raises(InvokeAuthorizationError, match="Incorrect API key"):
+    with pytest.raises(InvokeAuthorizationError, match="Incorrect model credentials provided"):
         await OpenAIEmbeddings().embed(ctx, ["x"], "document", None, "")
     ctx, _ = make_ctx(
         lambda r: httpx.Response(429, headers={"retry-after": "2"}, json={"error": {"message": "slow down"}}),

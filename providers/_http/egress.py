@@ -217,9 +217,10 @@ class Egress:
                 return await self.client.send(request, stream=True)
             except httpx.TimeoutException as exc:
                 raise _timeout_error(capped, exc) from None
-            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-                # Nothing reached the caller yet and the request never got an answer:
-                # one quick retry covers stale pooled connections.
+            except httpx.ConnectError as exc:
+                # The connection was never established, so the provider cannot have seen
+                # (or billed) the request: safe to try once more. Anything later is not
+                # retried, since a POST that reached the provider may have been processed.
                 if attempt >= self.retries or (request.stream is not None and not _replayable(request)):
                     raise InvokeConnectionError(
                         f"Connection to the provider failed: {type(exc).__name__}"

@@ -51,9 +51,8 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 def error_for_status(status: int, message: str, headers: httpx.Headers | None = None) -> RuntimeFault:
     message = (message or "").strip()[:_MAX_MESSAGE] or f"HTTP {status}"
     if status in (401, 403):
-        # Dify hides the vendor text for auth errors; we keep its short message, which
-        # never contains the key itself for the providers we speak to.
-        return InvokeAuthorizationError(f"Incorrect model credentials provided: {message}", upstream_status=status)
+        # As Dify does, drop the vendor text: providers echo (part of) a mistyped key in it.
+        return InvokeAuthorizationError(upstream_status=status)
     if status == 404:
         return NotFoundError(message, upstream_status=status)
     if status == 429:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import itertools
 import json
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,29 +36,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .multipart import MultipartForm, Part, parse_multipart
 
-__all__ = [
-    "ConnectionRecord",
-    "MockServer",
-    "MultipartForm",
-    "Part",
-    "PeerDisconnected",
-    "Request",
-    "Response",
-    "parse_multipart",
-]
+__all__ = ["ConnectionRecord", "MockServer", "MultipartForm", "Part", "PeerDisconnected", "Request", "Response",
+           "ServerThread", "parse_multipart"]
 
 Handler = Callable[["Request", "Response"], Awaitable[None]]
 
-_REASONS = {
-    100: "Continue", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
-    413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
-    424: "Failed Dependency", 429: "Too Many Requests", 498: "Invalid Token", 499: "Client Closed Request",
-    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Gateway Timeout", 529: "Site Overloaded",
-}
+_EXTRA_REASONS = {498: "Invalid Token", 499: "Client Closed Request", 529: "Site Overloaded"}
 MAX_HEADER_BYTES = 64 * 1024
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return _EXTRA_REASONS.get(status, "Unknown")
 
 
 class ProtocolError(Exception):
@@ -156,7 +149,7 @@ class Response:
         if "date" not in names:
             items.append(("date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())))
         items.extend((k, v) for k, v in extra if k.lower() not in names)
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+        lines = [f"HTTP/1.1 {status} {_reason(status)}"]
         lines += [f"{k}: {v}" for k, v in items]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -395,13 +388,12 @@ class _Conn:
             while not self.closed:
                 try:
                     req = await self.read_request()
-                except ProtocolError as exc:
+                except (ProtocolError, ValueError) as exc:  # ValueError: a bad length / chunk size
                     self.record.event(f"protocol error: {exc}")
-                    if not self.closed:
-                        try:
-                            await self._conn_send_400(str(exc))
-                        except PeerDisconnected:
-                            pass
+                    msg = str(exc).encode()
+                    with contextlib.suppress(PeerDisconnected):
+                        await self.write(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+                                         % (len(msg), msg))
                     break
                 if req is None:
                     self.mark_closed("peer")
@@ -419,11 +411,6 @@ class _Conn:
         finally:
             if not self.closed:
                 self.close_by_server()
-
-    async def _conn_send_400(self, msg: str) -> None:
-        body = msg.encode()
-        await self.write(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: "
-                         + str(len(body)).encode() + b"\r\n\r\n" + body)
 
     async def _run_handler(self, req: Request, resp: Response) -> bool:
         """Run the handler racing a peer watcher. Returns False when the connection is finished."""
@@ -578,3 +565,34 @@ class MockServer:
     def reset(self) -> None:
         self.requests.clear()
         self.errors.clear()
+
+
+class ServerThread:
+    """Run a server object with async start()/stop() (MockServer, OpenAIMock, ...) on its own event loop
+    in a daemon thread, for synchronous tests and benchmarks::
+
+        with ServerThread(OpenAIMock()) as mock:
+            httpx.get(mock.base_url + "/models", ...)
+            rec = st.call(mock.wait_connection_closed(1.0))  # run a coroutine on the server's loop
+    """
+
+    def __init__(self, server: Any):
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="mock-server", daemon=True)
+
+    def call(self, coro: Awaitable[Any], timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        self.call(self.server.start())
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.call(self.server.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()

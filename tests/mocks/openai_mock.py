@@ -175,6 +175,11 @@ class OpenAIMock:
     def connections(self) -> list[ConnectionRecord]:
         return self.server.connections
 
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised inside the mock itself (it answered 500 "mock handler crashed")."""
+        return self.server.errors
+
     async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
         return await self.server.wait_requests(n, timeout)
 

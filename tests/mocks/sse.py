@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -68,12 +69,15 @@ def encode_event(data: Any, style: StreamStyle = StreamStyle(), event: str | Non
     return eol.join(lines) + eol + eol
 
 
+_LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
+
+
 def _cut_points(ev: bytes, crlf: bool) -> list[int]:
     """Where to split one encoded event: inside the first multi-byte UTF-8 character if there is one,
     else in the middle; and between the final CR and LF when the event uses CRLF."""
     cuts = set()
-    mb = next((i for i, b in enumerate(ev) if b >= 0xC0), None)
-    cuts.add(mb + 1 if mb is not None else len(ev) // 2)
+    mb = _LEAD_BYTE.search(ev)
+    cuts.add(mb.start() + 1 if mb is not None else len(ev) // 2)
     if crlf and ev.endswith(b"\r\n\r\n"):
         cuts.add(len(ev) - 1)
     return sorted(c for c in cuts if 0 < c < len(ev))

@@ -77,9 +77,11 @@ class RunningServer:
     runtime: ModelRuntime
     port: int
     grace: float
+    drain: float = 0.0
 
-    async def stop(self, grace: float | None = None) -> None:
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
+        await asyncio.sleep(self.drain if drain is None else drain)
         await self.server.stop(self.grace if grace is None else grace)
         await self.runtime.egress.aclose()
 
@@ -120,7 +122,8 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
     for name in ["", *SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", config.grpc.host, port)
-    return RunningServer(server, health_servicer, runtime, port, config.grpc.grace_seconds)
+    return RunningServer(server, health_servicer, runtime, port, config.grpc.grace_seconds,
+                         config.grpc.drain_seconds)
 
 
 async def serve(config: Config) -> None:

@@ -24,6 +24,8 @@ class GrpcConfig(BaseModel):
     max_message_bytes: int = 32 * 1024 * 1024
     max_concurrent_rpcs: int = 2048
     grace_seconds: float = 10.0
+    # After health turns NOT_SERVING, keep serving this long so load balancers notice.
+    drain_seconds: float = 2.0
 
 
 class HttpConfig(BaseModel):

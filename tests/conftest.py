@@ -22,9 +22,9 @@ from server.app import start_server
 from server.config import Config, EgressConfig, GrpcConfig, HttpConfig
 
 
-def test_config(**overrides) -> Config:
+def make_config(**overrides) -> Config:
     return Config(
-        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_seconds=0.5, max_message_bytes=8 * 1024 * 1024),
+        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_seconds=0.5, drain_seconds=0.0, max_message_bytes=8 * 1024 * 1024),
         http=HttpConfig(enabled=False, port=0),
         egress=EgressConfig(allowed_cidrs=["127.0.0.1/32"], retries=1, connect_timeout=5, read_timeout=30),
         **overrides,
@@ -45,9 +45,9 @@ class Stubs:
 
 @pytest.fixture(scope="session")
 async def grpc_server():
-    running = await start_server(test_config())
+    running = await start_server(make_config())
     yield running
-    await running.stop(0)
+    await running.stop(0, 0)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ from .messages import (
     RerankResult,
     Tool,
     ToolChoice,
-    Voice,
 )
 
 if TYPE_CHECKING:

@@ -63,7 +63,7 @@ def load_model_file(path: Path, model_type: ModelType) -> AIModelEntity:
     raw.setdefault("model_type", model_type.value)
     try:
         return AIModelEntity.model_validate(raw)
-    except Exception as exc:  # pydantic's message names the field
+    except ValueError as exc:  # pydantic ValidationError; its message names the field
         raise SchemaLoadError(f"{path}: {exc}") from None
 
 
@@ -73,7 +73,7 @@ def load_provider(folder: Path) -> ProviderSchema:
     raw = _read_yaml(path)
     try:
         entity = ProviderEntity.model_validate(raw)
-    except Exception as exc:
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
         raise SchemaLoadError(f"{path}: {exc}") from None
     if entity.provider != name:
         raise SchemaLoadError(f"{path}: provider '{entity.provider}' must equal its folder name '{name}'")

@@ -194,7 +194,7 @@ class ModelRuntime(Catalog):
                 yield chunk
         except RuntimeFault as exc:
             raise self.fault(exc, target.provider, target.model, target.credentials) from None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if isinstance(exc, GeneratorExit):
                 raise
             raise _unexpected(exc, target) from None

@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
 from modelruntime.v1 import (
     llm_service_pb2,
     llm_service_pb2_grpc,
@@ -32,6 +31,7 @@ from modelruntime.v1 import (
     tts_service_pb2,
     tts_service_pb2_grpc,
 )
+
 from providers._http.egress import Egress, EgressPolicy
 from providers.registry import BUILTIN_ROOT, Registry
 from providers.runtime import Limits, ModelRuntime

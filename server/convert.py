@@ -12,12 +12,16 @@ from enum import Enum
 from typing import Any
 
 from google.protobuf import struct_pb2
-
 from modelruntime.v1 import (
     common_pb2,
+)
+from modelruntime.v1 import (
     llm_service_pb2 as llm_pb,
+)
+from modelruntime.v1 import (
     provider_service_pb2 as prov_pb,
 )
+
 from providers import entities as ent
 from providers.errors import FieldViolation, InvokeBadRequestError
 from providers.messages import (

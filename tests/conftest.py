@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from modelruntime.v1 import (
     llm_service_pb2_grpc,
     moderation_service_pb2_grpc,
@@ -18,6 +17,7 @@ from modelruntime.v1 import (
     text_embedding_service_pb2_grpc,
     tts_service_pb2_grpc,
 )
+
 from server.app import start_server
 from server.config import Config, EgressConfig, GrpcConfig, HttpConfig
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
-
-from modelruntime.v1 import common_pb2, llm_service_pb2 as llm_pb
+from modelruntime.v1 import common_pb2
+from modelruntime.v1 import llm_service_pb2 as llm_pb
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import modelruntime
+import pytest
 from modelruntime import errors
+
 from tests.mocks.openai_mock import OpenAIMock, rate_limit
 
 KEY = "sk-client"

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import grpc
 import pytest
+from modelruntime.v1 import common_pb2
+from modelruntime.v1 import provider_service_pb2 as pb
 
-from modelruntime.v1 import common_pb2, provider_service_pb2 as pb
 from tests.helpers import failure_of, struct
 from tests.mocks.openai_mock import OpenAIMock
 

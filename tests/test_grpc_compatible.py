@@ -6,12 +6,16 @@ import json
 
 import grpc
 import pytest
-
 from modelruntime.v1 import (
     llm_service_pb2 as llm_pb,
+)
+from modelruntime.v1 import (
     rerank_service_pb2 as rr_pb,
+)
+from modelruntime.v1 import (
     text_embedding_service_pb2 as te_pb,
 )
+
 from tests.helpers import failure_of, struct, target, user
 from tests.mocks.httpserver import MockServer
 from tests.mocks.openai_mock import OpenAIMock, StreamStyle

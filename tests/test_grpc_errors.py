@@ -9,8 +9,8 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from modelruntime.v1 import llm_service_pb2 as llm_pb
+
 from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks.openai_mock import (
     OpenAIMock,

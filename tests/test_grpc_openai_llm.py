@@ -7,12 +7,12 @@ from decimal import Decimal
 
 import grpc
 import pytest
-
 from modelruntime.v1 import llm_service_pb2 as llm_pb
-from tests.helpers import failure_of, stream_failure, struct, target, user, system
+
+from tests.helpers import stream_failure, struct, system, target, user
 from tests.mocks.openai_mock import (
-    OpenAIMock,
     TOOL_ARG_SUFFIX,
+    OpenAIMock,
     content_filter,
     expected_tool_arguments,
     finish_length,

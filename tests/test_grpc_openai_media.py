@@ -7,13 +7,19 @@ from decimal import Decimal
 
 import grpc
 import pytest
-
 from modelruntime.v1 import (
     moderation_service_pb2 as mod_pb,
+)
+from modelruntime.v1 import (
     speech2text_service_pb2 as stt_pb,
+)
+from modelruntime.v1 import (
     text_embedding_service_pb2 as te_pb,
+)
+from modelruntime.v1 import (
     tts_service_pb2 as tts_pb,
 )
+
 from providers.wire.openai.audio import silent_wav
 from tests.helpers import failure_of, target
 from tests.mocks.openai_mock import OpenAIMock, embeddings_out_of_order, expected_embedding, rate_limit

@@ -14,8 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from modelruntime.v1 import llm_service_pb2 as llm_pb
+from modelruntime.v1 import llm_service_pb2_grpc
 
-from modelruntime.v1 import llm_service_pb2 as llm_pb, llm_service_pb2_grpc
 from server.app import start_server
 from tests.conftest import make_config
 from tests.helpers import target, user
@@ -74,8 +75,8 @@ async def test_grpcurl_streams_a_chat(grpc_server):
 async def test_grpcurl_shows_error_details(grpc_server):
     body = {"target": {"provider": "nope", "model": "x"}, "messages": [{"role": "ROLE_USER",
                                                                        "content": [{"text": "x"}]}]}
-    code, out, err = await run(GRPCURL, "-plaintext", "-d", json.dumps(body),
-                               f"127.0.0.1:{grpc_server.port}", "modelruntime.v1.LLMService/Generate")
+    code, _, err = await run(GRPCURL, "-plaintext", "-d", json.dumps(body),
+                             f"127.0.0.1:{grpc_server.port}", "modelruntime.v1.LLMService/Generate")
     assert code != 0
     assert "NotFound" in err and "InvokeBadRequestError" in err  # ErrorInfo decoded via reflection
 

@@ -83,7 +83,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
             )
-        except (socket.gaierror, asyncio.TimeoutError) as exc:
+        except (TimeoutError, socket.gaierror) as exc:
             raise httpcore.ConnectError(f"cannot resolve host: {exc}") from None
         addresses = list(dict.fromkeys(info[4][0] for info in infos))
         allowed = [a for a in addresses if self._policy.allows(a)]
@@ -113,7 +113,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 def _transport(policy: EgressPolicy, limits: httpx.Limits, http2: bool) -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(http2=http2, limits=limits, retries=0)
     # httpx has no public hook for the network backend, so rebuild its pool with ours.
-    transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
+    transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl.create_default_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

@@ -6,6 +6,7 @@ from modelruntime.v1 import speech2text_service_pb2 as stt_pb
 from modelruntime.v1 import speech2text_service_pb2_grpc as stt_grpc
 from modelruntime.v1 import tts_service_pb2 as tts_pb
 from modelruntime.v1 import tts_service_pb2_grpc as tts_grpc
+
 from providers.runtime import ModelRuntime
 
 from .. import convert
@@ -23,7 +24,7 @@ class Speech2TextServicer(stt_grpc.Speech2TextServiceServicer):
         self.runtime = runtime
 
     @rpc
-    async def Transcribe(self, request, context):  # noqa: N802
+    async def Transcribe(self, request, context):
         text = await self.runtime.transcribe(
             convert.target(request.target), request.audio, request.format, request.language, request.prompt,
             request.user, deadline(context),
@@ -36,7 +37,7 @@ class TTSServicer(tts_grpc.TTSServiceServicer):
         self.runtime = runtime
 
     @rpc
-    async def StreamSynthesize(self, request, context):  # noqa: N802
+    async def StreamSynthesize(self, request, context):
         chunks = self.runtime.synthesize(
             convert.target(request.target), request.text, request.voice, _ENCODINGS.get(request.encoding, ""),
             request.speed if request.HasField("speed") else None, request.user, deadline(context),
@@ -51,7 +52,7 @@ class TTSServicer(tts_grpc.TTSServiceServicer):
             await chunks.aclose()
 
     @rpc
-    async def ListVoices(self, request, context):  # noqa: N802
+    async def ListVoices(self, request, context):
         response = tts_pb.ListVoicesResponse()
         for v in self.runtime.voices(convert.target(request.target), request.language):
             response.voices.add(id=v.id, name=v.name, languages=v.languages)

@@ -6,6 +6,7 @@ from modelruntime.v1 import rerank_service_pb2 as rr_pb
 from modelruntime.v1 import rerank_service_pb2_grpc as rr_grpc
 from modelruntime.v1 import text_embedding_service_pb2 as te_pb
 from modelruntime.v1 import text_embedding_service_pb2_grpc as te_grpc
+
 from providers.pricing import decimal_str
 from providers.runtime import ModelRuntime
 
@@ -20,7 +21,7 @@ class TextEmbeddingServicer(te_grpc.TextEmbeddingServiceServicer):
         self.runtime = runtime
 
     @rpc
-    async def Embed(self, request, context):  # noqa: N802
+    async def Embed(self, request, context):
         result = await self.runtime.embed(
             convert.target(request.target), list(request.texts), _INPUT_TYPES.get(request.input_type, "document"),
             request.dimensions if request.HasField("dimensions") else None, request.user, deadline(context),
@@ -38,7 +39,7 @@ class TextEmbeddingServicer(te_grpc.TextEmbeddingServiceServicer):
         return response
 
     @rpc
-    async def CountEmbeddingTokens(self, request, context):  # noqa: N802
+    async def CountEmbeddingTokens(self, request, context):
         counts = await self.runtime.count_embedding_tokens(
             convert.target(request.target), list(request.texts), deadline(context)
         )
@@ -50,7 +51,7 @@ class RerankServicer(rr_grpc.RerankServiceServicer):
         self.runtime = runtime
 
     @rpc
-    async def Rerank(self, request, context):  # noqa: N802
+    async def Rerank(self, request, context):
         result = await self.runtime.rerank(
             convert.target(request.target), request.query, list(request.documents),
             request.score_threshold if request.HasField("score_threshold") else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelruntime.v1 import llm_service_pb2 as pb
 from modelruntime.v1 import llm_service_pb2_grpc as pb_grpc
+
 from providers.base import LLMRequest
 from providers.runtime import ModelRuntime
 
@@ -27,12 +28,12 @@ class LLMServicer(pb_grpc.LLMServiceServicer):
         self.runtime = runtime
 
     @rpc
-    async def Generate(self, request, context):  # noqa: N802 - gRPC method name
+    async def Generate(self, request, context):
         result = await self.runtime.generate(convert.target(request.target), _request(request), deadline(context))
         return convert.generate_response(result)
 
     @rpc
-    async def StreamGenerate(self, request, context):  # noqa: N802
+    async def StreamGenerate(self, request, context):
         chunks = self.runtime.stream(convert.target(request.target), _request(request), deadline(context))
         try:
             async for chunk in chunks:
@@ -41,7 +42,7 @@ class LLMServicer(pb_grpc.LLMServiceServicer):
             await chunks.aclose()
 
     @rpc
-    async def CountTokens(self, request, context):  # noqa: N802
+    async def CountTokens(self, request, context):
         tokens = await self.runtime.count_llm_tokens(
             convert.target(request.target), convert.messages(request.messages), convert.tools(request.tools),
             deadline(context),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelruntime.v1 import moderation_service_pb2 as pb
 from modelruntime.v1 import moderation_service_pb2_grpc as pb_grpc
+
 from providers.runtime import ModelRuntime
 
 from .. import convert
@@ -15,7 +16,7 @@ class ModerationServicer(pb_grpc.ModerationServiceServicer):
         self.runtime = runtime
 
     @rpc
-    async def Moderate(self, request, context):  # noqa: N802
+    async def Moderate(self, request, context):
         result = await self.runtime.moderate(convert.target(request.target), request.text, request.user,
                                              deadline(context))
         response = pb.ModerateResponse(flagged=result.flagged, model=result.model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelruntime.v1 import provider_service_pb2 as pb
 from modelruntime.v1 import provider_service_pb2_grpc as pb_grpc
+
 from providers.runtime import ModelRuntime
 
 from .. import convert
@@ -16,7 +17,7 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         self._all: pb.ListProvidersResponse | None = None
 
     @rpc
-    async def ListProviders(self, request, context):  # noqa: N802
+    async def ListProviders(self, request, context):
         kind = convert.model_type(request.model_type, required=False)
         if kind is None and self._all is not None:
             return self._all  # the catalog is static: build it once
@@ -28,13 +29,13 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         return response
 
     @rpc
-    async def GetProvider(self, request, context):  # noqa: N802
+    async def GetProvider(self, request, context):
         response = pb.GetProviderResponse()
         convert.provider(self.runtime.provider(request.provider), response.provider)
         return response
 
     @rpc
-    async def ListModels(self, request, context):  # noqa: N802
+    async def ListModels(self, request, context):
         models = await self.runtime.list_models(
             request.provider, convert.model_type(request.model_type, required=False),
             convert.struct_to_dict(request.credentials) if request.HasField("credentials") else None,
@@ -46,7 +47,7 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         return response
 
     @rpc
-    async def GetModel(self, request, context):  # noqa: N802
+    async def GetModel(self, request, context):
         schema = self.runtime.model_schema(
             request.provider, convert.model_type(request.model_type), request.model,
             convert.struct_to_dict(request.credentials) if request.HasField("credentials") else None,
@@ -56,14 +57,14 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         return response
 
     @rpc
-    async def ValidateProviderCredentials(self, request, context):  # noqa: N802
+    async def ValidateProviderCredentials(self, request, context):
         checked = await self.runtime.validate_provider_credentials(
             request.provider, convert.struct_to_dict(request.credentials), deadline(context)
         )
         return pb.ValidateProviderCredentialsResponse(credentials=convert.dict_to_struct(checked))
 
     @rpc
-    async def ValidateModelCredentials(self, request, context):  # noqa: N802
+    async def ValidateModelCredentials(self, request, context):
         checked = await self.runtime.validate_model_credentials(
             request.provider, convert.model_type(request.model_type), request.model,
             convert.struct_to_dict(request.credentials), deadline(context),

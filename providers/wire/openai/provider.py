@@ -14,7 +14,7 @@ from ..._http.status import raise_for_status
 from ...base import CallContext, LLMRequest, ProviderAdapter
 from ...entities import AIModelEntity, ModelType
 from ...errors import CredentialsValidateFailedError
-from ...messages import PartKind, PromptMessage, Role, ContentPart
+from ...messages import ContentPart, PartKind, PromptMessage, Role
 from . import client
 from .chat import OpenAIChat
 from .customizable import compatible_schema, fine_tune_schema

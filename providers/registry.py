@@ -19,6 +19,8 @@ from .loader import ProviderSchema, load_providers
 # adapter family -> "module:Class"
 ADAPTER_FAMILIES: dict[str, str] = {
     "openai": "providers.wire.openai.provider:OpenAIProvider",
+    "gemini": "providers.wire.gemini.provider:GeminiProvider",
+    "anthropic": "providers.wire.anthropic.provider:AnthropicProvider",
 }
 
 BUILTIN_ROOT = Path(__file__).parent
@@ -51,6 +53,9 @@ class Registry:
             cls = getattr(importlib.import_module(module_name), cls_name)
             adapter = cls(schema.entity)
             adapter.predefined = schema.index
+            base = schema.entity.runtime.get("base_models_from")
+            if base:  # e.g. Azure deployments take the schema of an OpenAI base model
+                adapter.base_models = self.schema(str(base)).index
             self._adapters[provider] = adapter
         return adapter
 

@@ -1,0 +1,1 @@
+"""Google's Gemini API (generativelanguage v1beta) with its native protocol."""

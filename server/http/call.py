@@ -40,8 +40,18 @@ def new_id(prefix: str) -> str:
 
 
 class Call:
-    __slots__ = ("app", "scope", "_send", "provider", "body", "started", "finished", "fields",
-                 "request_credentials", "created")
+    __slots__ = (
+        "_send",
+        "app",
+        "body",
+        "created",
+        "fields",
+        "finished",
+        "provider",
+        "request_credentials",
+        "scope",
+        "started",
+    )
 
     def __init__(self, app: OpenAIApp, scope: dict[str, Any], send: Any, provider: str | None, body: bytes) -> None:
         self.app = app

@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 
+from providers._http._httpx import HttpxTransport
 from providers._http.egress import Egress
 from providers.base import CallContext
 from providers.entities import AIModelEntity, FetchFrom, ModelType
@@ -70,8 +71,7 @@ def make_ctx(
     options: dict[str, Any] | None = None,
 ) -> tuple[CallContext, Recorder]:
     recorder = Recorder(handler)
-    egress = Egress()
-    egress.client = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
+    egress = Egress(transport=HttpxTransport(client=httpx.AsyncClient(transport=httpx.MockTransport(recorder))))
     if schema is None:
         schema = OPENAI.predefined(model_type, model)
     ctx = CallContext(

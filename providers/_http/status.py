@@ -58,6 +58,10 @@ def error_for_status(status: int, message: str, headers: httpx.Headers | None = 
     if status == 429:
         retry = retry_after_seconds(headers) if headers is not None else None
         return InvokeRateLimitError(message, retry_after=retry, upstream_status=status)
+    if status == 402:
+        # Out of credits / balance (OpenRouter, DeepSeek): a quota, like OpenAI's 429
+        # insufficient_quota, and never worth retrying soon, so no retry delay.
+        return InvokeRateLimitError(message, upstream_status=status)
     if status in (400, 409, 413, 422):
         return InvokeBadRequestError(message, upstream_status=status)
     if status >= 500:

@@ -97,7 +97,9 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
             # Long unary generations send no DATA frames for minutes: tolerate client pings.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.so_reuseport", 0),
+            # Off for one process (a second server must not silently share the port);
+            # on when several worker processes serve the same port.
+            ("grpc.so_reuseport", 1 if config.grpc.workers > 1 else 0),
         ],
     )
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(ProviderServicer(runtime), server)

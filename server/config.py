@@ -26,6 +26,9 @@ class GrpcConfig(BaseModel):
     grace_seconds: float = 10.0
     # After health turns NOT_SERVING, keep serving this long so load balancers notice.
     drain_seconds: float = 2.0
+    # Server processes sharing the ports through SO_REUSEPORT (one event loop each; gRPC
+    # Python gets parallelism from processes, not threads). 0 = one per CPU core.
+    workers: int = 1
 
 
 class HttpConfig(BaseModel):

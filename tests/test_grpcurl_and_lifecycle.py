@@ -138,3 +138,63 @@ async def test_sigterm_stops_the_server_process(tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_two_worker_processes_share_the_port_and_stop_on_sigterm(tmp_path):
+    port, http_port = _free_port(), _free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"grpc:\n  port: {port}\n  grace_seconds: 1\n  drain_seconds: 0\n  workers: 2\n"
+                      f"http:\n  port: {http_port}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "--config", str(config), cwd=str(Path(__file__).parents[1]),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env={**os.environ})
+    try:
+        pids: set[int] = set()
+        for _ in range(200):  # connections are spread over both workers by the kernel
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=0.5)
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+                peer_pids = await _server_pids(port)
+                pids |= peer_pids
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.05)
+            finally:
+                await channel.close()
+            if len(pids) >= 2:
+                break
+        assert len(pids) >= 2, f"expected two listening worker processes, saw {pids}"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _server_pids(port: int) -> set[int]:
+    """PIDs that hold a listening socket on the port (from /proc, no extra tools)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+                inodes.add(fields[9])
+    pids = set()
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            for fd in (proc_dir / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    pids.add(int(proc_dir.name))
+                    break
+        except OSError:
+            continue
+    return pids

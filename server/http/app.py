@@ -224,7 +224,7 @@ class HttpServer:
             self._sock.close()
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must be IPPROTO_TCP: accepted sockets inherit it, and asyncio sets TCP_NODELAY only
     # on sockets that say so. With proto 0 (socket.create_server) every response split into
@@ -232,6 +232,8 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several worker processes share the port; the kernel balances accepts
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
         sock.setblocking(False)
@@ -244,7 +246,7 @@ def _bind(host: str, port: int) -> socket.socket:
 async def start_http(config: Config, runtime: ModelRuntime) -> HttpServer:
     """Serve the OpenAI-compatible endpoint on ``config.http`` (port 0: a free port)."""
     app = OpenAIApp(config, runtime)
-    sock = _bind(config.http.host, config.http.port)
+    sock = _bind(config.http.host, config.http.port, reuse_port=config.grpc.workers > 1)
     uv_config = uvicorn.Config(
         app, loop="none", lifespan="off", http="httptools", ws="none", interface="asgi3",
         log_level="warning", log_config=None, access_log=False, server_header=False,

@@ -117,7 +117,7 @@ class OpenAITranscription:
         # The name's extension is what OpenAI uses to decide the decoder.
         filename = f"audio.{fmt}" if fmt else "audio"
         files = {"file": (filename, audio, UPLOAD_MIME.get(fmt, "application/octet-stream"))}
-        data = {"model": ctx.model, "response_format": "json"}
+        data = {"model": client.model_id(ctx), "response_format": "json"}
         if language:
             data["language"] = language
         if prompt:
@@ -202,7 +202,7 @@ class OpenAISpeech:
         rate = PCM_SAMPLE_RATE if encoding == "pcm" else 0
         url = client.url(ctx, "audio/speech")
         for piece in pieces:
-            body: dict[str, Any] = {"model": ctx.model, "input": piece, "voice": voice, "response_format": encoding}
+            body: dict[str, Any] = {"model": client.model_id(ctx), "input": piece, "voice": voice, "response_format": encoding}
             if speed is not None:
                 body["speed"] = speed
             async with ctx.http.stream(

@@ -25,11 +25,14 @@ from ...messages import LLMChunk, LLMResult, PromptMessage, Tool, ToolCallDelta
 from ...tokenizers import encoding_for_model
 from . import client
 from .chat_transform import (
+    apply_body_options,
     build_chat_body,
     build_completion_body,
+    envelope_error,
     find_usage,
     finish_reason,
     parse_chat_response,
+    text_of,
 )
 
 
@@ -88,8 +91,10 @@ class OpenAIChat:
         completion = ctx.schema is not None and ctx.schema.mode is LLMMode.COMPLETION
         stream_usage = bool(ctx.options.get("stream_usage", True)) and not _usage_off(ctx)
         build = build_completion_body if completion else build_chat_body
-        body = build(ctx.model, request, stream=stream, stream_usage=stream_usage)
-        path = "completions" if completion else "chat/completions"
+        body = apply_body_options(
+            build(client.model_id(ctx), request, stream=stream, stream_usage=stream_usage), ctx.options
+        )
+        path = "completions" if completion else str(ctx.options.get("chat_path") or "chat/completions")
         return client.url(ctx, path), client.dumps(body), completion
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
@@ -107,6 +112,7 @@ class OpenAIChat:
             raise InvokeError("The provider returned a response that is not JSON") from None
         if isinstance(parsed, dict) and parsed.get("error") and not parsed.get("choices"):
             raise _stream_error(parsed)
+        _raise_envelope(parsed, ctx)
         return parse_chat_response(parsed, ctx.model, completion)
 
     async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
@@ -134,6 +140,7 @@ class OpenAIChat:
                     continue
                 if obj.get("error"):
                     raise _stream_error(obj)
+                _raise_envelope(obj, ctx)
                 counts = find_usage(obj)
                 if counts is not None:
                     final.counts = counts
@@ -159,6 +166,14 @@ class OpenAIChat:
         return count_chat_tokens(ctx.model, messages, tools)
 
 
+def _raise_envelope(obj: Any, ctx: CallContext) -> None:
+    found = envelope_error(obj, ctx.options.get("status_envelope"))
+    if found is not None:
+        error = error_for_status(*found)
+        error.upstream_status = None  # the HTTP status was 200; the body carried the error
+        raise error
+
+
 def _usage_off(ctx: CallContext) -> bool:
     return str(ctx.credentials.get("stream_usage", "")).lower() == "not_supported"
 
@@ -170,8 +185,8 @@ def _delta(choice: dict[str, Any], completion: bool, indexer: _ToolIndexer) -> L
     delta = choice.get("delta")
     if not delta:
         return None
-    content = delta.get("content") or ""
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+    content = text_of(delta.get("content"))
+    reasoning = text_of(delta.get("reasoning_content") or delta.get("reasoning"))
     refusal = delta.get("refusal") or ""
     fragments = delta.get("tool_calls")
     if not (content or reasoning or refusal or fragments):

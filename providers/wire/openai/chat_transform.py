@@ -3,7 +3,8 @@
 No I/O here: request bodies in, parsed JSON out, so every quirk is unit-testable.
 Tolerates what compatible servers omit (ids, usage, tool-call indexes, the first-delta
 role) and reads the usage variants some put elsewhere (Moonshot: ``choices[0].usage``,
-Groq: ``x_groq.usage``).
+Groq: ``x_groq.usage``). :func:`apply_body_options` applies the provider's declared request
+quirks (``runtime:`` options documented in :mod:`.client`) to a built body.
 """
 
 from __future__ import annotations
@@ -186,6 +187,81 @@ def build_completion_body(model: str, request: LLMRequest, *, stream: bool, stre
     return body
 
 
+def _set_path(body: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = body
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    node[leaf] = value
+
+
+def _merge_missing(body: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if key not in body:
+            body[key] = orjson.loads(orjson.dumps(value))  # a private copy of the YAML data
+        elif isinstance(body[key], dict) and isinstance(value, dict):
+            _merge_missing(body[key], value)
+
+
+def apply_body_options(body: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Apply the declared request quirks of a provider to a chat/completion body (in place).
+
+    ``tool_choice_values``, ``switch_parameters``, ``parameter_paths``, ``extra_body``,
+    ``user_max_length`` and ``drop_fields``; see :mod:`.client` for what each means.
+    """
+    choices = options.get("tool_choice_values")
+    if choices and isinstance(body.get("tool_choice"), str):
+        body["tool_choice"] = choices.get(body["tool_choice"], body["tool_choice"])
+    for name in options.get("switch_parameters") or ():
+        value = body.get(name)
+        if isinstance(value, bool):
+            body[name] = {"type": "enabled" if value else "disabled"}
+    for name, path in (options.get("parameter_paths") or {}).items():
+        if name in body:
+            _set_path(body, str(path), body.pop(name))
+    if options.get("extra_body"):
+        _merge_missing(body, options["extra_body"])
+    limit = options.get("user_max_length")
+    if limit and isinstance(body.get("user"), str):
+        body["user"] = body["user"][: int(limit)]
+    for name in options.get("drop_fields") or ():
+        body.pop(name, None)
+    return body
+
+
+def _dig(obj: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def envelope_error(obj: Any, spec: dict[str, Any] | None) -> tuple[int, str] | None:
+    """(HTTP-like status, message) when a 200 body carries a business error code
+    (``runtime.status_envelope``); None when the body is fine or has no envelope."""
+    if not spec or not isinstance(obj, dict):
+        return None
+    code = _dig(obj, str(spec.get("code", "code")))
+    if code is None or code in (spec.get("ok") or [0]) or str(code) in {str(c) for c in spec.get("ok") or [0]}:
+        return None
+    statuses = {str(k): int(v) for k, v in (spec.get("statuses") or {}).items()}
+    message = _dig(obj, str(spec.get("message", "message")))
+    return statuses.get(str(code), 400), f"{message or 'error'} (code {code})"
+
+
+def text_of(value: Any) -> str:
+    """Text of a delta field that some servers send as a list of parts (MiniMax reasoning)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list):
+        return "".join(text_of(v.get("text") if isinstance(v, dict) else v) for v in value)
+    return str(value)
+
+
 def counts_from_usage(usage: Any) -> TokenCounts | None:
     if not isinstance(usage, dict):
         return None
@@ -216,8 +292,8 @@ def parse_chat_response(body: dict[str, Any], model: str, completion_mode: bool)
         message.content = choice.get("text") or ""
     else:
         wire = choice.get("message") or {}
-        message.content = wire.get("content") or ""
-        message.reasoning_content = wire.get("reasoning_content") or wire.get("reasoning") or ""
+        message.content = text_of(wire.get("content"))
+        message.reasoning_content = text_of(wire.get("reasoning_content") or wire.get("reasoning"))
         message.refusal = wire.get("refusal") or ""
         for i, call in enumerate(wire.get("tool_calls") or []):
             function = call.get("function") or {}

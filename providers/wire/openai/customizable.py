@@ -1,7 +1,11 @@
 """Schemas of customizable models, built from their credentials as Dify does.
 
 - ``openai_api_compatible``: everything comes from the model credential form (mode,
-  context size, max tokens, tool-call and vision support, voices).
+  context size, max tokens, tool-call and vision support, voices). The variable names of
+  the compatible providers' forms are all accepted: ``mode`` or ``completion_type``,
+  ``max_tokens_to_sample`` or ``max_tokens``, ``model_label_en_US``/``model_label_zh_Hans``.
+- ``base_model`` (Azure deployments): the predefined schema of the chosen base model of
+  another provider, renamed to the deployment.
 - OpenAI fine-tunes (``ft:<base>:<org>:...``): the base model's predefined schema.
 """
 
@@ -33,8 +37,11 @@ def _rule(name: str, kind: ParameterType, template: str | None = None, **kw: Any
     return fill_customizable_rule(rule) if template else rule
 
 
+_MODES = {"chat": "chat", "chat_completion": "chat", "completion": "completion"}
+
+
 def _llm_rules(credentials: dict[str, Any]) -> list[ParameterRule]:
-    max_tokens = _int(credentials.get("max_tokens_to_sample"), 4096)
+    max_tokens = _int(credentials.get("max_tokens_to_sample") or credentials.get("max_tokens"), 4096)
     return [
         _rule("temperature", ParameterType.FLOAT, "temperature", min=0, max=2, default=0.7, precision=2),
         _rule("top_p", ParameterType.FLOAT, "top_p", min=0, max=1, default=1, precision=2),
@@ -63,8 +70,8 @@ def compatible_schema(model: str, model_type: ModelType, credentials: dict[str, 
             features.append(ModelFeature.STREAM_TOOL_CALL)
         if credentials.get("vision_support") == "support":
             features.append(ModelFeature.VISION)
-        properties = {"mode": credentials.get("mode") or "chat",
-                      "context_size": _int(credentials.get("context_size"), 4096)}
+        mode = _MODES.get(str(credentials.get("mode") or credentials.get("completion_type") or "chat"), "chat")
+        properties = {"mode": mode, "context_size": _int(credentials.get("context_size"), 4096)}
         rules = _llm_rules(credentials)
     elif model_type is ModelType.TEXT_EMBEDDING:
         properties = {"context_size": _int(credentials.get("context_size"), 512), "max_chunks": 1}
@@ -77,10 +84,41 @@ def compatible_schema(model: str, model_type: ModelType, credentials: dict[str, 
             "voices": [{"mode": v, "name": v, "language": []} for v in voices],
             "audio_type": "mp3",
         }
+    label = I18nObject(en_US=str(credentials.get("model_label_en_US") or model),
+                       zh_Hans=str(credentials.get("model_label_zh_Hans") or "") or None)
     return AIModelEntity(
-        model=model, label=I18nObject.plain(model), model_type=model_type, features=features,
+        model=model, label=label, model_type=model_type, features=features,
         fetch_from=FetchFrom.CUSTOMIZABLE_MODEL, model_properties=properties, parameter_rules=rules,
     )
+
+
+def apply_model_info(info: dict[str, Any], credentials: dict[str, Any]) -> None:
+    """Xinference ``GET /v1/models/{uid}`` → the compatible form's credential values (in place):
+    ``chat`` or else ``generate`` ability picks the mode, ``tools`` enables tool calls,
+    ``vision`` image input, ``context_length`` the context size."""
+    ability = [str(a).lower() for a in info.get("model_ability") or []]
+    if "chat" in ability:
+        credentials["mode"] = "chat"
+    elif "generate" in ability:
+        credentials["mode"] = "completion"
+    if "tools" in ability:
+        credentials["function_calling_type"] = "tool_call"
+        credentials["stream_function_calling"] = "supported"
+    if "vision" in ability:
+        credentials["vision_support"] = "support"
+    if isinstance(info.get("context_length"), int) and info["context_length"] > 0:
+        credentials["context_size"] = str(info["context_length"])
+
+
+def base_model_schema(
+    model: str, model_type: ModelType, base: str, catalog: dict[tuple[ModelType, str], AIModelEntity]
+) -> AIModelEntity | None:
+    found = catalog.get((model_type, base)) if base else None
+    if found is None:
+        return None
+    return found.model_copy(update={
+        "model": model, "label": I18nObject.plain(model), "fetch_from": FetchFrom.CUSTOMIZABLE_MODEL,
+    })
 
 
 def fine_tune_schema(

@@ -213,7 +213,7 @@ class OpenAIEmbeddings:
 
     @staticmethod
     def _body_template(ctx: CallContext, input_type: str, dimensions: int | None, user: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": ctx.model}
+        body: dict[str, Any] = {"model": client.model_id(ctx)}
         encoding = ctx.options.get("embedding_encoding", "float")
         if encoding:  # an explicit empty value means "this server rejects the field"
             body["encoding_format"] = encoding

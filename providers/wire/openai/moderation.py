@@ -82,7 +82,7 @@ class OpenAIModeration:
                                 categories=list(merged.categories.values()))
 
     async def _post(self, ctx: CallContext, batch: list[str]) -> list[dict[str, Any]]:
-        body = {"input": batch, "model": ctx.model}
+        body = {"input": batch, "model": client.model_id(ctx)}
         response = await ctx.http.request(
             "POST", client.url(ctx, "moderations"), headers=client.headers(ctx), content=client.dumps(body),
             params=client.query(ctx), deadline=ctx.deadline,

@@ -17,12 +17,20 @@ from ...errors import CredentialsValidateFailedError
 from ...messages import ContentPart, PartKind, PromptMessage, Role
 from . import client
 from .chat import OpenAIChat
-from .customizable import compatible_schema, fine_tune_schema
+from .customizable import apply_model_info, base_model_schema, compatible_schema, fine_tune_schema
+
+# Xinference reports a model's kind in GET /v1/models/{uid}; what each of ours must be.
+_INFO_TYPES = {
+    ModelType.LLM: "llm", ModelType.TEXT_EMBEDDING: "embedding", ModelType.RERANK: "rerank",
+    ModelType.SPEECH2TEXT: "audio", ModelType.TTS: "audio",
+}
 
 
 class OpenAIProvider(ProviderAdapter):
     def __init__(self, entity: Any) -> None:
         super().__init__(entity)
+        # Predefined schemas of the provider named by runtime.base_models_from (set by the registry).
+        self.base_models: dict[tuple[ModelType, str], AIModelEntity] = {}
         types = set(entity.supported_model_types)
         self.llm = OpenAIChat() if ModelType.LLM in types else None
         # Imported here so a provider that only chats loads nothing else.
@@ -53,6 +61,9 @@ class OpenAIProvider(ProviderAdapter):
         kind = self.options.get("customizable")
         if kind == "openai_compatible":
             return compatible_schema(model, model_type, credentials)
+        if kind == "base_model":
+            base = credentials.get(str(self.options.get("base_model_credential") or "base_model_name"))
+            return base_model_schema(model, model_type, str(base or ""), self.base_models)
         return fine_tune_schema(model, model_type, self.predefined)
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
@@ -64,14 +75,20 @@ class OpenAIProvider(ProviderAdapter):
             )
             await raise_for_status(response, client.error_message)
             return
-        model = self.options.get("validate_model")
+        chosen = ctx.credentials.get(str(self.options.get("validate_model_credential") or ""))
+        model = chosen or self.options.get("validate_model")
         if not model:
             raise CredentialsValidateFailedError("provider has no validation model configured")
         ctx.model = str(model)
+        ctx.schema = self.predefined.get((ModelType.LLM, ctx.model))
         await self._ping_llm(ctx)
 
     async def validate_model_credentials(self, ctx: CallContext) -> None:
         kind = ctx.model_type
+        if self.options.get("validate_with") == "model_info":
+            await self._check_model_info(ctx)
+            if kind is ModelType.LLM:
+                return  # Dify's Xinference check: the server's model description is the proof
         if kind is ModelType.LLM:
             await self._ping_llm(ctx)
         elif kind is ModelType.TEXT_EMBEDDING and self.text_embedding is not None:
@@ -89,6 +106,30 @@ class OpenAIProvider(ProviderAdapter):
             await self.moderation.moderate(ctx, "ping", "")
         else:
             await self.validate_provider_credentials(ctx)
+
+    async def _check_model_info(self, ctx: CallContext) -> None:
+        """GET {base}/models/{id}: the model must exist and be of the right kind; an LLM's
+        abilities (chat or generate, tools, vision, context length) go into the credentials
+        the caller gets back, which later build the model's schema."""
+        response = await ctx.http.request(
+            "GET", client.url(ctx, f"models/{client.model_id(ctx)}"), headers=client.headers(ctx, None),
+            params=client.query(ctx), deadline=ctx.deadline,
+        )
+        await raise_for_status(response, client.error_message)
+        try:
+            info = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise CredentialsValidateFailedError("The server's model description is not JSON") from None
+        if not isinstance(info, dict):
+            raise CredentialsValidateFailedError("The server's model description is not an object")
+        reported = str(info.get("model_type") or "").lower()
+        expected = _INFO_TYPES.get(ctx.model_type, "")
+        if reported and expected and reported != expected:
+            raise CredentialsValidateFailedError(
+                f"Model '{client.model_id(ctx)}' is a {reported} model, not {ctx.model_type.value}"
+            )
+        if ctx.model_type is ModelType.LLM:
+            apply_model_info(info, ctx.credentials)
 
     async def _ping_llm(self, ctx: CallContext) -> None:
         # Dify's check: a tiny real completion. max_tokens 5 keeps it near free.
@@ -111,7 +152,11 @@ class OpenAIProvider(ProviderAdapter):
         )
         await raise_for_status(response, client.error_message)
         try:
-            ids = [str(m["id"]) for m in orjson.loads(response.content).get("data", []) if m.get("id")]
+            listed = orjson.loads(response.content)
+            # OpenAI: {"data": [...]}; together.ai: a bare list whose items carry a "type".
+            items = listed if isinstance(listed, list) else listed.get("data", [])
+            ids = [str(m["id"]) for m in items
+                   if m.get("id") and m.get("type", "chat") in ("chat", "language", "code", "model")]
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             return []
         models = []

@@ -129,6 +129,11 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
 
 
 async def serve(config: Config) -> None:
+    # Handlers first: a SIGTERM that arrives while the servers start must still stop cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     running = await start_server(config)
     http_server = None
     if config.http.enabled:
@@ -138,10 +143,6 @@ async def serve(config: Config) -> None:
             start_http = None
         if start_http is not None:
             http_server = await start_http(config, running.runtime)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     if http_server is not None:

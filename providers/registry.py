@@ -21,6 +21,8 @@ ADAPTER_FAMILIES: dict[str, str] = {
     "openai": "providers.wire.openai.provider:OpenAIProvider",
     "gemini": "providers.wire.gemini.provider:GeminiProvider",
     "anthropic": "providers.wire.anthropic.provider:AnthropicProvider",
+    "cohere": "providers.wire.cohere.provider:CohereProvider",
+    "ollama": "providers.wire.ollama.provider:OllamaProvider",
 }
 
 BUILTIN_ROOT = Path(__file__).parent

@@ -112,7 +112,8 @@ async def test_client_cancel_closes_upstream_connection_within_100ms(stubs, mock
     call = stubs.llm.StreamGenerate(sgen(mock))
     await mock.wait_requests(len(mock.requests) + 1)
     await asyncio.sleep(0.05)  # the upstream request is now open and waiting
-    conn = mock.connections[-1]
+    # The pool may reuse any idle connection: take the one that carried this request.
+    conn = next(c for c in mock.connections if c.id == mock.requests[-1].connection_id)
     assert not conn.closed
     cancelled_at = time.monotonic()
     call.cancel()
@@ -127,7 +128,8 @@ async def test_unary_cancel_closes_upstream_too(stubs, mock):
     call = stubs.llm.Generate(gen(mock))
     await mock.wait_requests(len(mock.requests) + 1)
     await asyncio.sleep(0.05)
-    conn = mock.connections[-1]
+    # The pool may reuse any idle connection: take the one that carried this request.
+    conn = next(c for c in mock.connections if c.id == mock.requests[-1].connection_id)
     cancelled_at = time.monotonic()
     call.cancel()
     record = await mock.wait_connection_closed(timeout=2.0, conn_id=conn.id)

@@ -1,0 +1,1 @@
+"""Ollama's native API (``/api/chat``, ``/api/embed``, ``/api/tags``, ``/api/show``)."""

@@ -23,6 +23,7 @@ ADAPTER_FAMILIES: dict[str, str] = {
     "anthropic": "providers.wire.anthropic.provider:AnthropicProvider",
     "cohere": "providers.wire.cohere.provider:CohereProvider",
     "ollama": "providers.wire.ollama.provider:OllamaProvider",
+    "bedrock": "providers.wire.bedrock.provider:BedrockProvider",
 }
 
 BUILTIN_ROOT = Path(__file__).parent

@@ -1,0 +1,1 @@
+"""AWS Bedrock: Converse / ConverseStream, InvokeModel embeddings and agent-runtime rerank."""

@@ -24,6 +24,7 @@ ADAPTER_FAMILIES: dict[str, str] = {
     "cohere": "providers.wire.cohere.provider:CohereProvider",
     "ollama": "providers.wire.ollama.provider:OllamaProvider",
     "bedrock": "providers.wire.bedrock.provider:BedrockProvider",
+    "retrieval": "providers.wire.retrieval.provider:RetrievalProvider",
 }
 
 BUILTIN_ROOT = Path(__file__).parent

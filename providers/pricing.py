@@ -8,6 +8,7 @@ layer turns it into text with ``decimal_str``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal, NamedTuple
 
@@ -83,6 +84,7 @@ def embedding_usage(pricing: PriceConfig | None, tokens: int, latency: float) ->
     )
 
 
+@lru_cache(maxsize=8192)  # unit prices and price units repeat on every response
 def decimal_str(d: Decimal) -> str:
     """Plain decimal text without exponent or trailing zeros: 0.0000025 → "0.0000025", 0 → "0"."""
     if not d.is_finite():

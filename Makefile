@@ -51,7 +51,7 @@ run: $(STAMP)
 	$(PY) -m server --config $(CONFIG)
 
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .upstream import affinity
+from .upstream import pinned
 
 GRPC_HEADERS = ["content-type: application/grpc", "te: trailers"]
 
@@ -62,6 +62,7 @@ class LoadPoint:
     sut_cpu_s: float | None = None
     upstream_cpu_s: float | None = None
     cpu_ms_per_req: float | None = None
+    interference: dict = field(default_factory=dict)
     command: str = ""
     error: str | None = None
 
@@ -98,6 +99,7 @@ class H2Load:
         expected_bytes: int | None = None,
         max_connections: int = 4,
         timeout_s: float | None = None,
+        on_start=None,
     ) -> LoadPoint:
         """A closed-loop run at fixed concurrency for ``duration_s`` (or ``requests`` calls).
 
@@ -111,26 +113,31 @@ class H2Load:
             streams = max(1, concurrency // conns)
         self._n += 1
         log = self.tmp / f"run{self._n}.log"
-        cmd = [self.binary, "-t", "1", "-c", str(conns), "-m", str(streams), "-d", str(body),
-               f"--log-file={log}"]
+        cmd = [self.binary, "-t", "1", "-c", str(conns), "-m", str(streams), "-d", str(body)]
         for h in headers:
             cmd += ["-H", h]
         if h1:
             cmd.append("--h1")
-        if duration_s is not None:
-            cmd += ["-D", f"{duration_s:g}"]
-            if self.warmup_s > 0:
-                cmd.append(f"--warm-up-time={self.warmup_s:g}")
-        else:
-            cmd += ["-n", str(requests)]
+        if duration_s is not None and self.warmup_s > 0:
+            # A separate, discarded warm-up run: h2load's own --warm-up-time still counts the
+            # warm-up's DATA bytes in its totals, which would blur the per-response size check.
+            try:
+                subprocess.run(pinned([*cmd, "-D", f"{self.warmup_s:g}", url], self.cpus), capture_output=True,
+                               timeout=self.warmup_s + 60, check=False)
+            except subprocess.TimeoutExpired:
+                pass
+        cmd += ["-D", f"{duration_s:g}"] if duration_s is not None else ["-n", str(requests)]
+        cmd.append(f"--log-file={log}")
         point = LoadPoint(label, url, "http/1.1" if h1 else "h2c-grpc", conns * streams, conns, streams,
                           duration_s, requests, expected_bytes=expected_bytes)
         point.command = " ".join(cmd + [url])
-        limit = timeout_s or ((duration_s or 0) + self.warmup_s + 60 if duration_s else 3600)
+        if on_start is not None:
+            on_start()
+        limit = timeout_s or (duration_s + 60 if duration_s else max(3600.0, (requests or 0) / 50))
         started = time.monotonic()
         try:
-            proc = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=limit,
-                                  preexec_fn=affinity(self.cpus))
+            proc = subprocess.run(pinned([*cmd, url], self.cpus), capture_output=True, text=True, timeout=limit,
+                                  check=False)
         except subprocess.TimeoutExpired:
             point.error = f"h2load did not finish within {limit:.0f}s"
             return point
@@ -147,8 +154,12 @@ class H2Load:
                 # Every correct response carries at least the expected payload; allow 2% slack for
                 # h2load counting padding/partial responses at the end of the window.
                 point.body_ok = point.data_bytes_per_2xx >= 0.98 * expected_bytes
-        if point.done and point.status_2xx < point.done:
-            point.error = point.error or f"{point.done - point.status_2xx} of {point.done} responses were not 2xx"
+        # done vs 2xx may differ by the few requests cut at the end of the window; real failures
+        # show up as non-2xx statuses, failed, errored or timed-out requests.
+        bad = point.status_other + point.failed + point.errored + point.timeout
+        if bad:
+            point.error = point.error or (f"{bad} of {point.done} requests failed (non-2xx {point.status_other}, "
+                                          f"failed {point.failed}, errored {point.errored}, timeout {point.timeout})")
         return point
 
     def cleanup(self) -> None:

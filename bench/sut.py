@@ -4,24 +4,26 @@ readiness through the gRPC health service, RSS/CPU sampling from /proc, and a cl
 
 from __future__ import annotations
 
-import asyncio
 import os
+import resource
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .upstream import affinity, children, cpu_seconds, free_port, rss_bytes
+from .upstream import children, cpu_seconds, free_port, pinned, pss_bytes, rss_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
 API_KEY = "sk-bench-0123456789abcdef"
 
 
@@ -29,7 +31,7 @@ def server_supports_workers(python: str) -> bool:
     """Hook for the lead's SO_REUSEPORT multi-process mode: detected from the server's --help."""
     try:
         out = subprocess.run([python, "-m", "server", "--help"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30).stdout
+                             text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "--workers" in out
@@ -42,7 +44,7 @@ def http_endpoint_present() -> bool:
 @dataclass
 class Server:
     upstream_base: str
-    python: str = str(ROOT / ".venv" / "bin" / "python")
+    python: str = PYTHON
     cpus: set[int] | None = None
     workers: int = 1
     log_level: str = "INFO"
@@ -51,12 +53,12 @@ class Server:
     proc: subprocess.Popen | None = None
     config_path: Path | None = None
     log_path: Path | None = None
-    _tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="modelruntime-bench-sut-")))
+    _tmp: Path | None = None
 
     def config(self) -> dict:
         return {
             "grpc": {"host": "127.0.0.1", "port": self.grpc_port, "max_concurrent_rpcs": 4096,
-                     "grace_seconds": 2},
+                     "grace_seconds": 2, "workers": self.workers},
             "http": {"enabled": True, "host": "127.0.0.1", "port": self.http_port},
             "egress": {
                 "allowed_cidrs": ["127.0.0.1/32"],
@@ -73,6 +75,8 @@ class Server:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self) -> Server:
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="modelruntime-bench-sut-"))
         self.grpc_port, self.http_port = free_port(), free_port()
         self.config_path = self._tmp / "server.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
@@ -82,9 +86,8 @@ class Server:
             cmd += ["--workers", str(self.workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNTIME_")}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=affinity(self.cpus),
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(pinned(cmd, self.cpus), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
         return self
 
@@ -120,6 +123,10 @@ class Server:
     def rss(self) -> int:
         return sum(rss_bytes(p) for p in self.pids())
 
+    def pss(self) -> int:
+        """Summed PSS: the honest total for a multi-process server (RSS counts shared pages per process)."""
+        return sum(pss_bytes(p) for p in self.pids())
+
     def cpu(self) -> float:
         return sum(cpu_seconds(p) for p in self.pids())
 
@@ -138,12 +145,9 @@ class Server:
 
     def cleanup(self) -> None:
         self.stop()
-        for p in self._tmp.glob("*"):
-            p.unlink(missing_ok=True)
-        try:
-            self._tmp.rmdir()
-        except OSError:
-            pass
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
 
 class RssSampler:
@@ -175,19 +179,52 @@ class RssSampler:
         return max((v for _, v in self.samples), default=0)
 
 
-async def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
-
-
 def python_info(python: str) -> dict:
     code = "import sys, grpc; print(sys.version.split()[0]); print(grpc.__version__)"
     try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30).stdout.split()
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=30,
+                             check=False).stdout.split()
         return {"python": out[0], "grpcio": out[1]}
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return {"python": sys.version.split()[0], "grpcio": grpc.__version__}
+
+
+def _proc_stat() -> dict[int, tuple[int, int]]:
+    """Per-CPU (busy, steal) ticks from /proc/stat."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("cpu") and line[3:4].isdigit():
+                name, *vals = line.split()
+                v = [int(x) for x in vals] + [0] * 8
+                # user nice system idle iowait irq softirq steal
+                out[int(name[3:])] = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[7])
+    except OSError:
+        pass
+    return out
+
+
+def cpu_snapshot(server: Server, nginx) -> dict:
+    ch, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    return {"t": time.monotonic(), "server": server.cpu(), "nginx": nginx.cpu(),
+            "ours_other": ch.ru_utime + ch.ru_stime + me.ru_utime + me.ru_stime, "stat": _proc_stat()}
+
+
+def foreign_cpu(a: dict, b: dict, sut_cpus: set[int] | None) -> dict:
+    """CPU that processes other than ours used between two snapshots, as % of one core.
+
+    ``foreign_pct``: all CPUs, minus the server, nginx, h2load and the harness itself.
+    ``on_server_cores_pct``: busy time on the server's pinned cores minus the server's own CPU.
+    ``steal_pct``: time the hypervisor took from this VM, all CPUs.
+    """
+    hz = os.sysconf("SC_CLK_TCK")
+    wall = max(1e-6, b["t"] - a["t"])
+    cpus = set(a["stat"]) & set(b["stat"])
+    busy = sum(b["stat"][c][0] - a["stat"][c][0] for c in cpus) / hz
+    steal = sum(b["stat"][c][1] - a["stat"][c][1] for c in cpus) / hz
+    ours = sum(b[k] - a[k] for k in ("server", "nginx", "ours_other"))
+    out = {"foreign_pct": round(max(0.0, busy - ours) / wall * 100, 1), "steal_pct": round(steal / wall * 100, 1)}
+    if sut_cpus:
+        on_sut = sum(b["stat"][c][0] - a["stat"][c][0] for c in cpus & sut_cpus) / hz
+        out["on_server_cores_pct"] = round(max(0.0, on_sut - (b["server"] - a["server"])) / wall * 100, 1)
+    return out

@@ -54,8 +54,11 @@ def ensure_tools(tools: dict[str, str]) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", *sorted(missing)], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    install = [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends"]
+    if subprocess.run([*install, *sorted(missing)], env=env, stdout=subprocess.DEVNULL, check=False).returncode:
+        # nginx-light is gone from newer Debian releases: the plain package works the same here.
+        fallback = sorted({"nginx" if p == "nginx-light" else p for p in missing})
+        subprocess.run([*install, *fallback], check=True, env=env, stdout=subprocess.DEVNULL)
     still = [b for b in tools if not find_binary(b)]
     if still:
         raise SystemExit(f"bench: still missing after apt-get: {', '.join(still)}")
@@ -73,15 +76,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def affinity(cpus: set[int] | None):
-    """A preexec_fn pinning a child process to ``cpus`` (None: no pinning)."""
-    if not cpus:
-        return None
-
-    def _pin() -> None:
-        os.sched_setaffinity(0, cpus)
-
-    return _pin
+def pinned(cmd: list[str], cpus: set[int] | None) -> list[str]:
+    """``cmd`` run through taskset on ``cpus`` (None: as is). Children of the harness inherit its
+    own pinning, so only the server, which sits on other CPUs, needs this."""
+    taskset = shutil.which("taskset")
+    if not cpus or not taskset:
+        return cmd
+    return [taskset, "-c", ",".join(str(c) for c in sorted(cpus)), *cmd]
 
 
 def rss_bytes(pid: int) -> int:
@@ -89,6 +90,17 @@ def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size (shared pages split between sharers), 0 when unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -263,10 +275,9 @@ class Nginx:
             self.port = free_port()
             self._write()
             self.proc = subprocess.Popen(
-                [binary, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
-                 "-e", str(self.prefix / "error.log")],
+                pinned([binary, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+                        "-e", str(self.prefix / "error.log")], self.cpus),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                preexec_fn=affinity(self.cpus),
             )
             if _wait_port(self.port, self.proc):
                 return self
@@ -333,9 +344,9 @@ class CancelUpstream:
 
     async def start(self) -> CancelUpstream:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.upstream", "cancel",
+            *pinned([sys.executable, "-m", "bench.upstream", "cancel"], self.cpus),
             stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-            cwd=str(Path(__file__).resolve().parent.parent), preexec_fn=affinity(self.cpus),
+            cwd=str(Path(__file__).resolve().parent.parent),
         )
         assert self.proc.stdout is not None
         first = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 15))
@@ -356,7 +367,7 @@ class CancelUpstream:
         while True:
             left = end - time.monotonic()
             if left <= 0:
-                raise asyncio.TimeoutError(f"no '{kind}' event from the cancel upstream")
+                raise TimeoutError(f"no '{kind}' event from the cancel upstream")
             event = await asyncio.wait_for(self.events.get(), left)
             if event.get("event") == kind:
                 return event
@@ -420,7 +431,7 @@ async def _cancel_upstream_main() -> None:
             while not closed.is_set():  # keep the stream alive until the peer goes away
                 try:
                     await asyncio.wait_for(closed.wait(), 0.05)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     event = sse_piece()
                     writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                     await writer.drain()

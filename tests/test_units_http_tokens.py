@@ -157,3 +157,22 @@ def test_builtin_providers_all_load():
     assert {"openai", "openai_api_compatible"} <= set(schemas)
     for name, schema in schemas.items():
         assert schema.entity.runtime.get("adapter"), f"{name} names no adapter"
+
+
+async def test_sse_batches_group_events_per_read():
+    from providers._http.sse import aiter_sse_batches
+
+    batches = [[e.data for e in b] async for b in aiter_sse_batches(
+        _chunks(b"data: 1\n\ndata: 2\n\ndata: 3", b"\n\n", b"data: 4\n\n"))]
+    assert batches == [["1", "2"], ["3"], ["4"]]
+
+
+def test_merge_chunks_joins_text_and_tool_fragments():
+    from providers.messages import LLMChunk, ToolCallDelta
+    from providers.wire.openai.chat import merge_chunks
+
+    a = LLMChunk(content="Hel", tool_calls=[ToolCallDelta(0, id="c1", name="f", arguments='{"a"')])
+    b = LLMChunk(content="lo", tool_calls=[ToolCallDelta(0, arguments=":1}"), ToolCallDelta(1, id="c2", name="g")])
+    merged = merge_chunks(a, b)
+    assert merged.content == "Hello"
+    assert [(t.index, t.id, t.arguments) for t in merged.tool_calls] == [(0, "c1", '{"a":1}'), (1, "c2", "")]

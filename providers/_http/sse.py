@@ -22,6 +22,17 @@ class SSEEvent:
 
 async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
     """Yield events; a trailing event without its blank line is still delivered."""
+    async for batch in aiter_sse_batches(chunks):
+        for event in batch:
+            yield event
+
+
+async def aiter_sse_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[SSEEvent]]:
+    """Yield the events completed by each network read, together.
+
+    Consumers that forward deltas can merge one read's events into one message: a burst
+    of 20 events then costs one downstream write instead of 20.
+    """
     buffer = b""
     event_type = ""
     event_id = ""
@@ -38,11 +49,12 @@ async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
             buffer = lines.pop()
         else:
             buffer = b""
+        batch: list[SSEEvent] = []
         for raw in lines:
             line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
             if not line:
                 if data or event_type:
-                    yield SSEEvent(event_type or "message", "\n".join(data), event_id)
+                    batch.append(SSEEvent(event_type or "message", "\n".join(data), event_id))
                 data, event_type = [], ""
                 continue
             if line[0] == ":":
@@ -56,13 +68,15 @@ async def aiter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
                 event_type = value
             elif name == "id":
                 event_id = value
+        if batch:
+            yield batch
     if buffer:
         line = buffer.rstrip(b"\r\n").decode("utf-8", "replace")
         name, sep, value = line.partition(":")
         if name == "data":
-            data.append(value.removeprefix(" "))
+            data.append(value[1:] if value.startswith(" ") else value)
     if data:
-        yield SSEEvent(event_type or "message", "\n".join(data), event_id)
+        yield [SSEEvent(event_type or "message", "\n".join(data), event_id)]
 
 
 async def aiter_ndjson_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:

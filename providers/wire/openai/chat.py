@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ..._http.sse import aiter_sse
+from ..._http.sse import aiter_sse_batches
 from ..._http.status import error_for_status, raise_for_status
 from ...base import CallContext, LLMRequest
 from ...entities import LLMMode
@@ -125,37 +125,52 @@ class OpenAIChat:
             indexer = _ToolIndexer()
             final = LLMChunk(model=ctx.model)
             done = False
-            async for event in aiter_sse(response.aiter_bytes()):
-                data = event.data
-                if data == "[DONE]":
-                    done = True
+            async for batch in aiter_sse_batches(response.aiter_bytes()):
+                # One merged delta per network read: bursts cost one downstream message.
+                pending: LLMChunk | None = None
+                failure: Exception | None = None
+                for event in batch:
+                    data = event.data
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    if not data:
+                        continue
+                    try:
+                        obj = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        failure = InvokeConnectionError("The provider's stream broke off mid-message")
+                        break
+                    if not isinstance(obj, dict):
+                        continue
+                    try:
+                        if obj.get("error"):
+                            raise _stream_error(obj)
+                        _raise_envelope(obj, ctx)
+                    except Exception as exc:  # noqa: BLE001 - re-raised after the content before it
+                        failure = exc
+                        break
+                    counts = find_usage(obj)
+                    if counts is not None:
+                        final.counts = counts
+                    final.id = final.id or obj.get("id") or ""
+                    final.model = obj.get("model") or final.model
+                    final.system_fingerprint = obj.get("system_fingerprint") or final.system_fingerprint
+                    for choice in obj.get("choices") or ():
+                        chunk = _delta(choice, completion, indexer)
+                        raw_finish = choice.get("finish_reason")
+                        if raw_finish:
+                            final.provider_finish_reason = raw_finish
+                            final.finish_reason = finish_reason(raw_finish)
+                        if chunk is not None:
+                            pending = chunk if pending is None else merge_chunks(pending, chunk)
+                if pending is not None:
+                    pending.id, pending.model = final.id, final.model
+                    yield pending  # content that arrived before an error still reaches the caller
+                if failure is not None:
+                    raise failure
+                if done:
                     break
-                if not data:
-                    continue
-                try:
-                    obj = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise InvokeConnectionError("The provider's stream broke off mid-message") from None
-                if not isinstance(obj, dict):
-                    continue
-                if obj.get("error"):
-                    raise _stream_error(obj)
-                _raise_envelope(obj, ctx)
-                counts = find_usage(obj)
-                if counts is not None:
-                    final.counts = counts
-                final.id = final.id or obj.get("id") or ""
-                final.model = obj.get("model") or final.model
-                final.system_fingerprint = obj.get("system_fingerprint") or final.system_fingerprint
-                for choice in obj.get("choices") or ():
-                    chunk = _delta(choice, completion, indexer)
-                    raw_finish = choice.get("finish_reason")
-                    if raw_finish:
-                        final.provider_finish_reason = raw_finish
-                        final.finish_reason = finish_reason(raw_finish)
-                    if chunk is not None:
-                        chunk.id, chunk.model = final.id, final.model
-                        yield chunk
             if not done and final.finish_reason is None:
                 raise InvokeConnectionError("The provider's stream ended before the response was complete")
         if final.finish_reason is None:
@@ -164,6 +179,22 @@ class OpenAIChat:
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         return count_chat_tokens(ctx.model, messages, tools)
+
+
+def merge_chunks(into: LLMChunk, more: LLMChunk) -> LLMChunk:
+    """Concatenate two consecutive deltas (text appends; a tool call's fragments join)."""
+    into.content += more.content
+    into.reasoning_content += more.reasoning_content
+    into.refusal += more.refusal
+    for fragment in more.tool_calls:
+        last = into.tool_calls[-1] if into.tool_calls else None
+        if last is not None and last.index == fragment.index and not fragment.id:
+            last.arguments += fragment.arguments
+            last.name = last.name or fragment.name
+            last.type = last.type or fragment.type
+        else:
+            into.tool_calls.append(fragment)
+    return into
 
 
 def _raise_envelope(obj: Any, ctx: CallContext) -> None:

@@ -25,6 +25,9 @@ ADAPTER_FAMILIES: dict[str, str] = {
     "ollama": "providers.wire.ollama.provider:OllamaProvider",
     "bedrock": "providers.wire.bedrock.provider:BedrockProvider",
     "retrieval": "providers.wire.retrieval.provider:RetrievalProvider",
+    "vertex": "providers.wire.vertex.provider:VertexProvider",
+    "triton": "providers.wire.triton.provider:TritonProvider",
+    "tencent_asr": "providers.wire.tencent_asr.provider:TencentASRProvider",
 }
 
 BUILTIN_ROOT = Path(__file__).parent

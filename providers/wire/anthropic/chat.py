@@ -96,6 +96,29 @@ def headers(ctx: CallContext) -> dict[str, str]:
     return out
 
 
+class MessagesEndpoint:
+    """Where Messages API calls go and how they authenticate: Anthropic's own API.
+
+    :class:`AnthropicChat` takes an endpoint, so a host that serves the same Messages protocol
+    at other URLs with other auth (Claude on Vertex AI: ``:rawPredict``, an OAuth bearer token,
+    ``anthropic_version`` in the body; :mod:`providers.wire.vertex`) reuses the chat as is.
+    ``action`` is ``messages``, ``stream`` or ``count_tokens``.
+    """
+
+    def url(self, ctx: CallContext, model: str, action: str) -> str:
+        return url(ctx, "messages/count_tokens" if action == "count_tokens" else "messages")
+
+    async def headers(self, ctx: CallContext) -> dict[str, str]:
+        return headers(ctx)
+
+    def body(self, body: dict[str, Any], action: str) -> dict[str, Any]:
+        """The request body as this host wants it (here: unchanged)."""
+        return body
+
+
+MESSAGES_ENDPOINT = MessagesEndpoint()
+
+
 def error_message(response: httpx.Response) -> str:
     """``{"type": "error", "error": {"type", "message"}}``; a non-JSON body (Cloudflare's 413
     page, a proxy's HTML) yields a plain description instead of its text."""
@@ -153,17 +176,25 @@ def _loads(data: bytes | str) -> Any:
 
 
 class AnthropicChat:
-    """LLMModel for Anthropic's Messages API."""
+    """LLMModel for Anthropic's Messages API (or another host of it: see :class:`MessagesEndpoint`)."""
+
+    def __init__(self, endpoint: Any = MESSAGES_ENDPOINT) -> None:
+        self.endpoint = endpoint
 
     def _body(self, ctx: CallContext, request: LLMRequest, stream: bool) -> bytes:
         traits = ModelTraits.from_schema(ctx.schema)
-        return orjson.dumps(build_messages_body(ctx.model, request, traits, stream=stream))
+        body = build_messages_body(ctx.model, request, traits, stream=stream)
+        return orjson.dumps(self.endpoint.body(body, "stream" if stream else "messages"))
+
+    async def _open(self, ctx: CallContext, action: str, body: bytes) -> Any:
+        return ctx.http.stream(
+            "POST", self.endpoint.url(ctx, ctx.model, action), headers=await self.endpoint.headers(ctx),
+            content=body, deadline=ctx.deadline,
+        )
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
         body = self._body(ctx, request, stream=False)
-        async with ctx.http.stream(
-            "POST", url(ctx, "messages"), headers=headers(ctx), content=body, deadline=ctx.deadline,
-        ) as response:
+        async with await self._open(ctx, "messages", body) as response:
             await _check_status(response)
             raw = await response.aread()
         parsed = _loads(raw)
@@ -176,9 +207,7 @@ class AnthropicChat:
     async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         body = self._body(ctx, request, stream=True)
         assembler = StreamAssembler(ctx.model)
-        async with ctx.http.stream(
-            "POST", url(ctx, "messages"), headers=headers(ctx), content=body, deadline=ctx.deadline,
-        ) as response:
+        async with await self._open(ctx, "stream", body) as response:
             await _check_status(response)
             async for event in aiter_sse(response.aiter_bytes()):
                 if not event.data:
@@ -199,10 +228,8 @@ class AnthropicChat:
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         """Anthropic's own count (``POST /v1/messages/count_tokens``); free, but a real request."""
-        body = orjson.dumps(build_count_tokens_body(ctx.model, messages, tools))
-        async with ctx.http.stream(
-            "POST", url(ctx, "messages/count_tokens"), headers=headers(ctx), content=body, deadline=ctx.deadline,
-        ) as response:
+        body = orjson.dumps(self.endpoint.body(build_count_tokens_body(ctx.model, messages, tools), "count_tokens"))
+        async with await self._open(ctx, "count_tokens", body) as response:
             await _check_status(response)
             raw = await response.aread()
         parsed = _loads(raw)

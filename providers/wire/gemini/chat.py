@@ -93,13 +93,17 @@ class _StreamState:
 
 
 class GeminiChat:
-    """LLMModel for the Gemini API."""
+    """LLMModel for the Gemini API, or for another host of its protocol given its ``endpoint``
+    (URLs and auth headers; see :class:`.client.ApiKeyEndpoint`)."""
+
+    def __init__(self, endpoint: Any = client.API_KEY_ENDPOINT) -> None:
+        self.endpoint = endpoint
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
         body = client.dumps(build_body(request))
         async with ctx.http.stream(
-            "POST", client.url(ctx, ctx.model, "generateContent"), headers=client.headers(ctx),
-            content=body, deadline=ctx.deadline,
+            "POST", self.endpoint.url(ctx, ctx.model, "generateContent"),
+            headers=await self.endpoint.headers(ctx), content=body, deadline=ctx.deadline,
         ) as response:
             await client.raise_for_status(response)
             raw = await response.aread()
@@ -117,8 +121,8 @@ class GeminiChat:
         body = client.dumps(build_body(request))
         state = _StreamState(ctx.model)
         async with ctx.http.stream(
-            "POST", client.url(ctx, ctx.model, "streamGenerateContent"), headers=client.headers(ctx),
-            content=body, params={"alt": "sse"}, deadline=ctx.deadline,
+            "POST", self.endpoint.url(ctx, ctx.model, "streamGenerateContent"),
+            headers=await self.endpoint.headers(ctx), content=body, params={"alt": "sse"}, deadline=ctx.deadline,
         ) as response:
             await client.raise_for_status(response)
             async for event in aiter_sse(response.aiter_bytes()):
@@ -145,15 +149,14 @@ class GeminiChat:
         contents, instruction = build_contents(messages)
         if not contents and instruction is None:
             return 0
-        inner: dict[str, Any] = {"model": client.model_path(ctx.model),
-                                 "contents": contents or [{"role": "user", "parts": instruction["parts"]}]}
+        inner: dict[str, Any] = {"contents": contents or [{"role": "user", "parts": instruction["parts"]}]}
         if instruction is not None and contents:
             inner["systemInstruction"] = instruction
         if tools:
             inner["tools"] = tools_to_wire(tools)
         response = await ctx.http.request(
-            "POST", client.url(ctx, ctx.model, "countTokens"), headers=client.headers(ctx),
-            content=client.dumps({"generateContentRequest": inner}), deadline=ctx.deadline,
+            "POST", self.endpoint.url(ctx, ctx.model, "countTokens"), headers=await self.endpoint.headers(ctx),
+            content=client.dumps(self.endpoint.count_tokens_body(ctx.model, inner)), deadline=ctx.deadline,
         )
         await client.raise_for_status(response)
         try:

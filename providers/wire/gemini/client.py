@@ -87,6 +87,29 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body)
 
 
+class ApiKeyEndpoint:
+    """Where Gemini calls go and how they authenticate: the Gemini API with its key header.
+
+    :class:`~.chat.GeminiChat` and :class:`~.embeddings.GeminiEmbeddings` take an endpoint, so
+    another host of the same contents/parts protocol (Vertex AI: its own URLs and an OAuth
+    bearer token, :mod:`providers.wire.vertex`) reuses them by passing its own object with
+    these three members.
+    """
+
+    def url(self, ctx: CallContext, model: str, method: str) -> str:
+        return url(ctx, model, method)
+
+    async def headers(self, ctx: CallContext) -> dict[str, str]:
+        return headers(ctx)
+
+    def count_tokens_body(self, model: str, request: dict[str, Any]) -> dict[str, Any]:
+        """``:countTokens`` wraps the generate request, which must name the model."""
+        return {"generateContentRequest": {"model": model_path(model), **request}}
+
+
+API_KEY_ENDPOINT = ApiKeyEndpoint()
+
+
 def _duration(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)

@@ -49,7 +49,18 @@ def _int_prop(props: dict[str, Any], name: str, default: int | None) -> int | No
 
 
 class GeminiEmbeddings:
-    """TextEmbeddingModel for the Gemini API."""
+    """TextEmbeddingModel for the Gemini API.
+
+    Subclasses for other hosts (Vertex AI's ``:predict``) set ``endpoint``, ``method`` and
+    ``default_max_chunks`` and override :meth:`_body` and :meth:`_read`; splitting, batching,
+    averaging and token accounting stay here.
+    """
+
+    method = "batchEmbedContents"
+    default_max_chunks = _DEFAULT_MAX_CHUNKS
+
+    def __init__(self, endpoint: Any = client.API_KEY_ENDPOINT) -> None:
+        self.endpoint = endpoint
 
     async def embed(
         self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
@@ -58,18 +69,14 @@ class GeminiEmbeddings:
             return EmbeddingResult(model=ctx.model, embeddings=[], tokens=0)
         props = ctx.schema.model_properties if ctx.schema else {}
         context_size = _int_prop(props, "context_size", None)
-        max_chunks = min(_int_prop(props, "max_chunks", _DEFAULT_MAX_CHUNKS) or 1, _DEFAULT_MAX_CHUNKS)
+        limit = self.default_max_chunks
+        max_chunks = min(_int_prop(props, "max_chunks", limit) or 1, limit)
         pieces, owners, counts = _plan(texts, ctx.model, context_size)
 
-        template: dict[str, Any] = {"model": client.model_path(ctx.model)}
-        task = TASK_TYPES.get(input_type or "document")
-        if task:
-            template["taskType"] = task
-        if dimensions:
-            template["outputDimensionality"] = int(dimensions)
+        task = TASK_TYPES.get(input_type or "document", "")
         batches = [pieces[start:start + max_chunks] for start in range(0, len(pieces), max_chunks)]
-        results = await gather_all([self._post(ctx, template, batch) for batch in batches])
-        vectors = [vector for batch_vectors in results for vector in batch_vectors]
+        results = await gather_all([self._post(ctx, task, dimensions, batch) for batch in batches])
+        vectors = [vector for batch_vectors, _ in results for vector in batch_vectors]
 
         grouped: list[list[list[float]]] = [[] for _ in texts]
         weights: list[list[int]] = [[] for _ in texts]
@@ -77,24 +84,29 @@ class GeminiEmbeddings:
             grouped[owner].append(vector)
             weights[owner].append(count or 1)
         embeddings = [g[0] if len(g) == 1 else _combine(g, w) for g, w in zip(grouped, weights)]
-        tokens = sum(approximate_tokens(t) for t in texts)
+        reported = [batch_tokens for _, batch_tokens in results]
+        if all(n is not None for n in reported):  # the provider counted (Vertex does)
+            tokens = sum(reported)  # type: ignore[arg-type]
+        else:
+            tokens = sum(approximate_tokens(t) for t in texts)
         return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
 
     async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:
         return [approximate_tokens(t) for t in texts]
 
-    async def _post(self, ctx: CallContext, template: dict[str, Any], batch: list[str]) -> list[list[float]]:
-        body = {"requests": [dict(template, content={"parts": [{"text": text}]}) for text in batch]}
+    async def _post(
+        self, ctx: CallContext, task: str, dimensions: int | None, batch: list[str]
+    ) -> tuple[list[list[float]], int | None]:
         response = await ctx.http.request(
-            "POST", client.url(ctx, ctx.model, "batchEmbedContents"), headers=client.headers(ctx),
-            content=client.dumps(body), deadline=ctx.deadline,
+            "POST", self.endpoint.url(ctx, ctx.model, self.method), headers=await self.endpoint.headers(ctx),
+            content=client.dumps(self._body(ctx, task, dimensions, batch)), deadline=ctx.deadline,
         )
         await client.raise_for_status(response)
         try:
             parsed = orjson.loads(response.content or b"{}")
         except orjson.JSONDecodeError:
             raise InvokeError("The provider returned a response that is not JSON") from None
-        items = parsed.get("embeddings") if isinstance(parsed, dict) else None
+        items, tokens = self._read(parsed)
         if not isinstance(items, list) or len(items) != len(batch):
             raise InvokeError(
                 f"The provider returned {len(items) if isinstance(items, list) else 0} embeddings "
@@ -106,4 +118,16 @@ class GeminiEmbeddings:
             if any(map(math.isnan, vector)):
                 raise InvokeError("The provider returned an embedding containing NaN")
             vectors.append(vector)
-        return vectors
+        return vectors, tokens
+
+    def _body(self, ctx: CallContext, task: str, dimensions: int | None, batch: list[str]) -> dict[str, Any]:
+        template: dict[str, Any] = {"model": client.model_path(ctx.model)}
+        if task:
+            template["taskType"] = task
+        if dimensions:
+            template["outputDimensionality"] = int(dimensions)
+        return {"requests": [dict(template, content={"parts": [{"text": text}]}) for text in batch]}
+
+    def _read(self, parsed: Any) -> tuple[Any, int | None]:
+        """(the ``{"values"}`` items in request order, tokens the provider counted or None)."""
+        return (parsed.get("embeddings") if isinstance(parsed, dict) else None), None

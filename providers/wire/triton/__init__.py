@@ -1,0 +1,1 @@
+"""Triton Inference Server through the KServe v2 generate extension (``/generate``, ``/generate_stream``)."""

@@ -28,6 +28,8 @@ ADAPTER_FAMILIES: dict[str, str] = {
     "vertex": "providers.wire.vertex.provider:VertexProvider",
     "triton": "providers.wire.triton.provider:TritonProvider",
     "tencent_asr": "providers.wire.tencent_asr.provider:TencentASRProvider",
+    "replicate": "providers.wire.replicate.provider:ReplicateProvider",
+    "huggingface": "providers.wire.huggingface.provider:HuggingFaceProvider",
 }
 
 BUILTIN_ROOT = Path(__file__).parent

@@ -1,0 +1,1 @@
+"""Replicate: language and embedding models run as predictions (create, wait/poll, SSE stream, cancel)."""

@@ -85,6 +85,15 @@ def _check(runtime: dict) -> str:
     return f"chat `{model}`" if model else "chat (the model itself)"
 
 
+def _composed(runtime: dict) -> str:
+    """Model types served by another wire package (``runtime.capabilities``), e.g. " + dashscope: rerank, tts"."""
+    by_package: dict[str, list[str]] = {}
+    for model_type, target in (runtime.get("capabilities") or {}).items():
+        module = str(target).partition(":")[0].removeprefix("providers.wire.")
+        by_package.setdefault(module.split(".")[0], []).append(str(model_type))
+    return "".join(f" + {package}: {', '.join(types)}" for package, types in by_package.items())
+
+
 def _price(model) -> str:
     pricing = model.pricing
     if pricing is None:
@@ -118,7 +127,8 @@ def render(root: Path = BUILTIN_ROOT) -> str:
         adapter = entity.runtime.get("adapter", "—")
         known = "" if adapter in ADAPTER_FAMILIES else " (unknown)"
         lines.append(f"| `{name}` | {_cell(entity.label.en_US)} | "
-                     + " | ".join(_type_cell(schema, t) for t in TYPES) + f" | {methods} | {adapter}{known} |")
+                     + " | ".join(_type_cell(schema, t) for t in TYPES)
+                     + f" | {methods} | {adapter}{known}{_composed(entity.runtime)} |")
 
     lines += ["", "## Endpoints and credentials", "",
               "| provider | base URL | auth | credential check | credential fields |", "|---|---|---|---|---|"]

@@ -22,6 +22,7 @@ from .openai_common import ModelInfo
 KEY = "sk-compat-0123456789abcdef"
 ZHIPU_KEY = "3f1c9e2a7b6d4c1e.QmFzZTY0U2VjcmV0S2V5"  # id.secret
 ENTRA_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.entra.token"
+MINIMAX_GROUP_ID = "1782658868262748467"
 
 _KINDS = {ModelType.TEXT_EMBEDDING: "embedding", ModelType.RERANK: "rerank",
           ModelType.SPEECH2TEXT: "transcription", ModelType.TTS: "tts", ModelType.MODERATION: "moderation"}
@@ -98,6 +99,10 @@ class Dialect:
     chat_path: str = "/chat/completions"
     final_full_message: bool = False  # the last chunk repeats the whole message (MiniMax)
     max_embedding_inputs: int | None = None  # larger batches get 400 (DashScope: 10)
+    # native: "dashscope" serves rerank and TTS under /api/v1/services/... (tests/mocks/compat_native.py)
+    native: str | None = None
+    embedding_style: str = "openai"  # "minimax": {texts, type: db|query} → {vectors, base_resp}
+    extra_credentials: dict[str, str] = field(default_factory=dict)  # sent with every call
     # ---- how the tests address the provider
     key: str = KEY
     key_var: str | None = "api_key"  # None: the server takes no key
@@ -136,6 +141,7 @@ class Dialect:
 
     def credentials(self, mock_url: str, key: str | None = None, model_type: str = "llm") -> dict[str, str]:
         creds = {self.key_var: self.key if key is None else key} if self.key_var else {}
+        creds.update(self.extra_credentials)
         if self.url_var:
             creds[self.url_var] = mock_url + self.url_suffix
         if self.customizable is not None:
@@ -254,7 +260,8 @@ DIALECTS: dict[str, Dialect] = {d.provider: d for d in (
     Dialect("baichuan", auth_message="Invalid API key", chat_model="Baichuan4-Air",
             embedding_model="Baichuan-Text-Embedding"),
     Dialect("tongyi", prefix="/compatible-mode/v1", key_var="dashscope_api_key", max_embedding_inputs=10,
-            auth_message="Incorrect API key provided. ", chat_model="qwen-plus", embedding_model="text-embedding-v4"),
+            native="dashscope", auth_message="Incorrect API key provided. ", chat_model="qwen-plus",
+            embedding_model="text-embedding-v4", rerank_model="gte-rerank-v2", tts_model="qwen3-tts-flash"),
     Dialect("wenxin", prefix="/v2", rerank_path="/rerank", auth_message="IAM Certification failed",
             auth_code="invalid_iam_token", chat_model="ernie-4.5-turbo-128k", embedding_model="embedding-v1",
             rerank_model="bce-reranker-base_v1"),
@@ -264,7 +271,8 @@ DIALECTS: dict[str, Dialect] = {d.provider: d for d in (
             envelope={"code": 0, "message": "Success", "sid": "cha000b0001@dx18f1"},
             auth_message="HMAC signature cannot be verified", chat_model="4.0Ultra"),
     Dialect("minimax", errors="minimax", errors_in_body=True, chat_path="/text/chatcompletion_v2", usage="last_chunk",
-            final_full_message=True, key_var="minimax_api_key",
+            final_full_message=True, key_var="minimax_api_key", embedding_style="minimax",
+            extra_credentials={"minimax_group_id": MINIMAX_GROUP_ID}, embedding_model="embo-01",
             envelope={"base_resp": {"status_code": 0, "status_msg": ""}},
             auth_message="login fail: Please carry the API secret key in the 'Authorization' field of the request header",
             chat_model="MiniMax-Text-01"),

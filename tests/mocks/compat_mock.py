@@ -14,7 +14,9 @@ and its scenario queue, and changes what differs between providers:
   ``: OPENROUTER PROCESSING`` comments, in-stream errors in the provider's shape, whole tool
   calls with 9-character ids (Mistral), Azure's empty first chunk with prompt_filter_results;
 - extra endpoints: Jina-style ``/rerank``, NVIDIA ``/retrieval/nvidia/reranking``, Xinference
-  ``GET /models/{uid}`` with ``model_ability``, Mistral moderations, provider TTS voices.
+  ``GET /models/{uid}`` with ``model_ability``, Mistral moderations, provider TTS voices;
+- native endpoints beside the compatible API (:mod:`.compat_native`): DashScope's rerank and
+  Qwen-TTS, MiniMax's embeddings.
 
 The end of the module is the test harness shared by the compatible-provider tests: a pool of
 running mocks, the ``pool``/``upstream`` fixtures that point a provider's YAML URLs at its
@@ -41,6 +43,7 @@ import pytest
 from tests.helpers import target
 
 from .compat_dialects import DIALECTS, ENTRA_TOKEN, Dialect, error_body, with_type
+from .compat_native import RERANK_PATH, TTS_PATH, DashScopeNative, minimax_embeddings
 from .openai_chat import chat_completions, completions
 from .openai_common import ApiError, Ctx, approx_tokens, new_id
 from .openai_media import embeddings, encode_audio, moderations, pcm_for, send_chunked, speech, transcriptions
@@ -183,6 +186,7 @@ class DialectMock(OpenAIMock):
         self.dialect = dialect
         self.entra_tokens = set(entra_tokens)
         self.require_key = require_key
+        self.native = DashScopeNative(self) if dialect.native == "dashscope" else None
 
     # ------------------------------------------------------------------ scenarios in the dialect
     def rate_limited(self, retry_after: float = 2) -> Scenario:
@@ -206,6 +210,9 @@ class DialectMock(OpenAIMock):
         return path[len(self.prefix):].rstrip("/"), None
 
     async def _handle(self, req: Any, resp: Any) -> None:
+        if self.native is not None and self.native.handles(req.path):
+            await self.native.handle(req, resp)
+            return
         ctx = DialectCtx(self, req, resp, NONE, "req_" + uuid.uuid4().hex)
         sub, deployment = self._split(req)
         route = self._route(req.method, sub)
@@ -240,7 +247,8 @@ class DialectMock(OpenAIMock):
         if method != "POST":
             return None
         table = {d.chat_path: chat_completions, "/completions": completions,
-                 "/embeddings": self._embeddings, "/audio/transcriptions": transcriptions,
+                 "/embeddings": minimax_embeddings if d.embedding_style == "minimax" else self._embeddings,
+                 "/audio/transcriptions": transcriptions,
                  "/audio/speech": self._speech,
                  "/moderations": self._mistral_moderations if d.moderation == "mistral" else moderations}
         if d.rerank_path:
@@ -414,7 +422,8 @@ def _rehost(url: str, origin: str) -> str:
 
 
 def rewritten_options(options: dict, origin: str) -> dict:
-    """The URL-valued runtime options with their scheme and host replaced by the mock's."""
+    """The URL-valued runtime options (also those in ``capability_options``) with their scheme and
+    host replaced by the mock's."""
     out = {}
     for key in ("base_url", "rerank_url"):
         if options.get(key):
@@ -423,6 +432,9 @@ def rewritten_options(options: dict, origin: str) -> dict:
         choice = copy.deepcopy(options["base_url_by_credential"])
         choice["values"] = {k: _rehost(v, origin) for k, v in choice["values"].items()}
         out["base_url_by_credential"] = choice
+    if isinstance(options.get("capability_options"), dict):
+        nested = options["capability_options"]
+        out["capability_options"] = {**nested, **rewritten_options(nested, origin)}
     return out
 
 
@@ -447,6 +459,8 @@ def wire_model(d: Dialect, model_type: str = "llm") -> str:
 
 
 def path_of(d: Dialect, sub: str, model_type: str = "llm") -> str:
+    if d.native == "dashscope" and model_type in ("rerank", "tts"):  # not in compatible mode
+        return RERANK_PATH if model_type == "rerank" else TTS_PATH
     if sub == "/chat/completions":
         sub = d.chat_path
     if d.deployments:

@@ -33,7 +33,8 @@ Request and response shapes (applied by :mod:`.chat_transform` and the capabilit
                            text/chatcompletion_v2)
     status_envelope        errors reported inside a 200 body: {code: dotted path, message:
                            dotted path, ok: [codes], statuses: {code: HTTP status}} (Spark
-                           HTTP ``code``, MiniMax ``base_resp.status_code``)
+                           HTTP ``code``, MiniMax ``base_resp.status_code``); the retrieval
+                           family's embeddings and rerank honour it too
     stream_usage           send stream_options.include_usage (default true)
     drop_fields            body fields never sent (Mistral rejects ``user``)
     tool_choice_values     {mode: wire value}: Mistral wants "any" where OpenAI says "required"
@@ -48,6 +49,18 @@ Request and response shapes (applied by :mod:`.chat_transform` and the capabilit
     rerank_style           "jina" (default: documents/top_n → results) | "nvidia"
                            (query.text/passages → rankings[{index, logit}], sigmoid score)
     rerank_url             absolute rerank URL when it lives elsewhere (NVIDIA retrieval host)
+
+Model types the OpenAI-compatible API lacks (see :mod:`.provider`):
+
+    capabilities           {model type: "module:Class"}: the capability comes from another wire
+                           package instead of this family (Tongyi: rerank and tts from
+                           providers.wire.dashscope; MiniMax: text-embedding from
+                           providers.wire.retrieval.embeddings:RetrievalEmbeddings, shaped by
+                           the ``embedding:`` dialect block). Built with
+                           ``Class.from_runtime(options, provider)`` if defined, else ``Class()``
+    capability_options     runtime options laid over this block for those capabilities only
+                           (DashScope's native base_url/base_url_by_credential; MiniMax's
+                           GroupId as query_credentials), so chat never sees them
 
 Catalog and credential checks (see :mod:`.provider`):
 

@@ -2,10 +2,19 @@
 
 What differs between those providers is data (see :mod:`.client`); this class only wires
 the capability objects together and implements the schema/credential hooks.
+
+A model type the provider's OpenAI-compatible API lacks may come from another wire package:
+``runtime.capabilities`` maps a model type to ``"module:Class"`` (DashScope's native rerank and
+TTS for Tongyi, the retrieval family's embeddings for MiniMax). The class is built once, with
+``Class.from_runtime(options, provider)`` when it defines that, else ``Class()``; every call it
+gets sees ``runtime.capability_options`` laid over the runtime options, so it can have its own
+base URL, query parameters or dialect without the chat and embedding calls seeing them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from typing import Any
 
 import orjson
@@ -32,7 +41,11 @@ class OpenAIProvider(ProviderAdapter):
         # Predefined schemas of the provider named by runtime.base_models_from (set by the registry).
         self.base_models: dict[tuple[ModelType, str], AIModelEntity] = {}
         types = set(entity.supported_model_types)
-        self.llm = OpenAIChat() if ModelType.LLM in types else None
+        composed = _compose(entity.provider, self.options, types)
+        types -= set(composed)
+        for model_type, capability in composed.items():
+            setattr(self, model_type.folder, capability)
+        self.llm = OpenAIChat() if ModelType.LLM in types else self.llm
         # Imported here so a provider that only chats loads nothing else.
         if ModelType.TEXT_EMBEDDING in types:
             from .embeddings import OpenAIEmbeddings
@@ -96,7 +109,8 @@ class OpenAIProvider(ProviderAdapter):
         elif kind is ModelType.RERANK and self.rerank is not None:
             await self.rerank.rerank(ctx, "ping", ["pong"], None, 1, "")
         elif kind is ModelType.TTS and self.tts is not None:
-            async for _ in self.tts.synthesize(ctx, "ping", _first_voice(ctx), "mp3", None, ""):
+            encoding = str((ctx.schema.model_properties if ctx.schema else {}).get("audio_type") or "mp3")
+            async for _ in self.tts.synthesize(ctx, "ping", _first_voice(ctx), encoding, None, ""):
                 pass
         elif kind is ModelType.SPEECH2TEXT and self.speech2text is not None:
             from .audio import silent_wav
@@ -173,3 +187,58 @@ def _first_voice(ctx: CallContext) -> str:
         return str(props["default_voice"])
     voices = props.get("voices") or []
     return str(voices[0].get("mode", "alloy")) if voices else "alloy"
+
+
+class _Composed:
+    """A capability from another wire package: each call's context carries the runtime options
+    with ``runtime.capability_options`` laid over them."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(ctx: CallContext, *args: Any, **kwargs: Any) -> Any:
+            return attr(capability_context(ctx), *args, **kwargs)
+
+        return call
+
+
+def capability_context(ctx: CallContext) -> CallContext:
+    overlay = ctx.options.get("capability_options")
+    if not overlay:
+        return ctx
+    return dataclasses.replace(ctx, options={**ctx.options, **overlay})
+
+
+def _compose(provider: str, options: dict[str, Any], types: set[ModelType]) -> dict[ModelType, Any]:
+    """The capabilities named in ``runtime.capabilities``, built and wrapped; a YAML mistake
+    names the provider and the key when the registry first builds the adapter."""
+    spec = options.get("capabilities")
+    if not spec:
+        return {}
+    where = f"provider {provider}: runtime.capabilities"
+    if not isinstance(spec, dict):
+        raise TypeError(f"{where}: expected a mapping of model type to 'module:Class'")
+    overlay = options.get("capability_options") or {}
+    if not isinstance(overlay, dict):
+        raise TypeError(f"provider {provider}: runtime.capability_options: expected a mapping")
+    effective = {**options, **overlay}
+    out: dict[ModelType, Any] = {}
+    for key, target in spec.items():
+        try:
+            model_type = ModelType.value_of(str(key))
+        except ValueError:
+            raise TypeError(f"{where}.{key}: not a model type") from None
+        if model_type not in types:
+            raise TypeError(f"{where}.{key}: the provider does not declare {model_type.value} models")
+        module_name, _, attr = str(target).partition(":")
+        if not module_name or not attr:
+            raise TypeError(f"{where}.{key}: expected 'module:Class', got {target!r}")
+        cls = getattr(importlib.import_module(module_name), attr)
+        factory = getattr(cls, "from_runtime", None)
+        out[model_type] = _Composed(factory(effective, provider) if factory else cls())
+    return out

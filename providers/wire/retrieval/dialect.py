@@ -1,7 +1,10 @@
 """What differs between the retrieval specialists, read from the provider YAML's ``runtime:`` block.
 
 Reaching the provider reuses the OpenAI family's keys (see :mod:`providers.wire.openai.client`):
-``base_url``, ``base_url_credential``, ``api_key_credential`` (Bearer auth). Besides those:
+``base_url``, ``base_url_credential``, ``api_key_credential`` (Bearer auth), ``query`` /
+``query_credentials`` (MiniMax's ``?GroupId=``), and ``status_envelope``: errors a provider
+reports inside an HTTP 200 body (MiniMax: ``base_resp.status_code`` 1004 → 401, 1002/1039 → 429,
+1008 → 402, 2013 → 400) are raised as the mapped error before the reply is read. Besides those:
 
     model_prefix        prepended to the model id on the wire unless already there
                         (Mixedbread serves ``mixedbread-ai/mxbai-embed-large-v1``)
@@ -21,10 +24,11 @@ Reaching the provider reuses the OpenAI family's keys (see :mod:`providers.wire.
     dimensions_field    request field for reduced dimensions (dimensions, output_dimension,
                         dimensionality); absent: the request is refused when dimensions are set
     static              fields added to every request (e.g. truncation: true)
-    vectors             reply key of the vector list (data; Nomic: embeddings)
+    vectors             reply key of the vector list (data; Nomic, MiniMax: vectors)
     vector_key          key of the vector inside each item (embedding); "" means the items are
                         bare vectors in input order
-    usage               reply key of the usage object (prompt_tokens, else total_tokens)
+    usage               reply key of the usage: an object (prompt_tokens, else total_tokens) or
+                        a bare token count (MiniMax: total_tokens)
 
 ``rerank:``::
 
@@ -38,6 +42,10 @@ Reaching the provider reuses the OpenAI family's keys (see :mod:`providers.wire.
 
 Document echoes (``document``, ``document.text``, ``input``) are never read: the text of a
 result is always taken from the caller's own list by index.
+
+The same classes serve a provider of another family for the one model type it lacks: MiniMax
+(OpenAI family, chat) names ``RetrievalEmbeddings`` in ``runtime.capabilities`` and describes
+``embo-01``'s API (``texts`` in, bare ``vectors`` out, ``type: db|query``) in ``embedding:``.
 """
 
 from __future__ import annotations
@@ -45,8 +53,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..._http.status import error_for_status
 from ...base import CallContext
 from ..openai import client
+from ..openai.chat_transform import envelope_error
 
 
 def _names(raw: Any, where: str) -> frozenset[str]:
@@ -77,6 +87,15 @@ def wire_model(ctx: CallContext) -> str:
     model = client.model_id(ctx)
     prefix = str(ctx.options.get("model_prefix") or "")
     return model if not prefix or model.startswith(prefix) else prefix + model
+
+
+def raise_status_envelope(ctx: CallContext, parsed: Any) -> None:
+    """Raise the error a 200 reply carries in its body (``runtime.status_envelope``), if any."""
+    found = envelope_error(parsed, ctx.options.get("status_envelope"))
+    if found is not None:
+        error = error_for_status(*found)
+        error.upstream_status = None  # the HTTP status was 200; the body carried the error
+        raise error
 
 
 def _inputs(texts: list[str], as_objects: bool) -> list[Any]:

@@ -37,7 +37,7 @@ from ..openai.embeddings import (
     gather_all,
     read_json,
 )
-from .dialect import EmbeddingDialect, wire_model
+from .dialect import EmbeddingDialect, raise_status_envelope, wire_model
 
 
 def plan_batches(pieces: list[str], max_chunks: int, byte_budget: int | None) -> list[tuple[int, int]]:
@@ -82,6 +82,8 @@ def read_vectors(dialect: EmbeddingDialect, parsed: Any, expected: int) -> list[
 
 
 def reported_tokens(usage: Any) -> int | None:
+    if isinstance(usage, int | float) and not isinstance(usage, bool):  # a bare count (MiniMax)
+        return int(usage) if usage > 0 else None
     if not isinstance(usage, dict):
         return None
     for key in ("prompt_tokens", "total_tokens"):
@@ -96,6 +98,11 @@ class RetrievalEmbeddings:
 
     def __init__(self, dialect: EmbeddingDialect) -> None:
         self.dialect = dialect
+
+    @classmethod
+    def from_runtime(cls, options: dict[str, Any], provider: str) -> RetrievalEmbeddings:
+        """Built from a provider YAML's ``runtime:`` block (``runtime.capabilities`` uses this)."""
+        return cls(EmbeddingDialect.parse(options.get("embedding"), provider))
 
     async def embed(
         self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
@@ -150,10 +157,11 @@ class RetrievalEmbeddings:
         body[self.dialect.texts_field] = self.dialect.inputs(model, batch)
         response = await ctx.http.request(
             "POST", client.url(ctx, self.dialect.path), headers=client.headers(ctx), content=client.dumps(body),
-            deadline=ctx.deadline,
+            params=client.query(ctx), deadline=ctx.deadline,
         )
         await raise_for_status(response, client.error_message)
         parsed = read_json(response)
+        raise_status_envelope(ctx, parsed)
         vectors = read_vectors(self.dialect, parsed, len(batch))
         tokens = reported_tokens(parsed.get(self.dialect.usage))
         if tokens is None:  # no usage in the reply: count locally (pieces already counted are reused)

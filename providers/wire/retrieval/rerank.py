@@ -24,7 +24,7 @@ from ...errors import InvokeError
 from ...messages import RerankDocument, RerankResult
 from ..openai import client
 from ..openai.embeddings import read_json
-from .dialect import RerankDialect, wire_model
+from .dialect import RerankDialect, raise_status_envelope, wire_model
 
 
 def read_results(dialect: RerankDialect, parsed: Any, count: int) -> list[tuple[int, float]]:
@@ -55,6 +55,11 @@ class RetrievalRerank:
     def __init__(self, dialect: RerankDialect) -> None:
         self.dialect = dialect
 
+    @classmethod
+    def from_runtime(cls, options: dict[str, Any], provider: str) -> RetrievalRerank:
+        """Built from a provider YAML's ``runtime:`` block (``runtime.capabilities`` uses this)."""
+        return cls(RerankDialect.parse(options.get("rerank"), provider))
+
     async def rerank(
         self,
         ctx: CallContext,
@@ -71,10 +76,12 @@ class RetrievalRerank:
         body = self.dialect.body(wire_model(ctx), query, docs, limit)
         response = await ctx.http.request(
             "POST", client.url(ctx, self.dialect.path), headers=client.headers(ctx), content=client.dumps(body),
-            deadline=ctx.deadline,
+            params=client.query(ctx), deadline=ctx.deadline,
         )
         await raise_for_status(response, client.error_message)
-        pairs = read_results(self.dialect, read_json(response), len(docs))
+        parsed = read_json(response)
+        raise_status_envelope(ctx, parsed)
+        pairs = read_results(self.dialect, parsed, len(docs))
         ranked = [
             RerankDocument(index=index, text=docs[index], score=score)
             for index, score in pairs

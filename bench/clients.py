@@ -5,6 +5,7 @@ client for the direct-to-upstream side of the same measurements (TTFT, open stre
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -157,7 +158,7 @@ async def grpc_stream_timings(addr: str, base: str, count: int, max_s: float) ->
             async for _chunk in stub.StreamGenerate(request, timeout=10):
                 stamps.append(time.perf_counter())
             out.append(StreamTiming((stamps[0] - t0) * 1e3, (stamps[-1] - t0) * 1e3, len(stamps),
-                                    [(b - a) * 1e3 for a, b in zip(stamps, stamps[1:])]))
+                                    [(b - a) * 1e3 for a, b in itertools.pairwise(stamps)]))
     return out
 
 

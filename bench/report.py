@@ -214,8 +214,8 @@ def console(results: dict) -> str:
 def markdown(results: dict) -> str:
     m, cfg, s = results["machine"], results["settings"], results["scenarios"]
     out = [f"# Model Runtime benchmark — {results['started']}", "",
-           f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM, {m['os']}, kernel "
-           f"{m['kernel']}; Python {m['python']}, grpcio {m['grpcio']}; nginx {m['nginx']}, h2load {m['h2load']}.",
+           (f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB RAM, {m['os']}, kernel "
+           f"{m['kernel']}; Python {m['python']}, grpcio {m['grpcio']}; nginx {m['nginx']}, h2load {m['h2load']}."),
            "", f"Placement: {results['placement']}", "",
            f"Settings: {cfg['duration']:g} s per load point after {cfg['warmup']:g} s warm-up; "
            f"unary c={list(cfg['unary_levels'])}, streaming c={list(cfg['stream_levels'])} "
@@ -231,13 +231,13 @@ def markdown(results: dict) -> str:
         out.append(f"| {r['target']} | {r['goal']} | {r['measured']} | {r['direct']} | {r['ratio']} | "
                    f"**{r['result']}** | {r['note']} |")
     out += ["", "## Load points", "",
-            "Closed loop, h2load, fixed concurrency. gRPC: up to 4 h2c connections multiplexing the rest; "
+            ("Closed loop, h2load, fixed concurrency. gRPC: up to 4 h2c connections multiplexing the rest; "
             "direct: HTTP/1.1 to nginx, one connection per in-flight request. Latency from h2load's "
             "per-request log. `cpu ms/req`: server CPU time in the measured window per request. `other cpu`: "
             "CPU used by processes that are not part of the benchmark during the point (worst of the two "
-            "sides, % of one core); above 10 % the point was disturbed.", "",
-            "| scenario | c | req/s | p50 ms | p99 ms | cpu ms/req | direct req/s | direct p50 ms | direct p99 ms "
-            "| ratio | other cpu | check |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "sides, % of one core); above 10 % the point was disturbed."), "",
+            ("| scenario | c | req/s | p50 ms | p99 ms | cpu ms/req | direct req/s | direct p50 ms | direct p99 ms "
+            "| ratio | other cpu | check |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in point_rows(s):
         check = r["error"] or ("DATA too small" if r["body_ok"] is False else f"{r['ok2xx']:,} × 2xx, body ok")
         out.append(f"| {r['scenario']} | {r['c']} | {_f(r['rps'])} | {_f(r['p50'], 3)} | {_f(r['p99'], 3)} | "
@@ -247,11 +247,11 @@ def markdown(results: dict) -> str:
     if st.get("status") == "ok":
         t, d, g = st["ttft_ms"], st["direct_ttft_ms"], st["inter_chunk_gap_ms"]
         out += ["", "## Streaming timings (grpc.aio client, sequential, c=1)", "",
-                f"- time to first chunk: p50 {_f(t.get('p50'), 3)} ms, p99 {_f(t.get('p99'), 3)} ms "
+                (f"- time to first chunk: p50 {_f(t.get('p50'), 3)} ms, p99 {_f(t.get('p99'), 3)} ms "
                 f"(direct to nginx: p50 {_f(d.get('p50'), 3)} ms, p99 {_f(d.get('p99'), 3)} ms; ratio "
-                f"{_ratio(t.get('p50'), d.get('p50'))}) over {t.get('n', 0)} streams",
-                f"- whole stream: p50 {_f(st['stream_total_ms'].get('p50'), 3)} ms (direct "
-                f"{_f(st['direct_stream_total_ms'].get('p50'), 3)} ms)",
+                f"{_ratio(t.get('p50'), d.get('p50'))}) over {t.get('n', 0)} streams"),
+                (f"- whole stream: p50 {_f(st['stream_total_ms'].get('p50'), 3)} ms (direct "
+                f"{_f(st['direct_stream_total_ms'].get('p50'), 3)} ms)"),
                 f"- gap between chunks: p50 {_f(g.get('p50'), 3)} ms, p99 {_f(g.get('p99'), 3)} ms; "
                 f"{_f(st['per_stream_chunks_per_s'])} chunks/s within one stream; "
                 + ", ".join(f"c={p['concurrency']}: {_f(p['chunks_per_s'])} chunks/s aggregate"
@@ -259,12 +259,12 @@ def markdown(results: dict) -> str:
     o = s.get("open_streams", {})
     if o.get("status") in ("ok", "partial"):
         out += ["", "## Open streams", "",
-                f"{o['opened']:,} of {o['requested']:,} streams opened in {o['open_seconds']} s over "
+                (f"{o['opened']:,} of {o['requested']:,} streams opened in {o['open_seconds']} s over "
                 f"{o['server_channels']} connections (errors: {o['errors'] or 'none'}). Server RSS idle "
                 f"{o['rss_idle_mb']} MB, holding {o['rss_holding_mb']} MB, peak {o['rss_peak_mb']} MB, after "
                 f"release {o['rss_after_release_mb']} MB ({o['rss_per_stream_kb']} KB/stream). Direct: nginx "
                 f"held {o['direct']['opened']:,} streams at {o['direct']['nginx_rss_holding_mb']} MB "
-                f"(idle {o['direct']['nginx_rss_idle_mb']} MB)."]
+                f"(idle {o['direct']['nginx_rss_idle_mb']} MB).")]
     k = s.get("soak", {})
     if k.get("status") == "ok":
         out += ["", "## Soak", "",
@@ -282,18 +282,18 @@ def markdown(results: dict) -> str:
     if c.get("status") in ("ok", "partial"):
         sm, dm = c["cancel_to_upstream_close_ms"], c["direct_close_ms"]
         out += ["", "## Cancellation", "",
-                f"Client cancels a StreamGenerate after its first chunk; a close-recording asyncio upstream "
+                (f"Client cancels a StreamGenerate after its first chunk; a close-recording asyncio upstream "
                 f"timestamps the upstream connection's close (CLOCK_MONOTONIC). {c['samples']} samples: "
                 f"p50 {_f(sm.get('p50'), 2)} ms, p90 {_f(sm.get('p90'), 2)} ms, max {_f(sm.get('max'), 2)} ms; "
                 f"not closed within 5 s: {c['not_closed_within_5s']}. Direct (raw client closes its socket): "
-                f"p50 {_f(dm.get('p50'), 2)} ms, max {_f(dm.get('max'), 2)} ms."]
+                f"p50 {_f(dm.get('p50'), 2)} ms, max {_f(dm.get('max'), 2)} ms.")]
     prof = results.get("profile")
     if prof and prof.get("top_self_pct"):
-        out += ["", f"## Profile ({prof.get('label', 'unary')}, {prof['event_loop_samples']:,} event-loop "
-                f"samples; the server ran at {_f(prof.get('rps_while_profiled'))} req/s while sampled)", "",
-                "Percent of the event-loop thread's samples. Time inside grpc's Cython/C core counts as "
+        out += ["", (f"## Profile ({prof.get('label', 'unary')}, {prof['event_loop_samples']:,} event-loop "
+                f"samples; the server ran at {_f(prof.get('rps_while_profiled'))} req/s while sampled)"), "",
+                ("Percent of the event-loop thread's samples. Time inside grpc's Cython/C core counts as "
                 "self time of asyncio's `Handle._run`. Raw stacks and a flame graph: "
-                "`bench/results/profile-unary.{txt,svg}`.", "",
+                "`bench/results/profile-unary.{txt,svg}`."), "",
                 "| function (inclusive) | % | | function (self) | % |", "|---|---|---|---|---|"]
         inc, own = prof["top_inclusive_pct"][:15], prof["top_self_pct"][:15]
         for i in range(max(len(inc), len(own))):

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import grpc
 import yaml
@@ -166,7 +167,7 @@ class RssSampler:
             self.samples.append((time.monotonic() - start, self._read()))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

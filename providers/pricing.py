@@ -8,8 +8,8 @@ layer turns it into text with ``decimal_str``.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from providers.entities import PriceConfig

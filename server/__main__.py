@@ -35,7 +35,7 @@ def _run_workers(config: Config, count: int) -> int:
             code = 0
             try:
                 _run(config)
-            except BaseException:  # noqa: BLE001 - report and exit non-zero from the child
+            except BaseException:
                 logging.getLogger("modelruntime.server").exception("worker failed")
                 code = 1
             os._exit(code)

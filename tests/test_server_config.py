@@ -6,8 +6,9 @@ import asyncio
 
 import grpc
 import pytest
+from modelruntime.v1 import llm_service_pb2 as llm_pb
+from modelruntime.v1 import llm_service_pb2_grpc
 
-from modelruntime.v1 import llm_service_pb2 as llm_pb, llm_service_pb2_grpc
 from server.app import start_server
 from server.config import GrpcConfig, load_config
 from tests.conftest import make_config

@@ -24,7 +24,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError,)
 class AiohttpResponse:
     """The subset of ``httpx.Response`` adapters use, over an aiohttp response."""
 
-    __slots__ = ("_resp", "status_code", "headers", "content", "_read")
+    __slots__ = ("_read", "_resp", "content", "headers", "status_code")
 
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp

@@ -63,7 +63,7 @@ class HttpxTransport:
             assert policy is not None
             transport = httpx.AsyncHTTPTransport(http2=http2, retries=0)
             # httpx has no public hook for the network backend, so rebuild its pool with ours.
-            transport._pool = httpcore.AsyncConnectionPool(  # noqa: SLF001
+            transport._pool = httpcore.AsyncConnectionPool(
                 ssl_context=ssl.create_default_context(), max_connections=max_connections,
                 max_keepalive_connections=max_connections // 2, keepalive_expiry=keepalive_expiry,
                 http1=True, http2=http2, retries=0, network_backend=_GuardedBackend(policy),

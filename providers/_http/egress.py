@@ -105,7 +105,7 @@ class Egress:
         response = await self._send(method, url, headers, content, files, data, params, timeout, capped)
         try:
             yield response
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise _timeout_error(capped, exc) from None
         except self._transport_errors as exc:
             raise InvokeConnectionError(f"Connection to the provider failed: {type(exc).__name__}") from None
@@ -125,7 +125,7 @@ class Egress:
             try:
                 return await self.transport.open(method, url, headers=headers, content=content, files=files,
                                                  data=data, params=params, timeout=timeout)
-            except (TimeoutError, asyncio.TimeoutError) as exc:
+            except TimeoutError as exc:
                 raise _timeout_error(capped, exc) from None
             except self._connect_errors as exc:
                 # Never connected, so the provider cannot have seen (or billed) the request.

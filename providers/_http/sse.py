@@ -74,7 +74,7 @@ async def aiter_sse_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[
         line = buffer.rstrip(b"\r\n").decode("utf-8", "replace")
         name, sep, value = line.partition(":")
         if name == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
+            data.append(value.removeprefix(" "))
     if data:
         yield [SSEEvent(event_type or "message", "\n".join(data), event_id)]
 

@@ -36,9 +36,9 @@ from tests.mocks.bedrock_mock import (
     truncate_after,
 )
 
-KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+KEY_ID = "AKIDFAKETESTKEY00001"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-TEMP_KEY_ID = "ASIAIOSFODNN7EXAMPLE"
+TEMP_KEY_ID = "ASIDFAKETESTKEY00001"
 TEMP_SECRET = "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"
 SESSION_TOKEN = "FQoGZXIvYXdzEBYaDEXAMPLETOKEN/+=="
 API_KEY = "ABSKQmVkcm9ja0FQSUtleS1leGFtcGxl"
@@ -279,7 +279,7 @@ async def test_wrong_secret_is_a_403_invalid_signature_and_never_echoed(stubs, m
     assert f.metadata["upstreamStatus"] == "403" and "InvalidSignatureException" in f.message
     everything = f.message + repr(f.violations) + repr(f.metadata)
     assert wrong not in everything and SECRET not in everything
-    f = await failure_of(stubs.llm.Generate(req(mock, credentials=creds(mock, aws_access_key_id="AKIAUNKNOWN0000"))))
+    f = await failure_of(stubs.llm.Generate(req(mock, credentials=creds(mock, aws_access_key_id="AKIDFAKEUNKNOWN0000"))))
     assert f.reason == "InvokeAuthorizationError" and "UnrecognizedClientException" in f.message
     received, f = await stream_failure(stubs.llm.StreamGenerate(sreq(mock, credentials=creds(
         mock, aws_access_key_id=TEMP_KEY_ID, aws_secret_access_key=TEMP_SECRET))))  # no session token

@@ -36,9 +36,9 @@ import math
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-from .httpserver import ConnectionRecord, MockServer, Request, Response
+from .httpserver import MockServer, Request, Response, ServerMock
 from .sse import SSEWriter, StreamStyle, encode_json
 
 API_VERSION = "2023-06-01"
@@ -294,7 +294,7 @@ def validate_messages(body: dict[str, Any], count_only: bool = False) -> None:
 # ---------------------------------------------------------------------------------- the mock
 
 
-class AnthropicMock:
+class AnthropicMock(ServerMock):
     """Anthropic API mock. api_keys: accepted x-api-key values (None accepts any non-empty key)."""
 
     def __init__(self, api_keys: tuple[str, ...] | list[str] | None = ("sk-ant-test",),
@@ -304,41 +304,6 @@ class AnthropicMock:
         self.reply_template = reply_template
         self.server = MockServer(self._handle)
         self.pending: list[Scenario] = []
-
-    async def start(self) -> AnthropicMock:
-        await self.server.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[Request]:
-        return self.server.requests
-
-    @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.server.connections
-
-    @property
-    def errors(self) -> list[BaseException]:
-        return self.server.errors
-
-    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
-        return await self.server.wait_requests(n, timeout)
-
-    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
-        return await self.server.wait_connection_closed(timeout, conn_id)
 
     def expected_reply(self, text: str) -> str:
         return self.reply_template.format(text=text)

@@ -53,10 +53,10 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, unquote
 
-from .httpserver import ConnectionRecord, MockServer, Request, Response
+from .httpserver import MockServer, Request, Response, ServerMock
 
 STRING_SUFFIX = " — café"  # non-ASCII in tool input, split across fragments
 SERVICE = "bedrock"
@@ -444,7 +444,7 @@ class SignatureCheck:
 # ---------------------------------------------------------------------------------- the mock
 
 
-class BedrockMock:
+class BedrockMock(ServerMock):
     """keys: access key id → secret, or → (secret, session token) for temporary credentials;
     api_keys: accepted Bedrock API keys (Bearer)."""
 
@@ -461,41 +461,6 @@ class BedrockMock:
         self.pending: list[Scenario] = []
         self.signatures: list[SignatureCheck | None] = []  # per request: the verified signature (None: Bearer)
         self.last_canonical_request = ""
-
-    async def start(self) -> BedrockMock:
-        await self.server.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[Request]:
-        return self.server.requests
-
-    @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.server.connections
-
-    @property
-    def errors(self) -> list[BaseException]:
-        return self.server.errors
-
-    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
-        return await self.server.wait_requests(n, timeout)
-
-    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
-        return await self.server.wait_connection_closed(timeout, conn_id)
 
     def expected_reply(self, text: str) -> str:
         return self.reply_template.format(text=text)

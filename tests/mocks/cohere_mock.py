@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from .cohere_replies import (
     ApiError,
@@ -44,7 +44,7 @@ from .cohere_replies import (
     validate_chat,
     word_pieces,
 )
-from .httpserver import ConnectionRecord, MockServer, Request, Response
+from .httpserver import MockServer, Request, Response, ServerMock
 from .sse import SSEWriter, StreamStyle, encode_json
 
 CHAOTIC = StreamStyle.chaotic()
@@ -87,7 +87,7 @@ def hang(send_headers: bool = True, max_seconds: float = 30.0, path: str = "/v2/
     return Scenario("hang", {"send_headers": send_headers, "max_seconds": max_seconds}, path)
 
 
-class CohereMock:
+class CohereMock(ServerMock):
     """Cohere v2 mock. api_keys: accepted Bearer keys (None accepts any non-empty key)."""
 
     def __init__(self, api_keys: list[str] | tuple[str, ...] | None = ("co-test",),
@@ -99,41 +99,6 @@ class CohereMock:
         self.reply_template = reply_template
         self.server = MockServer(self._handle)
         self.pending: list[Scenario] = []
-
-    async def start(self) -> CohereMock:
-        await self.server.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[Request]:
-        return self.server.requests
-
-    @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.server.connections
-
-    @property
-    def errors(self) -> list[BaseException]:
-        return self.server.errors
-
-    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
-        return await self.server.wait_requests(n, timeout)
-
-    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
-        return await self.server.wait_connection_closed(timeout, conn_id)
 
     def expected_reply(self, text: str) -> str:
         return self.reply_template.format(text=text)

@@ -29,7 +29,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Any
 
 from .gemini_replies import (
     DEFAULT_MODELS,
@@ -46,7 +46,7 @@ from .gemini_replies import (
     make_reply,
     prompt_tokens,
 )
-from .httpserver import ConnectionRecord, MockServer, Request, Response
+from .httpserver import MockServer, Request, Response, ServerMock
 from .openai_scenarios import NONE, Scenario
 from .sse import SSEWriter, StreamStyle
 
@@ -101,7 +101,7 @@ def hang(send_headers: bool = True, max_seconds: float = 60.0, method: str | Non
     return _one("hang", method, send_headers=send_headers, max_seconds=max_seconds)
 
 
-class GeminiMock:
+class GeminiMock(ServerMock):
     """Gemini API mock. api_keys: accepted keys (None: any non-empty key)."""
 
     def __init__(self, api_keys: Iterable[str] | None = ("AIza-test",), models: Iterable[ModelInfo] = DEFAULT_MODELS,
@@ -117,44 +117,9 @@ class GeminiMock:
         self.pending: list[Scenario] = []
         self.replies: list[Reply] = []  # what each generate call answered (for expected usage)
 
-    async def start(self) -> GeminiMock:
-        await self.server.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
     @property
     def base_url(self) -> str:
         return self.server.url + self.prefix
-
-    @property
-    def requests(self) -> list[Request]:
-        return self.server.requests
-
-    @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.server.connections
-
-    @property
-    def errors(self) -> list[BaseException]:
-        return self.server.errors
-
-    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
-        return await self.server.wait_requests(n, timeout)
-
-    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
-        return await self.server.wait_connection_closed(timeout, conn_id)
 
     def expected_reply(self, text: str) -> str:
         return self.reply_template.format(text=text)

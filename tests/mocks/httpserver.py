@@ -596,3 +596,46 @@ class ServerThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
             self.loop.close()
+
+
+class ServerMock:
+    """Lifecycle and recordings shared by the dialect mocks, which keep their server in
+    ``self.server``: ``async with XMock() as mock``, ``mock.url``, ``mock.requests``,
+    ``mock.connections``, ``await mock.wait_connection_closed(...)``."""
+
+    server: MockServer
+
+    async def start(self) -> Self:
+        await self.server.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Request]:
+        return self.server.requests
+
+    @property
+    def connections(self) -> list[ConnectionRecord]:
+        return self.server.connections
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return self.server.errors
+
+    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
+        return await self.server.wait_requests(n, timeout)
+
+    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
+        return await self.server.wait_connection_closed(timeout, conn_id)

@@ -39,9 +39,9 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-from .httpserver import ConnectionRecord, MockServer, Request, Response
+from .httpserver import MockServer, Request, Response, ServerMock
 
 STRING_SUFFIX = " — café"
 
@@ -171,7 +171,7 @@ class NDJSONWriter:
             await self.raw(b"")
 
 
-class OllamaMock:
+class OllamaMock(ServerMock):
     def __init__(self, models: tuple[OllamaModel, ...] = DEFAULT_MODELS, api_key: str | None = None,
                  reply_template: str = "Echo: {text}") -> None:
         self.models = {m.name: m for m in models}
@@ -179,37 +179,6 @@ class OllamaMock:
         self.reply_template = reply_template
         self.server = MockServer(self._handle)
         self.pending: list[Scenario] = []
-
-    async def start(self) -> OllamaMock:
-        await self.server.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[Request]:
-        return self.server.requests
-
-    @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.server.connections
-
-    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
-        return await self.server.wait_requests(n, timeout)
-
-    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
-        return await self.server.wait_connection_closed(timeout, conn_id)
 
     def expected_reply(self, text: str) -> str:
         return self.reply_template.format(text=text)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Self
+from typing import Any
 
-from .httpserver import ConnectionRecord, MockServer, Request, Response
+from .httpserver import MockServer, Request, Response, ServerMock
 from .openai_chat import TOOL_ARG_SUFFIX, chat_completions, completions, expected_tool_arguments
 from .openai_common import DEFAULT_MODELS, ApiError, Ctx, ModelInfo, error_body, html_page
 from .openai_media import (
@@ -107,7 +107,7 @@ def mask_key(key: str) -> str:
     return key if len(key) <= 8 else key[:3] + "*" * (len(key) - 7) + key[-4:]
 
 
-class OpenAIMock:
+class OpenAIMock(ServerMock):
     """OpenAI API mock. Constructor args:
 
     api_keys: accepted Bearer keys; None accepts any non-empty key.
@@ -145,46 +145,15 @@ class OpenAIMock:
         self.consumed: list[tuple[Request, Scenario]] = []
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> OpenAIMock:
-        await self.server.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
     @property
     def base_url(self) -> str:
         return self.server.url + self.prefix
 
     # ------------------------------------------------------------------ observation
     @property
-    def requests(self) -> list[Request]:
-        return self.server.requests
-
-    @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.server.connections
-
-    @property
     def errors(self) -> list[BaseException]:
         """Exceptions raised inside the mock itself (it answered 500 "mock handler crashed")."""
         return self.server.errors
-
-    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
-        return await self.server.wait_requests(n, timeout)
-
-    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
-        return await self.server.wait_connection_closed(timeout, conn_id)
 
     def expected_reply(self, text: str) -> str:
         return self.reply_template.format(text=text)

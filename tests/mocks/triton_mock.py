@@ -37,10 +37,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
-from .httpserver import ConnectionRecord, MockServer, Request, Response
+from .httpserver import MockServer, Request, Response, ServerMock
 from .sse import SSEWriter, StreamStyle
 
 SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -107,44 +107,13 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text)
 
 
-class TritonMock:
+class TritonMock(ServerMock):
     def __init__(self, models: tuple[TritonModel, ...] = DEFAULT_MODELS,
                  style: StreamStyle = DEFAULT_STYLE) -> None:
         self.models = {m.name: m for m in models}
         self.style = style
         self.server = MockServer(self._handle)
         self.pending: list[Scenario] = []
-
-    async def start(self) -> TritonMock:
-        await self.server.start()
-        return self
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def requests(self) -> list[Request]:
-        return self.server.requests
-
-    @property
-    def connections(self) -> list[ConnectionRecord]:
-        return self.server.connections
-
-    async def wait_requests(self, n: int = 1, timeout: float = 5.0) -> list[Request]:
-        return await self.server.wait_requests(n, timeout)
-
-    async def wait_connection_closed(self, timeout: float = 5.0, conn_id: int | None = None) -> ConnectionRecord:
-        return await self.server.wait_connection_closed(timeout, conn_id)
 
     def enqueue(self, *scenarios: Scenario) -> None:
         self.pending.extend(scenarios)

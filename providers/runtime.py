@@ -194,9 +194,7 @@ class ModelRuntime(Catalog):
                 yield chunk
         except RuntimeFault as exc:
             raise self.fault(exc, target.provider, target.model, target.credentials) from None
-        except Exception as exc:
-            if isinstance(exc, GeneratorExit):
-                raise
+        except Exception as exc:  # noqa: BLE001 - GeneratorExit is not an Exception, so closing passes
             raise _unexpected(exc, target) from None
         finally:
             await chunks.aclose()

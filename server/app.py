@@ -37,6 +37,7 @@ from providers.registry import BUILTIN_ROOT, Registry
 from providers.runtime import Limits, ModelRuntime
 
 from .config import Config
+from .http.app import start_http
 from .servicers.audio import Speech2TextServicer, TTSServicer
 from .servicers.embedding import RerankServicer, TextEmbeddingServicer
 from .servicers.llm import LLMServicer
@@ -135,14 +136,7 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = await start_server(config)
-    http_server = None
-    if config.http.enabled:
-        try:
-            from .http.app import start_http  # the OpenAI-compatible endpoint, when present
-        except ImportError:
-            start_http = None
-        if start_http is not None:
-            http_server = await start_http(config, running.runtime)
+    http_server = await start_http(config, running.runtime) if config.http.enabled else None
     await stop.wait()
     log.info("shutting down")
     if http_server is not None:

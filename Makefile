@@ -40,11 +40,11 @@ proto-check: $(STAMP)
 
 lint: $(STAMP) $(BUF)
 	$(BUF) lint protos
-	$(VENV)/bin/ruff check server providers scripts bench tests clients/python/modelruntime
+	$(VENV)/bin/ruff check server engine providers scripts bench tests clients/python/modelruntime
 
 test: $(STAMP) $(BUF)
 	$(BUF) lint protos
-	$(VENV)/bin/ruff check server providers scripts bench tests clients/python/modelruntime
+	$(VENV)/bin/ruff check server engine providers scripts bench tests clients/python/modelruntime
 	$(MAKE) --no-print-directory proto-check
 	$(PY) -m pytest -q -p no:cacheprovider
 

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # runnable as a plain script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from providers.entities import ConfigurateMethod, ModelType
-from providers.loader import ProviderSchema, load_providers
-from providers.registry import ADAPTER_FAMILIES, BUILTIN_ROOT
+from engine.entities import ConfigurateMethod, ModelType
+from engine.loader import ProviderDefinition, load_providers
+from providers import DEFINITIONS, PROTOCOLS
 
 OUTPUT = ROOT / "docs" / "providers.md"
 TYPES = [ModelType.LLM, ModelType.TEXT_EMBEDDING, ModelType.RERANK, ModelType.SPEECH2TEXT, ModelType.TTS,
@@ -33,7 +33,7 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _type_cell(schema: ProviderSchema, model_type: ModelType) -> str:
+def _type_cell(schema: ProviderDefinition, model_type: ModelType) -> str:
     entity = schema.entity
     if model_type not in entity.supported_model_types:
         return "—"
@@ -61,8 +61,8 @@ def _base_url(runtime: dict) -> str:
 
 
 def _auth(runtime: dict) -> str:
-    if runtime.get("adapter") != "openai":
-        return f"{runtime.get('adapter')} protocol"
+    if runtime.get("protocol") != "openai":
+        return f"{runtime.get('protocol')} protocol"
     if runtime.get("auth_header_values"):
         styles = "/".join(dict.fromkeys(str(v) for v in runtime["auth_header_values"].values()))
         return f"{styles} (by `{runtime.get('auth_header_credential')}`)"
@@ -73,9 +73,9 @@ def _auth(runtime: dict) -> str:
 
 
 def _check(runtime: dict) -> str:
-    if runtime.get("adapter") != "openai":
+    if runtime.get("protocol") != "openai":
         model = runtime.get("validate_model")
-        return f"`{model}` ({runtime.get('adapter')} protocol)" if model else "—"
+        return f"`{model}` ({runtime.get('protocol')} protocol)" if model else "—"
     how = runtime.get("validate_with", "chat")
     if how == "models":
         return "GET /models"
@@ -89,7 +89,7 @@ def _composed(runtime: dict) -> str:
     """Model types served by another wire package (``runtime.capabilities``), e.g. " + dashscope: rerank, tts"."""
     by_package: dict[str, list[str]] = {}
     for model_type, target in (runtime.get("capabilities") or {}).items():
-        module = str(target).partition(":")[0].removeprefix("providers.wire.")
+        module = str(target).partition(":")[0].removeprefix("providers.protocols.")
         by_package.setdefault(module.split(".")[0], []).append(str(model_type))
     return "".join(f" + {package}: {', '.join(types)}" for package, types in by_package.items())
 
@@ -107,7 +107,7 @@ def _price(model) -> str:
     return f"{fmt(pricing.input)} / {fmt(pricing.output)} {pricing.currency}"
 
 
-def render(root: Path = BUILTIN_ROOT) -> str:
+def render(root: Path = DEFINITIONS) -> str:
     schemas = load_providers(root)
     lines = [
         "# Providers",
@@ -118,17 +118,17 @@ def render(root: Path = BUILTIN_ROOT) -> str:
         (f"{len(schemas)} providers. A number is the count of predefined models of that type; "
         "*custom* means models are added with their own credentials (customizable-model)."),
         "",
-        "| provider | label | " + " | ".join(t.value for t in TYPES) + " | configure | adapter |",
+        "| provider | label | " + " | ".join(t.value for t in TYPES) + " | configure | protocol |",
         "|---|---|" + "---|" * len(TYPES) + "---|---|",
     ]
     for name, schema in schemas.items():
         entity = schema.entity
         methods = ", ".join(_METHODS[m] for m in entity.configurate_methods)
-        adapter = entity.runtime.get("adapter", "—")
-        known = "" if adapter in ADAPTER_FAMILIES else " (unknown)"
+        protocol = entity.runtime.get("protocol", "—")
+        known = "" if protocol in PROTOCOLS else " (unknown)"
         lines.append(f"| `{name}` | {_cell(entity.label.en_US)} | "
                      + " | ".join(_type_cell(schema, t) for t in TYPES)
-                     + f" | {methods} | {adapter}{known}{_composed(entity.runtime)} |")
+                     + f" | {methods} | {protocol}{known}{_composed(entity.runtime)} |")
 
     lines += ["", "## Endpoints and credentials", "",
               "| provider | base URL | auth | credential check | credential fields |", "|---|---|---|---|---|"]
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)} ({len(load_providers(BUILTIN_ROOT))} providers)")
+    print(f"wrote {OUTPUT.relative_to(ROOT)} ({len(load_providers(DEFINITIONS))} providers)")
     return 0
 
 

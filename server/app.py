@@ -32,9 +32,9 @@ from modelruntime.v1 import (
     tts_service_pb2_grpc,
 )
 
-from providers._http.egress import Egress, EgressPolicy
-from providers.registry import BUILTIN_ROOT, Registry
-from providers.runtime import Limits, ModelRuntime
+from engine._http.egress import Egress, EgressPolicy
+from engine.runtime import Limits, ModelRuntime
+from providers import builtin_registry
 
 from .config import Config
 from .http.app import start_http
@@ -58,7 +58,7 @@ SERVICE_NAMES = [
 
 
 def build_runtime(config: Config) -> ModelRuntime:
-    roots = [BUILTIN_ROOT, *(Path(p) for p in config.provider_dirs)]
+    extra = [Path(p) for p in config.provider_dirs]
     egress = Egress(
         EgressPolicy.from_config(config.egress.allow_private_networks, config.egress.allowed_cidrs),
         max_connections=config.egress.max_connections,
@@ -68,7 +68,7 @@ def build_runtime(config: Config) -> ModelRuntime:
         http2=config.egress.http2,
     )
     limits = Limits(config.limits.max_message_bytes, config.limits.max_messages, config.limits.max_tools)
-    return ModelRuntime(Registry(roots), egress, limits)
+    return ModelRuntime(builtin_registry(extra), egress, limits)
 
 
 @dataclass

@@ -22,9 +22,9 @@ from modelruntime.v1 import (
     provider_service_pb2 as prov_pb,
 )
 
-from providers import entities as ent
-from providers.errors import FieldViolation, InvokeBadRequestError
-from providers.messages import (
+from engine import entities as ent
+from engine.errors import FieldViolation, InvokeBadRequestError
+from engine.messages import (
     ContentPart,
     LLMChunk,
     LLMResult,
@@ -36,8 +36,8 @@ from providers.messages import (
     ToolCall,
     ToolChoice,
 )
-from providers.pricing import decimal_str
-from providers.runtime import Target
+from engine.pricing import decimal_str
+from engine.runtime import Target
 
 # ---- Struct / Value --------------------------------------------------------------------
 

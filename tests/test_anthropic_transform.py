@@ -8,14 +8,14 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from providers.base import LLMRequest
-from providers.entities import AIModelEntity, ModelType
-from providers.errors import (
+from engine.adapter import LLMRequest
+from engine.entities import AIModelEntity, ModelType
+from engine.errors import (
     InvokeBadRequestError,
     InvokeRateLimitError,
     InvokeServerUnavailableError,
 )
-from providers.messages import (
+from engine.messages import (
     ContentPart,
     FinishReason,
     PartKind,
@@ -25,9 +25,9 @@ from providers.messages import (
     ToolCall,
     ToolChoice,
 )
-from providers.templates import merge_predefined_rule
-from providers.wire.anthropic import chat
-from providers.wire.anthropic.transform import (
+from engine.templates import merge_predefined_rule
+from providers.protocols.anthropic import chat
+from providers.protocols.anthropic.transform import (
     ModelTraits,
     StreamAssembler,
     build_count_tokens_body,

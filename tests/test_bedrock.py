@@ -486,16 +486,16 @@ async def test_count_tokens_is_local(stubs, mock):
 async def test_signature_holds_on_both_egress_transports(mock, http2):
     """aiohttp (yarl) and httpx treat percent-encoding differently; the signed path must be the
     one each actually sends, for plain ids and for ARNs (whose "/" travels as %2F)."""
-    from providers._http.egress import Egress, EgressPolicy
-    from providers.base import CallContext, LLMRequest
-    from providers.entities import ModelType
-    from providers.loader import load_provider
-    from providers.messages import ContentPart, PartKind, PromptMessage, Role
-    from providers.registry import BUILTIN_ROOT
-    from providers.wire.bedrock.provider import BedrockProvider
+    from engine._http.egress import Egress, EgressPolicy
+    from engine.adapter import CallContext, LLMRequest
+    from engine.entities import ModelType
+    from engine.loader import load_provider
+    from engine.messages import ContentPart, PartKind, PromptMessage, Role
+    from providers import DEFINITIONS
+    from providers.protocols.bedrock.adapter import BedrockAdapter
 
-    schema = load_provider(BUILTIN_ROOT / "bedrock")
-    adapter = BedrockProvider(schema.entity)
+    schema = load_provider(DEFINITIONS / "bedrock")
+    adapter = BedrockAdapter(schema.entity)
     adapter.predefined = schema.index
     egress = Egress(EgressPolicy.from_config(allowed_cidrs=["127.0.0.1/32"]), http2=http2)
     arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.amazon.nova-lite-v1:0"

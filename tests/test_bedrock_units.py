@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from providers.base import LLMRequest
-from providers.errors import (
+from engine.adapter import LLMRequest
+from engine.errors import (
     InvokeAuthorizationError,
     InvokeBadRequestError,
     InvokeConnectionError,
@@ -23,7 +23,7 @@ from providers.errors import (
     InvokeServerUnavailableError,
     NotFoundError,
 )
-from providers.messages import (
+from engine.messages import (
     ContentPart,
     FinishReason,
     PartKind,
@@ -33,15 +33,15 @@ from providers.messages import (
     ToolCall,
     ToolChoice,
 )
-from providers.wire.bedrock import sigv4
-from providers.wire.bedrock.client import encode_model_id, error_from
-from providers.wire.bedrock.eventstream import (
+from providers.protocols.bedrock import sigv4
+from providers.protocols.bedrock.client import encode_model_id, error_from
+from providers.protocols.bedrock.eventstream import (
     EventStreamDecoder,
     EventStreamError,
     decode_message,
     parse_headers,
 )
-from providers.wire.bedrock.transform import (
+from providers.protocols.bedrock.transform import (
     ModelTraits,
     StreamAssembler,
     build_converse_body,
@@ -414,12 +414,12 @@ def test_error_mapping_by_aws_error_type():
 
 
 def test_stream_error_frames_and_endpoints():
-    from providers.base import CallContext
-    from providers.entities import ModelType
-    from providers.loader import load_provider
-    from providers.registry import BUILTIN_ROOT
-    from providers.wire.bedrock import client
-    from providers.wire.bedrock.chat import stream_error
+    from engine.adapter import CallContext
+    from engine.entities import ModelType
+    from engine.loader import load_provider
+    from providers import DEFINITIONS
+    from providers.protocols.bedrock import client
+    from providers.protocols.bedrock.chat import stream_error
 
     frame = encode_frame([(":message-type", "error", None), (":error-code", "ThrottlingException", None),
                           (":error-message", "slow down", None)], b"")
@@ -430,7 +430,7 @@ def test_stream_error_frames_and_endpoints():
     err = stream_error(decode_message(plain))
     assert isinstance(err, InvokeServerUnavailableError) and "oops, not json" in str(err)
 
-    entity = load_provider(BUILTIN_ROOT / "bedrock").entity
+    entity = load_provider(DEFINITIONS / "bedrock").entity
 
     def ctx(**credentials):
         return CallContext(provider=entity, model="m", model_type=ModelType.LLM, schema=None,

@@ -39,10 +39,10 @@ from modelruntime.v1 import (
     tts_service_pb2 as tts_pb,
 )
 
-from providers.entities import ConfigurateMethod, ModelType
-from providers.loader import load_provider
-from providers.registry import BUILTIN_ROOT
-from providers.wire.openai.audio import silent_wav
+from engine.entities import ConfigurateMethod, ModelType
+from engine.loader import load_provider
+from providers import DEFINITIONS
+from providers.protocols.openai.audio import silent_wav
 from tests.helpers import failure_of, stream_failure, struct, user
 from tests.mocks import compat_mock
 from tests.mocks.compat_dialects import DIALECTS, with_type
@@ -63,7 +63,7 @@ def offering(model_type: str) -> list[str]:
 
 
 def _methods(name: str) -> list[ConfigurateMethod]:
-    return load_provider(BUILTIN_ROOT / name).entity.configurate_methods
+    return load_provider(DEFINITIONS / name).entity.configurate_methods
 
 
 PREDEFINED = [p for p in PROVIDERS if ConfigurateMethod.PREDEFINED_MODEL in _methods(p)]
@@ -75,13 +75,13 @@ CUSTOMIZABLE_ONLY = [p for p in PROVIDERS if p not in PREDEFINED]
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_list_providers_shows_types_and_credential_form(stubs, name):
-    schema = load_provider(BUILTIN_ROOT / name).entity
+    schema = load_provider(DEFINITIONS / name).entity
     listed = {p.name: p for p in (await stubs.providers.ListProviders(prov_pb.ListProvidersRequest())).providers}
     assert name in listed
     p = listed[name]
     assert [TYPES_PB[t.value] for t in schema.supported_model_types] == list(p.supported_model_types)
     assert p.label.en_us == schema.label.en_US and p.icon_small.en_us == "icon_s_en.svg" and p.help.url.en_us
-    assert (BUILTIN_ROOT / name / "_assets" / "icon_s_en.svg").read_text().startswith("<svg")
+    assert (DEFINITIONS / name / "_assets" / "icon_s_en.svg").read_text().startswith("<svg")
     form = schema.provider_credential_schema
     assert [f.variable for f in p.provider_credential_fields] == (
         [f.variable for f in form.credential_form_schemas] if form else [])
@@ -95,7 +95,7 @@ async def test_list_providers_shows_types_and_credential_form(stubs, name):
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_list_models_returns_the_predefined_schemas(stubs, name):
-    schema = load_provider(BUILTIN_ROOT / name)
+    schema = load_provider(DEFINITIONS / name)
     response = await stubs.providers.ListModels(prov_pb.ListModelsRequest(provider=name))
     expected = [m for t in schema.entity.supported_model_types for m in schema.models.get(t, [])]
     assert [m.name for m in response.models] == [m.model for m in expected]
@@ -306,6 +306,6 @@ async def test_moderation(stubs, upstream, name):
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_every_offered_type_is_tested(name):
-    schema = load_provider(BUILTIN_ROOT / name).entity
+    schema = load_provider(DEFINITIONS / name).entity
     for model_type in schema.supported_model_types:
         assert with_type(model_type.value, DIALECTS[name]), f"{name}: no test model for {model_type.value}"

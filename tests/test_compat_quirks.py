@@ -17,12 +17,12 @@ from modelruntime.v1 import provider_service_pb2 as prov_pb
 from modelruntime.v1 import rerank_service_pb2 as rr_pb
 from modelruntime.v1 import text_embedding_service_pb2 as emb_pb
 
-from providers.base import CallContext
-from providers.entities import ModelType
-from providers.registry import Registry
-from providers.wire.openai import client
-from providers.wire.openai.auth import sign_zhipu_jwt, zhipu_token
-from providers.wire.openai.chat_transform import apply_body_options
+from engine.adapter import CallContext
+from engine.entities import ModelType
+from providers import builtin_registry
+from providers.protocols.openai import client
+from providers.protocols.openai.auth import sign_zhipu_jwt, zhipu_token
+from providers.protocols.openai.chat_transform import apply_body_options
 from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks import compat_mock
 from tests.mocks.compat_dialects import DIALECTS, ENTRA_TOKEN, ZHIPU_KEY
@@ -262,7 +262,7 @@ async def test_nvidia_passage_input_type_and_retrieval_rerank_shape(stubs, upstr
 
 
 def _ctx(provider: str, credentials: dict) -> CallContext:
-    adapter = Registry().adapter(provider)
+    adapter = builtin_registry().adapter(provider)
     return CallContext(provider=adapter.entity, model="m", model_type=ModelType.LLM, schema=None,
                        credentials=credentials, http=None, options=adapter.options)  # type: ignore[arg-type]
 

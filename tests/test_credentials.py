@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from providers.credentials import HIDDEN_VALUE, mask_secrets, secret_values, validate_credentials
-from providers.entities import CredentialFormSchema, ModelType
-from providers.errors import CredentialsValidateFailedError
+from engine.credentials import HIDDEN_VALUE, mask_secrets, secret_values, validate_credentials
+from engine.entities import CredentialFormSchema, ModelType
+from engine.errors import CredentialsValidateFailedError
 
 
 def field(variable: str, type_: str = "text-input", **kw: Any) -> CredentialFormSchema:

@@ -8,17 +8,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from providers.base import CallContext, LLMRequest
-from providers.entities import ModelType
-from providers.errors import (
+from engine.adapter import CallContext, LLMRequest
+from engine.entities import ModelType
+from engine.errors import (
     InvokeAuthorizationError,
     InvokeBadRequestError,
     InvokeRateLimitError,
     InvokeServerUnavailableError,
     NotFoundError,
 )
-from providers.loader import load_provider
-from providers.messages import (
+from engine.loader import load_provider
+from engine.messages import (
     ContentPart,
     FinishReason,
     PartKind,
@@ -28,10 +28,10 @@ from providers.messages import (
     ToolCall,
     ToolChoice,
 )
-from providers.wire.gemini import client
-from providers.wire.gemini.chat import _StreamState
-from providers.wire.gemini.schema import SchemaError, function_parameters, sanitize
-from providers.wire.gemini.transform import (
+from providers.protocols.gemini import client
+from providers.protocols.gemini.chat import _StreamState
+from providers.protocols.gemini.schema import SchemaError, function_parameters, sanitize
+from providers.protocols.gemini.transform import (
     build_body,
     counts_from_usage,
     finish_reason,
@@ -40,7 +40,7 @@ from providers.wire.gemini.transform import (
     split_call_id,
 )
 
-GOOGLE = load_provider(Path(__file__).resolve().parents[1] / "providers" / "google")
+GOOGLE = load_provider(Path(__file__).resolve().parents[1] / "providers" / "definitions" / "google")
 
 
 def text(role: Role, value: str) -> PromptMessage:

@@ -189,7 +189,7 @@ async def test_tool_round_trip_history_is_sent(stubs, mock):
 
 
 async def test_count_tokens_uses_o200k_for_gpt4o(stubs, mock):
-    from providers.tokenizers import get_encoding
+    from engine.tokenizers import get_encoding
 
     response = await stubs.llm.CountTokens(llm_pb.CountTokensRequest(
         target=target("openai", "gpt-4o", creds(mock)), messages=[user("hello world")]))

@@ -20,7 +20,7 @@ from modelruntime.v1 import (
     tts_service_pb2 as tts_pb,
 )
 
-from providers.wire.openai.audio import silent_wav
+from providers.protocols.openai.audio import silent_wav
 from tests.helpers import failure_of, target
 from tests.mocks.openai_mock import OpenAIMock, embeddings_out_of_order, expected_embedding, rate_limit
 
@@ -68,7 +68,7 @@ async def test_embed_rate_limited(stubs, mock):
 
 
 async def test_count_embedding_tokens(stubs, mock):
-    from providers.tokenizers import get_encoding
+    from engine.tokenizers import get_encoding
 
     response = await stubs.embedding.CountEmbeddingTokens(te_pb.CountEmbeddingTokensRequest(
         target=tgt(mock, "text-embedding-3-small"), texts=["hello world", "a"]))

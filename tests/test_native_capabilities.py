@@ -1,8 +1,8 @@
 """Model types that OpenAI-compatible providers serve through another wire package, composed by
-``runtime.capabilities`` (providers/wire/openai/provider.py), through the real gRPC server against
+``runtime.capabilities`` (providers/protocols/openai/provider.py), through the real gRPC server against
 faithful mocks of the native dialects (tests/mocks/compat_native.py):
 
-- Tongyi: gte-rerank-v2 and Qwen-TTS over DashScope's native HTTP API (providers/wire/dashscope);
+- Tongyi: gte-rerank-v2 and Qwen-TTS over DashScope's native HTTP API (providers/protocols/dashscope);
 - MiniMax: embo-01 embeddings through the retrieval family's data-driven embeddings.
 
 The generic checks (catalog, one call per model type) live in test_compat_providers.py; these are
@@ -20,9 +20,9 @@ from modelruntime.v1 import rerank_service_pb2 as rr_pb
 from modelruntime.v1 import text_embedding_service_pb2 as emb_pb
 from modelruntime.v1 import tts_service_pb2 as tts_pb
 
-from providers.loader import load_provider
-from providers.registry import BUILTIN_ROOT, Registry
-from providers.wire.openai.provider import OpenAIProvider
+from engine.loader import load_provider
+from providers import DEFINITIONS, builtin_registry
+from providers.protocols.openai.adapter import OpenAIAdapter
 from tests.helpers import failure_of, stream_failure, struct
 from tests.mocks import compat_mock
 from tests.mocks.compat_dialects import DIALECTS
@@ -47,26 +47,26 @@ async def minimax(upstream):
 
 
 def test_capabilities_are_declared_data_not_provider_code():
-    registry = Registry()
+    registry = builtin_registry()
     ds, mm = registry.adapter("tongyi"), registry.adapter("minimax")
-    assert type(ds.rerank._inner).__module__ == "providers.wire.dashscope.rerank"
-    assert type(ds.tts._inner).__module__ == "providers.wire.dashscope.tts"
-    assert type(ds.llm).__module__ == "providers.wire.openai.chat"  # chat stays in compatible mode
-    assert type(ds.text_embedding).__module__ == "providers.wire.openai.embeddings"
-    assert type(mm.text_embedding._inner).__module__ == "providers.wire.retrieval.embeddings"
+    assert type(ds.rerank._inner).__module__ == "providers.protocols.dashscope.rerank"
+    assert type(ds.tts._inner).__module__ == "providers.protocols.dashscope.tts"
+    assert type(ds.llm).__module__ == "providers.protocols.openai.chat"  # chat stays in compatible mode
+    assert type(ds.text_embedding).__module__ == "providers.protocols.openai.embeddings"
+    assert type(mm.text_embedding._inner).__module__ == "providers.protocols.retrieval.embeddings"
     assert mm.rerank is None and mm.tts is None
 
 
 @pytest.mark.parametrize(("capabilities", "problem"), [
-    ({"speech2text": "providers.wire.dashscope.tts:DashScopeSpeech"}, "does not declare speech2text"),
-    ({"reranking-ish": "providers.wire.dashscope.rerank:DashScopeRerank"}, "not a model type"),
-    ({"rerank": "providers.wire.dashscope.rerank"}, "expected 'module:Class'"),
+    ({"speech2text": "providers.protocols.dashscope.tts:DashScopeSpeech"}, "does not declare speech2text"),
+    ({"reranking-ish": "providers.protocols.dashscope.rerank:DashScopeRerank"}, "not a model type"),
+    ({"rerank": "providers.protocols.dashscope.rerank"}, "expected 'module:Class'"),
 ])
 def test_capability_mistakes_name_the_provider_and_key(capabilities, problem):
-    entity = load_provider(BUILTIN_ROOT / "tongyi").entity
+    entity = load_provider(DEFINITIONS / "tongyi").entity
     broken = entity.model_copy(update={"runtime": {**entity.runtime, "capabilities": capabilities}})
     with pytest.raises(TypeError, match=problem) as raised:
-        OpenAIProvider(broken)
+        OpenAIAdapter(broken)
     assert str(raised.value).startswith("provider tongyi: runtime.capabilities.")
 
 

@@ -20,24 +20,24 @@ import httpx
 import orjson
 import pytest
 
-from providers._http._httpx import HttpxTransport
-from providers._http.egress import Egress
-from providers.base import CallContext
-from providers.entities import AIModelEntity, FetchFrom, ModelType
-from providers.errors import (
+from engine._http._httpx import HttpxTransport
+from engine._http.egress import Egress
+from engine.adapter import CallContext
+from engine.entities import AIModelEntity, FetchFrom, ModelType
+from engine.errors import (
     InvokeAuthorizationError,
     InvokeBadRequestError,
     InvokeError,
     InvokeRateLimitError,
 )
-from providers.loader import load_provider
-from providers.tokenizers import count_text
-from providers.wire.openai.audio import OpenAISpeech, OpenAITranscription, silent_wav, sniff_format
-from providers.wire.openai.embeddings import OpenAIEmbeddings
-from providers.wire.openai.moderation import OpenAIModeration
-from providers.wire.openai.rerank import OpenAIRerank
+from engine.loader import load_provider
+from engine.tokenizers import count_text
+from providers.protocols.openai.audio import OpenAISpeech, OpenAITranscription, silent_wav, sniff_format
+from providers.protocols.openai.embeddings import OpenAIEmbeddings
+from providers.protocols.openai.moderation import OpenAIModeration
+from providers.protocols.openai.rerank import OpenAIRerank
 
-OPENAI = load_provider(Path(__file__).resolve().parents[1] / "providers" / "openai")
+OPENAI = load_provider(Path(__file__).resolve().parents[1] / "providers" / "definitions" / "openai")
 KEY = "sk-test-key"
 
 Handler = Callable[[httpx.Request], Any]
@@ -174,7 +174,7 @@ async def test_embeddings_long_text_split_weighted_and_normalised() -> None:
 
 
 async def test_embeddings_short_text_is_not_tokenised(monkeypatch: pytest.MonkeyPatch) -> None:
-    import providers.wire.openai.embeddings as module
+    import providers.protocols.openai.embeddings as module
 
     def boom(*_: Any) -> None:
         raise AssertionError("tokenised a text that cannot need splitting")
@@ -402,7 +402,7 @@ async def test_moderation_mistral_results_without_flagged() -> None:
 
 
 def test_split_never_cuts_inside_a_character() -> None:
-    from providers.wire.openai.embeddings import _split_text
+    from providers.protocols.openai.embeddings import _split_text
 
     text = "你好世界，天气很好。" * 40 + "héllo wörld " * 30
     for size in (7, 10, 33):

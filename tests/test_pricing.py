@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from providers.entities import PriceConfig
-from providers.messages import TokenCounts
-from providers.pricing import decimal_str, embedding_usage, get_price, llm_usage
+from engine.entities import PriceConfig
+from engine.messages import TokenCounts
+from engine.pricing import decimal_str, embedding_usage, get_price, llm_usage
 
 GPT_4O = PriceConfig(input="2.50", output="10.00", unit="0.000001", currency="USD")
 

@@ -30,7 +30,7 @@ def test_table_lists_every_provider_folder_and_type():
     text = (ROOT / "docs" / "providers.md").read_text(encoding="utf-8")
     rows = {line.split("|")[1].strip().strip("`"): line for line in text.splitlines()
             if line.startswith("| `") and line.count("|") == 11}
-    for path in sorted((ROOT / "providers").glob("*/*.yaml")):
+    for path in sorted((ROOT / "providers" / "definitions").glob("*/*.yaml")):
         if path.stem != path.parent.name:
             continue
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -42,7 +42,7 @@ def test_table_lists_every_provider_folder_and_type():
 
 def test_render_reflects_a_yaml_change(tmp_path):
     module = _script()
-    source = ROOT / "providers" / "groq"
+    source = ROOT / "providers" / "definitions" / "groq"
     target = tmp_path / "groq"
     for path in source.rglob("*"):
         if path.is_file():

@@ -23,8 +23,8 @@ from modelruntime.v1 import provider_service_pb2 as prov_pb
 from modelruntime.v1 import rerank_service_pb2 as rr_pb
 from modelruntime.v1 import text_embedding_service_pb2 as te_pb
 
-from providers.wire.retrieval.dialect import EmbeddingDialect, RerankDialect
-from providers.wire.retrieval.embeddings import plan_batches
+from providers.protocols.retrieval.dialect import EmbeddingDialect, RerankDialect
+from providers.protocols.retrieval.embeddings import plan_batches
 from tests.helpers import failure_of, struct, target
 from tests.mocks.retrieval_mocks import DIALECTS, RetrievalMock, effect, error, expected_vector, score
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from google.protobuf import json_format, struct_pb2
 
-from providers.entities import AIModelEntity, ParameterRule, ParameterType
-from providers.errors import InvokeBadRequestError
-from providers.rules import ParameterValidator, validate_parameters, validator_for
-from providers.templates import merge_predefined_rule
+from engine.entities import AIModelEntity, ParameterRule, ParameterType
+from engine.errors import InvokeBadRequestError
+from engine.rules import ParameterValidator, validate_parameters, validator_for
+from engine.templates import merge_predefined_rule
 
 
 def rule(**kw: Any) -> ParameterRule:
@@ -339,7 +339,7 @@ def test_validator_for_rebuilds_when_rules_replaced() -> None:
 def test_validator_cache_releases_dead_entities() -> None:
     import gc
 
-    from providers import rules as rules_mod
+    from engine import rules as rules_mod
 
     before = len(rules_mod._CACHE)
     for _ in range(50):

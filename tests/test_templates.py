@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from providers.entities import I18nObject, ParameterRule, ParameterType
-from providers.templates import PARAMETER_RULE_TEMPLATE, fill_customizable_rule, merge_predefined_rule
+from engine.entities import I18nObject, ParameterRule, ParameterType
+from engine.templates import PARAMETER_RULE_TEMPLATE, fill_customizable_rule, merge_predefined_rule
 
 # name: (label en_US, type, default, min, max, precision, options) — the table of spec §1.6.
 EXPECTED = {

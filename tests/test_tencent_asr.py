@@ -12,7 +12,7 @@ from modelruntime.v1 import common_pb2
 from modelruntime.v1 import provider_service_pb2 as prov_pb
 from modelruntime.v1 import speech2text_service_pb2 as stt_pb
 
-from providers.wire.tencent_asr import protocol
+from providers.protocols.tencent_asr import protocol
 from tests.helpers import failure_of, struct, target
 from tests.mocks.tencent_asr_mock import (
     APP_ID,

@@ -11,10 +11,10 @@ from modelruntime.v1 import common_pb2
 from modelruntime.v1 import llm_service_pb2 as llm_pb
 from modelruntime.v1 import provider_service_pb2 as prov_pb
 
-from providers.entities import LLMMode
-from providers.messages import ContentPart, PartKind, PromptMessage, Role
-from providers.tokenizers import count_text
-from providers.wire.triton.transform import OutputTracker, StopCutter, build_prompt
+from engine.entities import LLMMode
+from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.tokenizers import count_text
+from providers.protocols.triton.transform import OutputTracker, StopCutter, build_prompt
 from tests.helpers import failure_of, stream_failure, struct, system, target, user
 from tests.mocks.triton_mock import TritonMock, hang, status, stream_error_after, truncate_after
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from providers._http.egress import EgressPolicy
-from providers._http.sse import aiter_ndjson_lines, aiter_sse
-from providers.loader import load_provider, load_providers
-from providers.tokenizers import encoding_for_model, get_encoding
+from engine._http.egress import EgressPolicy
+from engine._http.sse import aiter_ndjson_lines, aiter_sse
+from engine.loader import load_provider, load_providers
+from engine.tokenizers import encoding_for_model, get_encoding
 
 
 async def _chunks(*parts: bytes):
@@ -153,14 +153,14 @@ def test_dify_provider_folder_loads_as_is(tmp_path: Path):
 
 
 def test_builtin_providers_all_load():
-    schemas = load_providers(Path(__file__).parents[1] / "providers")
+    schemas = load_providers(Path(__file__).parents[1] / "providers" / "definitions")
     assert {"openai", "openai_api_compatible"} <= set(schemas)
     for name, schema in schemas.items():
-        assert schema.entity.runtime.get("adapter"), f"{name} names no adapter"
+        assert schema.entity.runtime.get("protocol"), f"{name} names no protocol"
 
 
 async def test_sse_batches_group_events_per_read():
-    from providers._http.sse import aiter_sse_batches
+    from engine._http.sse import aiter_sse_batches
 
     batches = [[e.data for e in b] async for b in aiter_sse_batches(
         _chunks(b"data: 1\n\ndata: 2\n\ndata: 3", b"\n\n", b"data: 4\n\n"))]
@@ -168,8 +168,8 @@ async def test_sse_batches_group_events_per_read():
 
 
 def test_merge_chunks_joins_text_and_tool_fragments():
-    from providers.messages import LLMChunk, ToolCallDelta
-    from providers.wire.openai.chat import merge_chunks
+    from engine.messages import LLMChunk, ToolCallDelta
+    from providers.protocols.openai.chat import merge_chunks
 
     a = LLMChunk(content="Hel", tool_calls=[ToolCallDelta(0, id="c1", name="f", arguments='{"a"')])
     b = LLMChunk(content="lo", tool_calls=[ToolCallDelta(0, arguments=":1}"), ToolCallDelta(1, id="c2", name="g")])

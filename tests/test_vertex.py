@@ -25,8 +25,8 @@ from modelruntime.v1 import llm_service_pb2 as llm_pb
 from modelruntime.v1 import provider_service_pb2 as pv_pb
 from modelruntime.v1 import text_embedding_service_pb2 as te_pb
 
-from providers.wire.vertex import endpoint
-from providers.wire.vertex.auth import make_assertion, parse_service_account
+from providers.protocols.vertex import endpoint
+from providers.protocols.vertex.auth import make_assertion, parse_service_account
 from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks.anthropic_mock import count_input_tokens, expected_tool_input
 from tests.mocks.gemini_mock import expected_args, hang, rate_limit

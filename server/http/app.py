@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from providers.runtime import ModelRuntime
+from engine.runtime import ModelRuntime
 
 from ..config import Config
 from . import audio, chat, embeddings
@@ -194,7 +194,7 @@ class OpenAIApp:
                 call.credentials(call.provider)  # raises the 401
             providers = [call.provider]
         else:
-            providers = [p for p in self.server_credentials if p in self.runtime.registry.schemas]
+            providers = [p for p in self.server_credentials if p in self.runtime.registry.definitions]
         data = []
         for provider in providers:
             for m in await self.runtime.list_models(provider):

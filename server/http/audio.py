@@ -13,7 +13,7 @@ that cuts the connection: a truncated chunked body is the only honest signal lef
 
 from __future__ import annotations
 
-from providers.errors import InvokeError
+from engine.errors import InvokeError
 
 from .call import Call
 from .multipart import parse_form

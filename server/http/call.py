@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from providers.runtime import ModelRuntime, Target
+from engine.runtime import ModelRuntime, Target
 
 from .openai_errors import HttpError, bad_request
 

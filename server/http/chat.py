@@ -26,9 +26,9 @@ from typing import Any
 
 import orjson
 
-from providers.base import LLMRequest
-from providers.errors import InvokeError, RuntimeFault
-from providers.messages import (
+from engine.adapter import LLMRequest
+from engine.errors import InvokeError, RuntimeFault
+from engine.messages import (
     ContentPart,
     FinishReason,
     LLMChunk,

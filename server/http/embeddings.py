@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from providers.entities import ModelType
+from engine.entities import ModelType
 
 from .call import Call, new_id
 from .openai_errors import bad_request

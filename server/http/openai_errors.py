@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from providers.errors import (
+from engine.errors import (
     CredentialsValidateFailedError,
     InvokeAuthorizationError,
     InvokeBadRequestError,

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from providers.errors import RuntimeFault
+from engine.errors import RuntimeFault
 
 from ..errors import to_status
 

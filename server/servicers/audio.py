@@ -7,7 +7,7 @@ from modelruntime.v1 import speech2text_service_pb2_grpc as stt_grpc
 from modelruntime.v1 import tts_service_pb2 as tts_pb
 from modelruntime.v1 import tts_service_pb2_grpc as tts_grpc
 
-from providers.runtime import ModelRuntime
+from engine.runtime import ModelRuntime
 
 from .. import convert
 from ._common import deadline, rpc

@@ -7,8 +7,8 @@ from modelruntime.v1 import rerank_service_pb2_grpc as rr_grpc
 from modelruntime.v1 import text_embedding_service_pb2 as te_pb
 from modelruntime.v1 import text_embedding_service_pb2_grpc as te_grpc
 
-from providers.pricing import decimal_str
-from providers.runtime import ModelRuntime
+from engine.pricing import decimal_str
+from engine.runtime import ModelRuntime
 
 from .. import convert
 from ._common import deadline, rpc

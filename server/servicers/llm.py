@@ -5,8 +5,8 @@ from __future__ import annotations
 from modelruntime.v1 import llm_service_pb2 as pb
 from modelruntime.v1 import llm_service_pb2_grpc as pb_grpc
 
-from providers.base import LLMRequest
-from providers.runtime import ModelRuntime
+from engine.adapter import LLMRequest
+from engine.runtime import ModelRuntime
 
 from .. import convert
 from ._common import deadline, rpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from modelruntime.v1 import provider_service_pb2 as pb
 from modelruntime.v1 import provider_service_pb2_grpc as pb_grpc
 
-from providers.runtime import ModelRuntime
+from engine.runtime import ModelRuntime
 
 from .. import convert
 from ._common import deadline, rpc

@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.entities import LLMMode, ModelType
-from providers.loader import load_provider
-from providers.registry import BUILTIN_ROOT
+from engine.entities import LLMMode, ModelType
+from engine.loader import load_provider
+from providers import DEFINITIONS
 
 from .openai_common import ModelInfo
 
@@ -120,7 +120,7 @@ class Dialect:
     validate_models: bool = False  # the provider check is GET /models
 
     def models(self) -> list[ModelInfo]:
-        schema = load_provider(BUILTIN_ROOT / self.provider)
+        schema = load_provider(DEFINITIONS / self.provider)
         out = list(self.extra_models)
         for model_type, models in schema.models.items():
             for m in models:

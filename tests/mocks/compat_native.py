@@ -32,9 +32,9 @@ import uuid
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from providers.entities import ModelType
-from providers.loader import load_provider
-from providers.registry import BUILTIN_ROOT
+from engine.entities import ModelType
+from engine.loader import load_provider
+from providers import DEFINITIONS
 
 from .openai_common import Ctx, approx_tokens
 from .openai_media import SAMPLE_RATE, encode_audio, expected_embedding, pcm_for
@@ -81,7 +81,7 @@ def billed_chars(text: str) -> int:
 
 @cache
 def tts_voices(provider: str) -> dict[str, frozenset[str]]:
-    schema = load_provider(BUILTIN_ROOT / provider)
+    schema = load_provider(DEFINITIONS / provider)
     return {m.model: frozenset(str(v["mode"]) for v in m.model_properties.get("voices") or ())
             for m in schema.models.get(ModelType.TTS, [])}
 

@@ -1,0 +1,97 @@
+"""Prices and usage objects, computed as Dify does (``AIModel.get_price``, ``_calc_response_usage``).
+
+``total = tokens × unit_price × unit``, rounded half-up to 7 decimals. ``unit`` is the
+multiplier per token (``0.000001`` = price per 1M tokens). A model without pricing, or an
+output price that is not configured, costs zero in "USD". Money stays ``Decimal`` here; the wire
+layer turns it into text with ``decimal_str``.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from typing import Literal, NamedTuple
+
+from engine.entities import PriceConfig
+from engine.messages import EmbeddingUsage, LLMUsage, TokenCounts
+
+PriceType = Literal["input", "output"]
+
+_QUANTUM = Decimal("0.0000001")
+_ZERO = Decimal("0.0")  # Dify's PriceInfo for "no price" uses Decimal("0.0")
+_DEFAULT_CURRENCY = "USD"
+
+
+class PriceInfo(NamedTuple):
+    unit_price: Decimal
+    unit: Decimal
+    total_amount: Decimal
+    currency: str
+
+
+_NO_PRICE = PriceInfo(_ZERO, _ZERO, _ZERO, _DEFAULT_CURRENCY)
+
+
+def get_price(pricing: PriceConfig | None, price_type: PriceType, tokens: int) -> PriceInfo:
+    """(unit_price, unit, total, currency) for ``tokens`` tokens of ``price_type``."""
+    if pricing is None:
+        return _NO_PRICE
+    if price_type == "input":
+        unit_price = pricing.input
+    elif price_type == "output":
+        unit_price = pricing.output
+    else:
+        raise ValueError(f"unknown price type {price_type!r}")
+    if unit_price is None:
+        return _NO_PRICE
+    total = (tokens * unit_price * pricing.unit).quantize(_QUANTUM, rounding=ROUND_HALF_UP)
+    return PriceInfo(unit_price, pricing.unit, total, pricing.currency)
+
+
+def llm_usage(pricing: PriceConfig | None, counts: TokenCounts, latency: float) -> LLMUsage:
+    """Dify's ``_calc_response_usage`` plus our cached/reasoning counts (not priced separately)."""
+    prompt = get_price(pricing, "input", counts.prompt_tokens)
+    completion = get_price(pricing, "output", counts.completion_tokens)
+    return LLMUsage(
+        prompt_tokens=counts.prompt_tokens,
+        prompt_unit_price=prompt.unit_price,
+        prompt_price_unit=prompt.unit,
+        prompt_price=prompt.total_amount,
+        completion_tokens=counts.completion_tokens,
+        completion_unit_price=completion.unit_price,
+        completion_price_unit=completion.unit,
+        completion_price=completion.total_amount,
+        total_tokens=counts.prompt_tokens + counts.completion_tokens,
+        total_price=prompt.total_amount + completion.total_amount,
+        currency=prompt.currency,  # Dify takes the currency of the prompt price
+        latency=latency,
+        cached_prompt_tokens=counts.cached_prompt_tokens,
+        reasoning_tokens=counts.reasoning_tokens,
+    )
+
+
+def embedding_usage(pricing: PriceConfig | None, tokens: int, latency: float) -> EmbeddingUsage:
+    """One INPUT price lookup, ``total_tokens = tokens`` (as the embedding providers do)."""
+    price = get_price(pricing, "input", tokens)
+    return EmbeddingUsage(
+        tokens=tokens,
+        total_tokens=tokens,
+        unit_price=price.unit_price,
+        price_unit=price.unit,
+        total_price=price.total_amount,
+        currency=price.currency,
+        latency=latency,
+    )
+
+
+@lru_cache(maxsize=8192)  # unit prices and price units repeat on every response
+def decimal_str(d: Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros: 0.0000025 → "0.0000025", 0 → "0"."""
+    if not d.is_finite():
+        return str(d)
+    if d.is_zero():
+        return "0"  # also for -0 and 0E-7
+    text = format(d, "f")  # never uses exponent notation; no context rounding (unlike normalize())
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text

@@ -1,0 +1,251 @@
+"""Model-parameter validation: Dify's ``_validate_and_filter_model_parameters``, precompiled.
+
+Semantics (v0.15.3 ``large_language_model.py``), for each rule in schema order:
+
+1. ``value = params.get(rule.name)``; if None and ``rule.use_template`` is a *key* of params,
+   take ``params[rule.use_template]`` (even when that value is None, which then fails the type
+   check, as in Dify).
+2. Still missing: required → ``rule.default`` if not None (stored unchecked), else
+   "is required."; not required → skipped. Defaults of optional rules are **not** applied.
+3. Type checks without conversion: ``int`` (a bool passes: Python bool is an int), ``float``
+   (int or float; bool passes too), precision (0 → must be integral; n → ``v == round(v, n)``),
+   inclusive min/max, ``boolean`` (must be bool), ``string``/``text`` (must be str, options).
+4. Only parameters named by a rule are returned, under ``rule.name`` (the vendor key).
+
+Deliberate differences from Dify, all caused by the transport:
+
+* google.protobuf.Struct carries every number as a double, so a JSON ``1`` arrives as ``1.0``.
+  An ``int`` rule accepts a float with an integral value and converts it to ``int``; this is the
+  only conversion. ``1.5`` is still rejected with "should be int.".
+* NaN and ±Infinity (possible in a binary Struct, never in JSON) are rejected for ``float``
+  rules with "should be float." (Dify would pass NaN through, or crash in ``int(inf)``).
+* All violations are collected into one ``InvokeBadRequestError`` instead of stopping at the
+  first; each carries Dify's message text.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.entities import AIModelEntity, ParameterRule, ParameterType
+from engine.errors import FieldViolation, InvokeBadRequestError
+
+_FIELD_PREFIX = "model_parameters."
+
+
+class _Bad(str):
+    """A precomputed failure message; ``type(x) is _Bad`` tells it apart from a valid value."""
+
+    __slots__ = ()
+
+
+_Check = Callable[[Any], Any]  # returns the (possibly converted) value, or a _Bad message
+
+
+def _msg(name: str, text: str) -> _Bad:
+    return _Bad(f"Model Parameter {name} {text}")
+
+
+def _range_msgs(rule: ParameterRule) -> tuple[_Bad, _Bad]:
+    # Dify formats rule.min/rule.max as stored (floats after YAML parsing: "1.0", "2048.0").
+    return (
+        _msg(rule.name, f"should be greater than or equal to {rule.min}."),
+        _msg(rule.name, f"should be less than or equal to {rule.max}."),
+    )
+
+
+def _int_check(rule: ParameterRule) -> _Check:
+    lo, hi = rule.min, rule.max
+    bad_type = _msg(rule.name, "should be int.")
+    bad_lo, bad_hi = _range_msgs(rule)
+
+    def check(v: Any) -> Any:
+        if isinstance(v, float):
+            # The one deliberate conversion: Struct numbers are doubles (see module doc).
+            if not v.is_integer():
+                return bad_type
+            v = int(v)
+        elif not isinstance(v, int):  # bool passes, as in Dify
+            return bad_type
+        if lo is not None and v < lo:
+            return bad_lo
+        if hi is not None and v > hi:
+            return bad_hi
+        return v
+
+    return check
+
+
+def _float_check(rule: ParameterRule) -> _Check:
+    lo, hi, precision = rule.min, rule.max, rule.precision
+    bad_type = _msg(rule.name, "should be float.")
+    bad_int = _msg(rule.name, "should be int.")
+    bad_round = _msg(rule.name, f"should be round to {precision} decimal places.")
+    bad_lo, bad_hi = _range_msgs(rule)
+
+    def check(v: Any) -> Any:
+        # int and bool are accepted (bool is an int subclass); Dify does the same.
+        if not isinstance(v, (float, int)):
+            return bad_type
+        if isinstance(v, float) and not math.isfinite(v):
+            return bad_type
+        if precision is not None:
+            if precision == 0:
+                if v != int(v):
+                    return bad_int
+            elif v != round(v, precision):
+                return bad_round
+        if lo is not None and v < lo:
+            return bad_lo
+        if hi is not None and v > hi:
+            return bad_hi
+        return v
+
+    return check
+
+
+def _bool_check(rule: ParameterRule) -> _Check:
+    bad_type = _msg(rule.name, "should be bool.")
+
+    def check(v: Any) -> Any:
+        return v if isinstance(v, bool) else bad_type
+
+    return check
+
+
+def _str_check(rule: ParameterRule, type_text: str) -> _Check:
+    bad_type = _msg(rule.name, f"should be {type_text}.")
+    options = frozenset(rule.options)
+    # Dify prints the list repr: "should be one of ['JSON', 'XML']."
+    bad_option = _msg(rule.name, f"should be one of {rule.options}.")
+
+    if not options:
+
+        def check(v: Any) -> Any:
+            return v if isinstance(v, str) else bad_type
+
+        return check
+
+    def check_options(v: Any) -> Any:
+        if not isinstance(v, str):
+            return bad_type
+        return v if v in options else bad_option
+
+    return check_options
+
+
+def _unsupported_check(rule: ParameterRule) -> _Check:
+    bad = _msg(rule.name, f"type {rule.type} is not supported.")
+    return lambda v: bad
+
+
+def _compile(rule: ParameterRule) -> _Check:
+    kind = rule.type
+    if kind is ParameterType.INT:
+        return _int_check(rule)
+    if kind is ParameterType.FLOAT:
+        return _float_check(rule)
+    if kind is ParameterType.BOOLEAN:
+        return _bool_check(rule)
+    if kind is ParameterType.STRING:
+        return _str_check(rule, "string")
+    if kind is ParameterType.TEXT:
+        # v0.15 says "should be text." and checks options; the 1.x SDK does neither.
+        return _str_check(rule, "text")
+    return _unsupported_check(rule)
+
+
+class ParameterValidator:
+    """Validates and filters a parameter dict against one model's rules.
+
+    Built once per rule list (all messages and checks precomputed); calling it is a single
+    pass over the rules. Instances are immutable and thread-safe.
+    """
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, rules: list[ParameterRule]) -> None:
+        compiled = []
+        for rule in rules:
+            alias = rule.use_template or None
+            compiled.append(
+                (
+                    rule.name,
+                    alias,
+                    rule.required,
+                    rule.default,
+                    _compile(rule),
+                    _FIELD_PREFIX + rule.name,
+                    _FIELD_PREFIX + alias if alias else "",
+                    f"Model Parameter {rule.name} is required.",
+                )
+            )
+        self._rules: tuple[tuple[Any, ...], ...] = tuple(compiled)
+
+    def __call__(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not params:
+            params = {}
+        out: dict[str, Any] = {}
+        violations: list[FieldViolation] | None = None
+        get = params.get
+        for name, alias, required, default, check, field, alias_field, missing in self._rules:
+            value = get(name)
+            if value is None:
+                if alias is not None and alias in params:
+                    value = params[alias]
+                    # Point at the key the caller actually sent; the message keeps Dify's rule name.
+                    field = alias_field
+                elif required:
+                    if default is not None:
+                        out[name] = default  # Dify stores the default without checking it
+                        continue
+                    violations = violations or []
+                    violations.append(FieldViolation(field, missing))
+                    continue
+                else:
+                    continue
+            result = check(value)
+            if type(result) is _Bad:
+                violations = violations or []
+                violations.append(FieldViolation(field, str(result)))
+                continue
+            out[name] = result
+        if violations:
+            raise InvokeBadRequestError(
+                " ".join(v.description for v in violations), field_violations=violations
+            )
+        return out
+
+
+def validate_parameters(rules: list[ParameterRule], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One-shot validation (compiles the rules each time; use ``validator_for`` on hot paths)."""
+    return ParameterValidator(rules)(params)
+
+
+# id(entity) -> (weak ref to the entity, its rule list, validator). Schemas are treated as
+# immutable once loaded; replacing ``parameter_rules`` (a new list) invalidates the entry,
+# mutating rules in place does not. The weakref callback drops entries of collected schemas
+# (customizable schemas are rebuilt per request and must not accumulate here).
+_CACHE: dict[int, tuple[weakref.ref[AIModelEntity], list[ParameterRule], ParameterValidator]] = {}
+
+
+def validator_for(model: AIModelEntity) -> ParameterValidator:
+    """The cached validator of a model schema (built on first use)."""
+    key = id(model)
+    entry = _CACHE.get(key)
+    if entry is not None:
+        ref, rules, validator = entry
+        if ref() is model and rules is model.parameter_rules:
+            return validator
+    validator = ParameterValidator(model.parameter_rules)
+
+    def _drop(dead: weakref.ref[AIModelEntity], key: int = key) -> None:
+        current = _CACHE.get(key)
+        if current is not None and current[0] is dead:
+            _CACHE.pop(key, None)
+
+    _CACHE[key] = (weakref.ref(model, _drop), model.parameter_rules, validator)
+    return validator

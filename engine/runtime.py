@@ -1,0 +1,326 @@
+"""The model runtime: resolves a target, validates, calls the adapter, prices the result.
+
+This is the one code path behind every front door (gRPC servicers, the OpenAI-compatible
+HTTP endpoint). Order of work for each call:
+
+1. resolve provider → adapter capability → model schema (predefined, or customizable from
+   the model credentials) and validate the credential form;
+2. validate the request (parameter rules, tool schemas, content limits, features);
+3. call the adapter with a :class:`CallContext` carrying the caller's deadline;
+4. attach usage and cost; turn any stray exception into an ``InvokeError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import pricing
+from .adapter import CallContext, LLMRequest
+from .catalog import Catalog
+from .credentials import validate_credentials
+from .entities import AIModelEntity, ConfigurateMethod, ModelFeature, ModelType
+from .errors import (
+    FieldViolation,
+    InvokeBadRequestError,
+    InvokeError,
+    NotFoundError,
+    RuntimeFault,
+    UnsupportedError,
+)
+from .messages import (
+    AudioChunk,
+    EmbeddingResult,
+    LLMChunk,
+    LLMResult,
+    ModerationResult,
+    PartKind,
+    PromptMessage,
+    RerankResult,
+    TokenCounts,
+    Tool,
+    Voice,
+)
+from .registry import Registry
+from .rules import validator_for
+from .validation import check_messages, check_tools
+
+log = logging.getLogger("modelruntime.runtime")
+
+
+@dataclass(slots=True)
+class Target:
+    provider: str
+    model: str
+    credentials: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Limits:
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_messages: int = 2048
+    max_tools: int = 256
+
+
+class _SchemaCache:
+    """Customizable schemas built from credentials, keyed by their non-secret shape."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._data: OrderedDict[tuple, AIModelEntity] = OrderedDict()
+        self._size = size
+
+    def get(self, key: tuple) -> AIModelEntity | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: AIModelEntity) -> None:
+        self._data[key] = value
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+
+class ModelRuntime(Catalog):
+    def __init__(self, registry: Registry, egress: Any, limits: Limits | None = None) -> None:
+        super().__init__(registry, egress)
+        self.limits = limits or Limits()
+        self._custom_schemas = _SchemaCache()
+
+    # ---- resolution -------------------------------------------------------------------
+
+    def resolve(
+        self, target: Target, model_type: ModelType, deadline: float | None = None
+    ) -> tuple[CallContext, Any]:
+        adapter = self.registry.adapter(target.provider)
+        entity = adapter.entity
+        if model_type not in entity.supported_model_types:
+            raise UnsupportedError(
+                f"Provider '{target.provider}' does not offer {model_type.value} models",
+                provider=target.provider, model=target.model,
+            )
+        capability = adapter.capability(model_type)
+        if capability is None:
+            raise UnsupportedError(
+                f"{model_type.value} is not implemented for provider '{target.provider}'",
+                provider=target.provider, model=target.model,
+            )
+        schema_set = self.registry.definition(target.provider)
+        schema = schema_set.predefined(model_type, target.model)
+        if schema is not None:
+            form = entity.provider_credential_schema
+            credentials = (
+                validate_credentials(form.credential_form_schemas, target.credentials) if form else {}
+            )
+        elif ConfigurateMethod.CUSTOMIZABLE_MODEL in entity.configurate_methods and entity.model_credential_schema:
+            credentials = validate_credentials(
+                entity.model_credential_schema.credential_form_schemas, target.credentials,
+                model_type=model_type.value,
+            )
+            schema = self._customizable(adapter, target.model, model_type, credentials)
+        else:
+            raise NotFoundError(
+                f"Unknown {model_type.value} model '{target.model}' for provider '{target.provider}'",
+                provider=target.provider, model=target.model,
+                field_violations=(FieldViolation("target.model", "unknown model"),),
+            )
+        ctx = CallContext(
+            provider=entity, model=target.model, model_type=model_type, schema=schema,
+            credentials=credentials, http=self.egress, deadline=deadline, options=adapter.options,
+        )
+        return ctx, capability
+
+    def _customizable(self, adapter: Any, model: str, model_type: ModelType, credentials: dict) -> AIModelEntity:
+        key = (adapter.entity.provider, model_type, model, tuple(sorted((k, str(v)) for k, v in credentials.items())))
+        schema = self._custom_schemas.get(key)
+        if schema is None:
+            schema = adapter.customizable_schema(model, model_type, credentials)
+            if schema is None:
+                raise NotFoundError(
+                    f"Unknown {model_type.value} model '{model}' for provider '{adapter.entity.provider}'",
+                    provider=adapter.entity.provider, model=model,
+                    field_violations=(FieldViolation("target.model", "unknown model"),),
+                )
+            self._custom_schemas.put(key, schema)
+        return schema
+
+    # ---- LLM --------------------------------------------------------------------------
+
+    def _prepare_llm(self, target: Target, request: LLMRequest, deadline: float | None):
+        ctx, llm = self.resolve(target, ModelType.LLM, deadline)
+        schema = ctx.schema
+        assert schema is not None
+        check_messages(request.messages, self.limits.max_message_bytes, self.limits.max_messages)
+        if request.tools:
+            check_tools(request.tools, self.limits.max_tools)
+        _check_features(schema, request.messages)
+        request.parameters = validator_for(schema)(request.parameters)
+        return ctx, llm
+
+    async def generate(self, target: Target, request: LLMRequest, deadline: float | None = None) -> LLMResult:
+        started = time.perf_counter()
+        try:
+            ctx, llm = self._prepare_llm(target, request, deadline)
+            result: LLMResult = await llm.generate(ctx, request)
+            counts = result.counts or await self._count_missing(llm, ctx, request, result.message.content)
+            result.usage = pricing.llm_usage(ctx.schema.pricing, counts, time.perf_counter() - started)
+            return result
+        except RuntimeFault as exc:
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        except Exception as exc:  # noqa: BLE001
+            raise _unexpected(exc, target) from None
+
+    async def stream(
+        self, target: Target, request: LLMRequest, deadline: float | None = None
+    ) -> AsyncIterator[LLMChunk]:
+        started = time.perf_counter()
+        try:
+            ctx, llm = self._prepare_llm(target, request, deadline)
+        except RuntimeFault as exc:
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        pieces: list[str] = []
+        chunks = llm.stream(ctx, request)
+        try:
+            async for chunk in chunks:
+                if chunk.content:
+                    pieces.append(chunk.content)
+                if chunk.finish_reason is not None:
+                    counts = chunk.counts or await self._count_missing(llm, ctx, request, "".join(pieces))
+                    chunk.usage = pricing.llm_usage(ctx.schema.pricing, counts, time.perf_counter() - started)
+                yield chunk
+        except RuntimeFault as exc:
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        except Exception as exc:  # noqa: BLE001 - GeneratorExit is not an Exception, so closing passes
+            raise _unexpected(exc, target) from None
+        finally:
+            await chunks.aclose()
+
+    async def _count_missing(self, llm: Any, ctx: CallContext, request: LLMRequest, completion: str) -> TokenCounts:
+        """Providers that report no usage: count locally, as Dify does."""
+        from .tokenizers import count_text
+
+        prompt = await llm.count_tokens(ctx, request.messages, request.tools)
+        return TokenCounts(prompt_tokens=prompt, completion_tokens=count_text(completion, ctx.model))
+
+    async def count_llm_tokens(
+        self, target: Target, messages: list[PromptMessage], tools: list[Tool], deadline: float | None = None
+    ) -> int:
+        return await self._call(target, ModelType.LLM, deadline, "count_tokens", messages, tools)
+
+    # ---- other model types -------------------------------------------------------------
+
+    async def _call(self, target: Target, model_type: ModelType, deadline: float | None, method: str, *args: Any):
+        try:
+            ctx, capability = self.resolve(target, model_type, deadline)
+            return await getattr(capability, method)(ctx, *args)
+        except RuntimeFault as exc:
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        except Exception as exc:  # noqa: BLE001
+            raise _unexpected(exc, target) from None
+
+    async def embed(
+        self, target: Target, texts: list[str], input_type: str = "document",
+        dimensions: int | None = None, user: str = "", deadline: float | None = None,
+    ) -> EmbeddingResult:
+        if not texts:
+            raise InvokeBadRequestError("texts must not be empty",
+                                        field_violations=(FieldViolation("texts", "must not be empty"),))
+        started = time.perf_counter()
+        result: EmbeddingResult = await self._call(
+            target, ModelType.TEXT_EMBEDDING, deadline, "embed", texts, input_type, dimensions, user
+        )
+        schema = self.registry.definition(target.provider).predefined(ModelType.TEXT_EMBEDDING, target.model)
+        result.usage = pricing.embedding_usage(
+            schema.pricing if schema else None, result.tokens, time.perf_counter() - started
+        )
+        return result
+
+    async def count_embedding_tokens(self, target: Target, texts: list[str], deadline: float | None = None) -> list[int]:
+        return await self._call(target, ModelType.TEXT_EMBEDDING, deadline, "count_tokens", texts)
+
+    async def rerank(
+        self, target: Target, query: str, docs: list[str], score_threshold: float | None = None,
+        top_n: int | None = None, user: str = "", deadline: float | None = None,
+    ) -> RerankResult:
+        if top_n is not None and top_n < 1:
+            raise InvokeBadRequestError("top_n must be at least 1",
+                                        field_violations=(FieldViolation("top_n", "must be at least 1"),))
+        return await self._call(target, ModelType.RERANK, deadline, "rerank", query, docs, score_threshold, top_n, user)
+
+    async def transcribe(
+        self, target: Target, audio: bytes, fmt: str = "", language: str = "", prompt: str = "",
+        user: str = "", deadline: float | None = None,
+    ) -> str:
+        if not audio:
+            raise InvokeBadRequestError("audio must not be empty",
+                                        field_violations=(FieldViolation("audio", "must not be empty"),))
+        return await self._call(target, ModelType.SPEECH2TEXT, deadline, "transcribe", audio, fmt, language, prompt, user)
+
+    async def synthesize(
+        self, target: Target, text: str, voice: str = "", encoding: str = "", speed: float | None = None,
+        user: str = "", deadline: float | None = None,
+    ) -> AsyncIterator[AudioChunk]:
+        if not text:
+            raise InvokeBadRequestError("text must not be empty",
+                                        field_violations=(FieldViolation("text", "must not be empty"),))
+        try:
+            ctx, tts = self.resolve(target, ModelType.TTS, deadline)
+            props = ctx.schema.model_properties if ctx.schema else {}
+            voice = voice or str(props.get("default_voice") or "")
+            encoding = encoding or str(props.get("audio_type") or "mp3")
+        except RuntimeFault as exc:
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        chunks = tts.synthesize(ctx, text, voice, encoding, speed, user)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except RuntimeFault as exc:
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        except Exception as exc:  # noqa: BLE001
+            raise _unexpected(exc, target) from None
+        finally:
+            await chunks.aclose()
+
+    def voices(self, target: Target, language: str = "") -> list[Voice]:
+        try:
+            ctx, _ = self.resolve(target, ModelType.TTS)
+        except RuntimeFault as exc:
+            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        voices = (ctx.schema.model_properties.get("voices") if ctx.schema else None) or []
+        return [
+            Voice(id=str(v.get("mode", "")), name=str(v.get("name", "")), languages=list(v.get("language") or []))
+            for v in voices
+            if not language or language in (v.get("language") or [])
+        ]
+
+    async def moderate(self, target: Target, text: str, user: str = "", deadline: float | None = None) -> ModerationResult:
+        return await self._call(target, ModelType.MODERATION, deadline, "moderate", text, user)
+
+
+def _check_features(schema: AIModelEntity, messages: list[PromptMessage]) -> None:
+    needs = {
+        PartKind.IMAGE: ModelFeature.VISION, PartKind.DOCUMENT: ModelFeature.DOCUMENT,
+        PartKind.VIDEO: ModelFeature.VIDEO, PartKind.AUDIO: ModelFeature.AUDIO,
+    }
+    violations = []
+    for i, message in enumerate(messages):
+        for j, part in enumerate(message.content):
+            feature = needs.get(part.kind)
+            if feature is not None and not schema.has_feature(feature):
+                violations.append(FieldViolation(
+                    f"messages[{i}].content[{j}]",
+                    f"model '{schema.model}' does not accept {part.kind.value} content (no {feature.value} feature)",
+                ))
+    if violations:
+        raise InvokeBadRequestError(violations[0].description, field_violations=violations)
+
+
+def _unexpected(exc: Exception, target: Target) -> InvokeError:
+    # Only the type: messages of foreign exceptions may quote URLs or payloads.
+    log.error("unexpected %s in provider %s", type(exc).__name__, target.provider,
+              exc_info=log.isEnabledFor(logging.DEBUG))
+    return InvokeError(f"[{target.provider}] Error: {type(exc).__name__}", provider=target.provider, model=target.model)

@@ -1,0 +1,488 @@
+"""Pure transforms between domain LLM requests/results and Anthropic's Messages API.
+
+No I/O here. Requests: our message list becomes a top-level ``system`` plus strictly
+alternating ``user``/``assistant`` turns (consecutive turns of one role are merged; tool
+results become ``tool_result`` blocks of a user turn; assistant tool calls become
+``tool_use`` blocks whose ``input`` is the parsed JSON object). ``max_tokens`` is always
+sent: Anthropic requires it.
+
+Thinking is driven by the model's parameter rules (:class:`ModelTraits`):
+
+* ``thinking`` + ``thinking_budget`` rules (extended thinking, Claude 3.7 to 4.6):
+  ``thinking: {type: enabled, budget_tokens}``; sampling parameters are dropped, as the API
+  rejects them while thinking;
+* ``effort`` / ``thinking_display`` rules (adaptive thinking, Claude Opus 4.8 and later):
+  ``thinking: {type: adaptive|disabled, display}`` and ``output_config.effort``.
+
+Responses: :func:`parse_message` for unary replies and :class:`StreamAssembler` for the SSE
+event sequence (``message_start`` … ``message_stop``), both reporting raw token counts.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+
+from engine.adapter import LLMRequest
+from engine.entities import AIModelEntity, ParameterRule
+from engine.errors import bad_request
+from engine.messages import (
+    AssistantMessage,
+    ContentPart,
+    FinishReason,
+    LLMChunk,
+    LLMResult,
+    PartKind,
+    PromptMessage,
+    Role,
+    TokenCounts,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+)
+
+STOP_REASONS = {
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+    "pause_turn": FinishReason.OTHER,
+}
+
+DEFAULT_MAX_TOKENS = 4096
+MIN_THINKING_BUDGET = 1024
+_SAMPLING = ("temperature", "top_p", "top_k")
+_IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif",
+                "webp": "image/webp"}
+
+
+def finish_reason(raw: str | None) -> FinishReason:
+    return STOP_REASONS.get(raw or "end_turn", FinishReason.OTHER)
+
+
+# ---- model traits ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ModelTraits:
+    """What the request builder needs from a model's schema."""
+
+    max_tokens: int = DEFAULT_MAX_TOKENS  # used when the caller sent none
+    rules: dict[str, ParameterRule] = field(default_factory=dict)
+
+    @classmethod
+    def from_schema(cls, schema: AIModelEntity | None) -> ModelTraits:
+        if schema is None:
+            return cls()
+        rules = {r.name: r for r in schema.parameter_rules}
+        rule = rules.get("max_tokens") or rules.get("max_tokens_to_sample")
+        default = DEFAULT_MAX_TOKENS
+        if rule is not None:
+            value = rule.default if rule.default is not None else rule.max
+            if value:
+                default = int(value)
+        return cls(default, rules)
+
+    @property
+    def adaptive(self) -> bool:
+        """Adaptive-thinking models (effort, thinking display) rather than budgeted thinking."""
+        return "effort" in self.rules or "thinking_display" in self.rules
+
+    def default_budget(self) -> int:
+        rule = self.rules.get("thinking_budget")
+        value = rule.default if rule is not None and rule.default else MIN_THINKING_BUDGET
+        return max(int(value), MIN_THINKING_BUDGET)
+
+
+# ---- content ---------------------------------------------------------------------------------
+
+
+def _parse_data_url(url: str) -> tuple[str, bytes] | None:
+    """``data:<mime>[;base64],<payload>`` → (mime, bytes); None for other URLs."""
+    if not url.startswith("data:"):
+        return None
+    head, sep, payload = url[5:].partition(",")
+    if not sep:
+        return None
+    mime, _, flags = head.partition(";")
+    try:
+        data = base64.b64decode(payload, validate=False) if "base64" in flags else unquote_to_bytes(payload)
+    except ValueError:
+        return None
+    return mime, data
+
+
+def _inline(part: ContentPart) -> tuple[str, bytes] | None:
+    """(mime type, bytes) of inline media: raw bytes or a data: URL."""
+    if part.data:
+        return part.mime_type, part.data
+    parsed = _parse_data_url(part.url)
+    if parsed is not None:
+        return part.mime_type or parsed[0], parsed[1]
+    return None
+
+
+def _image(part: ContentPart, path: str) -> dict[str, Any]:
+    inline = _inline(part)
+    if inline is None:
+        if not part.url:
+            raise bad_request(path, "image needs inline data or a URL")
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    mime, data = inline
+    mime = mime or _IMAGE_TYPES.get(part.format.lower(), "")
+    if mime == "image/jpg":
+        mime = "image/jpeg"
+    if mime not in _IMAGE_TYPES.values():
+        raise bad_request(path, f"Anthropic accepts JPEG, PNG, GIF and WebP images, not {mime or 'unknown'}")
+    return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": base64.b64encode(data).decode()}}
+
+
+def _document(part: ContentPart, path: str) -> dict[str, Any]:
+    inline = _inline(part)
+    if inline is None:
+        if not part.url:
+            raise bad_request(path, "document needs inline data or a URL")
+        block: dict[str, Any] = {"type": "document", "source": {"type": "url", "url": part.url}}
+    else:
+        mime, data = inline
+        mime = mime or ("application/pdf" if part.format.lower() == "pdf" else "")
+        if mime == "application/pdf":
+            source = {"type": "base64", "media_type": mime, "data": base64.b64encode(data).decode()}
+        elif mime.startswith("text/"):
+            source = {"type": "text", "media_type": "text/plain", "data": data.decode("utf-8", "replace")}
+        else:
+            raise bad_request(path, f"Anthropic accepts PDF and plain-text documents, not {mime or 'unknown'}")
+        block = {"type": "document", "source": source}
+    if part.filename:
+        block["title"] = part.filename
+    return block
+
+
+def _part(part: ContentPart, path: str) -> dict[str, Any] | None:
+    if part.kind is PartKind.TEXT:
+        return {"type": "text", "text": part.text} if part.text else None  # empty text blocks are rejected
+    if part.kind is PartKind.IMAGE:
+        return _image(part, path)
+    if part.kind is PartKind.DOCUMENT:
+        return _document(part, path)
+    raise bad_request(path, f"Anthropic does not accept {part.kind.value} content")
+
+
+def _blocks(message: PromptMessage, i: int) -> list[dict[str, Any]]:
+    out = []
+    for j, part in enumerate(message.content):
+        block = _part(part, f"messages[{i}].content[{j}]")
+        if block is not None:
+            out.append(block)
+    return out
+
+
+def _tool_input(arguments: str, path: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise bad_request(path, "tool call arguments must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise bad_request(path, "tool call arguments must be a JSON object")
+    return value
+
+
+def _assistant_blocks(message: PromptMessage, i: int) -> list[dict[str, Any]]:
+    blocks = [b for b in _blocks(message, i) if b["type"] == "text"]
+    for j, call in enumerate(message.tool_calls):
+        blocks.append({
+            "type": "tool_use", "id": call.id, "name": call.name,
+            "input": _tool_input(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
+        })
+    return blocks
+
+
+def _tool_result(message: PromptMessage, i: int) -> dict[str, Any]:
+    if not message.tool_call_id:
+        raise bad_request(f"messages[{i}].tool_call_id", "a tool message needs the id of the call it answers")
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+    parts = _blocks(message, i)
+    if parts and all(p["type"] == "text" for p in parts):
+        block["content"] = "".join(p["text"] for p in parts)
+    elif parts:
+        block["content"] = parts
+    return block
+
+
+def _simplify(content: list[dict[str, Any]]) -> Any:
+    if len(content) == 1 and content[0]["type"] == "text":
+        return content[0]["text"]
+    return content
+
+
+def convert_messages(messages: list[PromptMessage]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """(system, messages): system/developer text is hoisted out; the rest alternates."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        role = message.role
+        if role in (Role.SYSTEM, Role.DEVELOPER):
+            text = message.text()
+            if text:
+                system.append(text)
+            continue
+        if role is Role.ASSISTANT:
+            wire_role, blocks = "assistant", _assistant_blocks(message, i)
+        elif role is Role.TOOL:
+            wire_role, blocks = "user", [_tool_result(message, i)]
+        else:
+            wire_role, blocks = "user", _blocks(message, i)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == wire_role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": wire_role, "content": blocks})
+    for turn in turns:
+        turn["content"] = _simplify(turn["content"])
+    system_out: str | list[dict[str, Any]] | None = None
+    if len(system) == 1:
+        system_out = system[0]
+    elif system:
+        system_out = [{"type": "text", "text": text} for text in system]
+    return system_out, turns
+
+
+def tools_to_wire(tools: list[Tool]) -> list[dict[str, Any]]:
+    return [
+        {"name": t.name, "description": t.description or "",
+         "input_schema": t.parameters or {"type": "object", "properties": {}}}
+        for t in tools
+    ]
+
+
+def tool_choice_to_wire(choice: ToolChoice | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if choice.mode == "function":
+        return {"type": "tool", "name": choice.function_name}
+    if choice.mode == "required":
+        return {"type": "any"}
+    if choice.mode == "none":
+        return {"type": "none"}
+    return {"type": "auto"}
+
+
+# ---- request bodies --------------------------------------------------------------------------
+
+
+def _json_schema(value: Any) -> dict[str, Any]:
+    try:
+        schema = orjson.loads(value) if isinstance(value, str) else value
+    except orjson.JSONDecodeError:
+        raise bad_request("model_parameters.json_schema", "not valid JSON") from None
+    if not isinstance(schema, dict) or not schema:
+        raise bad_request("model_parameters.json_schema", "must be a non-empty JSON object")
+    # Dify's form may wrap the schema as {"name", "schema", "strict"} (OpenAI's shape).
+    inner = schema.get("schema")
+    return inner if isinstance(inner, dict) and "name" in schema else schema
+
+
+def _apply_thinking(body: dict[str, Any], params: dict[str, Any], traits: ModelTraits) -> None:
+    thinking = params.pop("thinking", None)
+    budget = params.pop("thinking_budget", None)
+    display = params.pop("thinking_display", None)
+    effort = params.pop("effort", None)
+    output_config: dict[str, Any] = {}
+    if effort:
+        output_config["effort"] = effort
+    if traits.adaptive:
+        if thinking is False:
+            body["thinking"] = {"type": "disabled"}
+        elif thinking is True or display:
+            config: dict[str, Any] = {"type": "adaptive"}
+            if display:
+                config["display"] = display
+            body["thinking"] = config
+    elif thinking is True or (thinking is None and budget and "thinking" not in traits.rules):
+        budget = int(budget) if budget else traits.default_budget()
+        if budget >= body["max_tokens"]:
+            raise bad_request("model_parameters.thinking_budget",
+                              f"must be less than max_tokens ({body['max_tokens']})")
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        for name in _SAMPLING:  # rejected while extended thinking is on
+            params.pop(name, None)
+    schema = params.pop("json_schema", None)
+    if schema not in (None, ""):
+        output_config["format"] = {"type": "json_schema", "schema": _json_schema(schema)}
+    if output_config:
+        body["output_config"] = output_config
+
+
+def build_messages_body(model: str, request: LLMRequest, traits: ModelTraits, *, stream: bool) -> dict[str, Any]:
+    params = dict(request.parameters)
+    max_tokens = params.pop("max_tokens", None)
+    if max_tokens is None:
+        max_tokens = params.pop("max_tokens_to_sample", None)
+    params.pop("max_tokens_to_sample", None)
+    params.pop("response_format", None)  # JSON output goes through json_schema (output_config.format)
+    system, messages = convert_messages(request.messages)
+    body: dict[str, Any] = {"model": model, "max_tokens": int(max_tokens or traits.max_tokens), "messages": messages}
+    if system is not None:
+        body["system"] = system
+    _apply_thinking(body, params, traits)
+    body.update(params)  # temperature, top_p, top_k and any vendor rule, under its wire name
+    if request.tools:
+        body["tools"] = tools_to_wire(request.tools)
+        choice = tool_choice_to_wire(request.tool_choice)
+        if choice is not None:
+            body["tool_choice"] = choice
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def build_count_tokens_body(model: str, messages: list[PromptMessage], tools: list[Tool]) -> dict[str, Any]:
+    """The Messages body without ``max_tokens``/``stream``, as count_tokens wants it."""
+    system, wire = convert_messages(messages)
+    if not wire:  # the endpoint needs one message; Dify counts a bare system prompt this way
+        wire = [{"role": "user", "content": "Hello"}]
+    body: dict[str, Any] = {"model": model, "messages": wire}
+    if system is not None:
+        body["system"] = system
+    if tools:
+        body["tools"] = tools_to_wire(tools)
+    return body
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+def counts_from_usage(usage: Any) -> TokenCounts | None:
+    """Anthropic's ``input_tokens`` excludes cache reads and writes; our prompt count includes them."""
+    if not isinstance(usage, dict):
+        return None
+    base = int(usage.get("input_tokens") or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    output = int(usage.get("output_tokens") or 0)
+    if not (base or written or read or output):
+        return None
+    return TokenCounts(prompt_tokens=base + written + read, completion_tokens=output, cached_prompt_tokens=read)
+
+
+def _arguments(value: Any) -> str:
+    return orjson.dumps(value if value is not None else {}).decode()
+
+
+def parse_message(body: dict[str, Any], model: str) -> LLMResult:
+    message = AssistantMessage()
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for block in body.get("content") or ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "thinking":
+            thoughts.append(block.get("thinking") or "")
+        elif kind == "tool_use":
+            message.tool_calls.append(ToolCall(
+                id=str(block.get("id") or f"toolu_{len(message.tool_calls)}"), name=block.get("name") or "",
+                arguments=_arguments(block.get("input")),
+            ))
+    message.content = "".join(texts)
+    message.reasoning_content = "".join(thoughts)
+    raw = body.get("stop_reason") or ""
+    return LLMResult(
+        model=body.get("model") or model, message=message, finish_reason=finish_reason(raw),
+        provider_finish_reason=raw, id=body.get("id") or "", counts=counts_from_usage(body.get("usage")),
+    )
+
+
+class StreamAssembler:
+    """Turns decoded stream events into chunks; :meth:`final` gives the closing chunk.
+
+    Content blocks are numbered across text, thinking and tool use; tool-use blocks get
+    tool-call indexes 0, 1, … in the order they start. Usage comes in two halves: input
+    counts in ``message_start``, cumulative output counts in ``message_delta``.
+    """
+
+    __slots__ = ("_tools", "_usage", "done", "id", "model", "stop_reason")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.id = ""
+        self.stop_reason = ""
+        self.done = False
+        self._tools: dict[int, int] = {}  # content-block index -> tool-call index
+        self._usage: dict[str, Any] = {}
+
+    def _chunk(self, **kw: Any) -> LLMChunk:
+        return LLMChunk(model=self.model, id=self.id, **kw)
+
+    def _merge_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+
+    def feed(self, event: dict[str, Any]) -> LLMChunk | None:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.id = message.get("id") or self.id
+            self.model = message.get("model") or self.model
+            self._merge_usage(message.get("usage"))
+        elif kind == "content_block_start":
+            return self._block_start(int(event.get("index") or 0), event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            return self._delta(int(event.get("index") or 0), event.get("delta") or {})
+        elif kind == "message_delta":
+            delta = event.get("delta") or {}
+            self.stop_reason = delta.get("stop_reason") or self.stop_reason
+            self._merge_usage(event.get("usage"))
+        elif kind == "message_stop":
+            self.done = True
+        return None  # ping, content_block_stop and unknown future events
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> LLMChunk | None:
+        kind = block.get("type")
+        if kind == "tool_use":
+            call = self._tools[index] = len(self._tools)
+            initial = block.get("input")
+            return self._chunk(tool_calls=[ToolCallDelta(
+                index=call, id=block.get("id") or "", name=block.get("name") or "", type="function",
+                arguments=_arguments(initial) if initial else "",  # normally {} and then deltas
+            )])
+        if kind == "text" and block.get("text"):
+            return self._chunk(content=block["text"])
+        if kind == "thinking" and block.get("thinking"):
+            return self._chunk(reasoning_content=block["thinking"])
+        return None
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> LLMChunk | None:
+        kind = delta.get("type")
+        if kind == "text_delta" and delta.get("text"):
+            return self._chunk(content=delta["text"])
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            call = self._tools.get(index)
+            if call is None:  # a delta for a block that never started: treat it as a new call
+                call = self._tools[index] = len(self._tools)
+            return self._chunk(tool_calls=[ToolCallDelta(index=call, arguments=delta["partial_json"])])
+        if kind == "thinking_delta" and delta.get("thinking"):
+            return self._chunk(reasoning_content=delta["thinking"])
+        return None  # signature_delta, citations_delta: nothing for the caller
+
+    def final(self) -> LLMChunk:
+        return self._chunk(
+            finish_reason=finish_reason(self.stop_reason), provider_finish_reason=self.stop_reason,
+            counts=counts_from_usage(self._usage),
+        )

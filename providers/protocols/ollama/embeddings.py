@@ -1,0 +1,88 @@
+"""Ollama text embeddings: ``POST /api/embed``.
+
+Request ``{"model", "input": str | [str], "truncate": true, "dimensions"?}``; reply
+``{"model", "embeddings": [[...]], "prompt_eval_count"}``, one vector per input in input order
+(also when ``input`` was a single string). ``/api/embed`` vectors are already L2-normalised.
+
+Texts go out in batches of ``runtime.embed_batch`` (default 32) per request: Dify's
+customizable schema says ``max_chunks: 1`` but its plugin sends every text in one request, and
+one request per text would be needlessly slow against a local server. The server truncates a
+text longer than the model's context (``truncate: true``), as Dify's plugin relies on.
+Token counts are the server's ``prompt_eval_count``; CountEmbeddingTokens is local (tiktoken
+cl100k_base), as Dify approximates Ollama's with GPT-2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from engine.adapter import CallContext
+from engine.errors import InvokeError
+from engine.messages import EmbeddingResult
+from engine.tokenizers import count_text
+
+from ..openai.embeddings import decode_vector, gather_all
+from . import client
+
+DEFAULT_BATCH = 32
+
+
+def _batch_size(ctx: CallContext) -> int:
+    try:
+        size = int(ctx.options.get("embed_batch") or DEFAULT_BATCH)
+    except (TypeError, ValueError):
+        size = DEFAULT_BATCH
+    return max(1, size)
+
+
+class OllamaEmbeddings:
+    """TextEmbeddingModel for Ollama's ``/api/embed``."""
+
+    async def embed(
+        self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
+    ) -> EmbeddingResult:
+        if not texts:
+            return EmbeddingResult(model=ctx.model, embeddings=[], tokens=0)
+        size = _batch_size(ctx)
+        batches = [texts[start:start + size] for start in range(0, len(texts), size)]
+        results = await gather_all([self._post(ctx, batch, dimensions) for batch in batches])
+        embeddings: list[list[float]] = []
+        tokens = 0
+        for batch, (vectors, counted) in zip(batches, results):
+            embeddings.extend(vectors)
+            tokens += counted if counted is not None else sum(count_text(t) for t in batch)
+        return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
+
+    async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:
+        return [count_text(t) for t in texts]
+
+    async def _post(self, ctx: CallContext, batch: list[str], dimensions: int | None) -> tuple[list[list[float]], int | None]:
+        body: dict[str, Any] = {"model": ctx.model, "input": batch[0] if len(batch) == 1 else batch,
+                                "truncate": True}
+        if dimensions:
+            body["dimensions"] = int(dimensions)
+        async with ctx.http.stream(
+            "POST", client.url(ctx, "embed"), headers=client.headers(ctx), content=client.dumps(body),
+            deadline=ctx.deadline,
+        ) as response:
+            await client.raise_for_status(response)
+            parsed = client.loads(await response.aread())
+        if not isinstance(parsed, dict):
+            raise InvokeError("The provider returned a response that is not a JSON object")
+        if parsed.get("error"):
+            raise client.in_stream_error(parsed)
+        items = parsed.get("embeddings")
+        if not isinstance(items, list) or len(items) != len(batch):
+            raise InvokeError(
+                f"The provider returned {len(items) if isinstance(items, list) else 0} embeddings "
+                f"for {len(batch)} inputs"
+            )
+        vectors = []
+        for item in items:
+            vector = decode_vector(item)
+            if not vector or any(map(math.isnan, vector)):
+                raise InvokeError("The provider returned an empty embedding or one containing NaN")
+            vectors.append(vector)
+        counted = parsed.get("prompt_eval_count")
+        return vectors, counted if isinstance(counted, int) else None

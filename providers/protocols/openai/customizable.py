@@ -1,0 +1,134 @@
+"""Schemas of customizable models, built from their credentials as Dify does.
+
+- ``openai_api_compatible``: everything comes from the model credential form (mode,
+  context size, max tokens, tool-call and vision support, voices). The variable names of
+  the compatible providers' forms are all accepted: ``mode`` or ``completion_type``,
+  ``max_tokens_to_sample`` or ``max_tokens``, ``model_label_en_US``/``model_label_zh_Hans``.
+- ``base_model`` (Azure deployments): the predefined schema of the chosen base model of
+  another provider, renamed to the deployment.
+- OpenAI fine-tunes (``ft:<base>:<org>:...``): the base model's predefined schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.entities import (
+    AIModelEntity,
+    FetchFrom,
+    I18nObject,
+    ModelFeature,
+    ModelType,
+    ParameterRule,
+    ParameterType,
+)
+from engine.templates import fill_customizable_rule
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(float(value)) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _rule(name: str, kind: ParameterType, template: str | None = None, **kw: Any) -> ParameterRule:
+    rule = ParameterRule(name=name, type=kind, use_template=template, label=I18nObject.plain(name), **kw)
+    return fill_customizable_rule(rule) if template else rule
+
+
+_MODES = {"chat": "chat", "chat_completion": "chat", "completion": "completion"}
+
+
+def _llm_rules(credentials: dict[str, Any]) -> list[ParameterRule]:
+    max_tokens = _int(credentials.get("max_tokens_to_sample") or credentials.get("max_tokens"), 4096)
+    return [
+        _rule("temperature", ParameterType.FLOAT, "temperature", min=0, max=2, default=0.7, precision=2),
+        _rule("top_p", ParameterType.FLOAT, "top_p", min=0, max=1, default=1, precision=2),
+        _rule("presence_penalty", ParameterType.FLOAT, "presence_penalty", min=-2, max=2, default=0, precision=2),
+        _rule("frequency_penalty", ParameterType.FLOAT, "frequency_penalty", min=-2, max=2, default=0,
+              precision=2),
+        _rule("max_tokens", ParameterType.INT, "max_tokens", min=1, max=max_tokens, default=min(512, max_tokens),
+              precision=0),
+        _rule("seed", ParameterType.INT),
+        _rule("response_format", ParameterType.STRING, options=["text", "json_object", "json_schema"]),
+        _rule("json_schema", ParameterType.TEXT, "json_schema"),
+    ]
+
+
+def compatible_schema(model: str, model_type: ModelType, credentials: dict[str, Any]) -> AIModelEntity:
+    features: list[ModelFeature] = []
+    properties: dict[str, Any] = {}
+    rules: list[ParameterRule] = []
+    if model_type is ModelType.LLM:
+        calling = credentials.get("function_calling_type")
+        if calling in ("function_call", "tool_call"):
+            features.append(ModelFeature.TOOL_CALL)
+        if calling == "tool_call":
+            features.append(ModelFeature.MULTI_TOOL_CALL)
+        if credentials.get("stream_function_calling") == "supported":
+            features.append(ModelFeature.STREAM_TOOL_CALL)
+        if credentials.get("vision_support") == "support":
+            features.append(ModelFeature.VISION)
+        mode = _MODES.get(str(credentials.get("mode") or credentials.get("completion_type") or "chat"), "chat")
+        properties = {"mode": mode, "context_size": _int(credentials.get("context_size"), 4096)}
+        rules = _llm_rules(credentials)
+    elif model_type is ModelType.TEXT_EMBEDDING:
+        properties = {"context_size": _int(credentials.get("context_size"), 512), "max_chunks": 1}
+    elif model_type is ModelType.RERANK:
+        properties = {"context_size": _int(credentials.get("context_size"), 512)}
+    elif model_type is ModelType.TTS:
+        voices = [v.strip() for v in str(credentials.get("voices") or "").split(",") if v.strip()] or ["alloy"]
+        properties = {
+            "default_voice": voices[0],
+            "voices": [{"mode": v, "name": v, "language": []} for v in voices],
+            "audio_type": "mp3",
+        }
+    label = I18nObject(en_US=str(credentials.get("model_label_en_US") or model),
+                       zh_Hans=str(credentials.get("model_label_zh_Hans") or "") or None)
+    return AIModelEntity(
+        model=model, label=label, model_type=model_type, features=features,
+        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL, model_properties=properties, parameter_rules=rules,
+    )
+
+
+def apply_model_info(info: dict[str, Any], credentials: dict[str, Any]) -> None:
+    """Xinference ``GET /v1/models/{uid}`` → the compatible form's credential values (in place):
+    ``chat`` or else ``generate`` ability picks the mode, ``tools`` enables tool calls,
+    ``vision`` image input, ``context_length`` the context size."""
+    ability = [str(a).lower() for a in info.get("model_ability") or []]
+    if "chat" in ability:
+        credentials["mode"] = "chat"
+    elif "generate" in ability:
+        credentials["mode"] = "completion"
+    if "tools" in ability:
+        credentials["function_calling_type"] = "tool_call"
+        credentials["stream_function_calling"] = "supported"
+    if "vision" in ability:
+        credentials["vision_support"] = "support"
+    if isinstance(info.get("context_length"), int) and info["context_length"] > 0:
+        credentials["context_size"] = str(info["context_length"])
+
+
+def base_model_schema(
+    model: str, model_type: ModelType, base: str, catalog: dict[tuple[ModelType, str], AIModelEntity]
+) -> AIModelEntity | None:
+    found = catalog.get((model_type, base)) if base else None
+    if found is None:
+        return None
+    return found.model_copy(update={
+        "model": model, "label": I18nObject.plain(model), "fetch_from": FetchFrom.CUSTOMIZABLE_MODEL,
+    })
+
+
+def fine_tune_schema(
+    model: str, model_type: ModelType, predefined: dict[tuple[ModelType, str], AIModelEntity]
+) -> AIModelEntity | None:
+    if not model.startswith("ft:"):
+        return None
+    base = predefined.get((model_type, model.split(":")[1]))
+    if base is None:
+        return None
+    return base.model_copy(update={
+        "model": model, "label": I18nObject.plain(model), "fetch_from": FetchFrom.CUSTOMIZABLE_MODEL,
+    })

@@ -25,6 +25,7 @@ beyond the provider's own error message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class RuntimeFault(Exception):
 
     reason = "InvokeError"
     default_description = "Error"
+    deadline_exceeded = False  # see InvokeConnectionError
 
     def __init__(
         self,
@@ -88,6 +90,13 @@ class InvokeError(RuntimeFault):
 class InvokeConnectionError(InvokeError):
     reason = "InvokeConnectionError"
     default_description = "Connection Error"
+
+    def __init__(self, description: str | None = None, *, deadline_exceeded: bool = False,
+                 **kw: Any) -> None:
+        super().__init__(description, **kw)
+        # True when the wait that failed was cut short by the caller's own deadline, so the
+        # front doors answer DEADLINE_EXCEEDED / 504 rather than a provider failure.
+        self.deadline_exceeded = deadline_exceeded
 
 
 class InvokeServerUnavailableError(InvokeError):

@@ -180,10 +180,13 @@ class ModelRuntime(Catalog):
         started = time.perf_counter()
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
+            # Adapters may build the request eagerly, so creating the stream can raise too.
+            chunks = llm.stream(ctx, request)
         except RuntimeFault as exc:
             raise self.fault(exc, target.provider, target.model, target.credentials) from None
+        except Exception as exc:  # noqa: BLE001
+            raise _unexpected(exc, target) from None
         pieces: list[str] = []
-        chunks = llm.stream(ctx, request)
         try:
             async for chunk in chunks:
                 if chunk.content:
@@ -272,9 +275,11 @@ class ModelRuntime(Catalog):
             props = ctx.schema.model_properties if ctx.schema else {}
             voice = voice or str(props.get("default_voice") or "")
             encoding = encoding or str(props.get("audio_type") or "mp3")
+            chunks = tts.synthesize(ctx, text, voice, encoding, speed, user)
         except RuntimeFault as exc:
             raise self.fault(exc, target.provider, target.model, target.credentials) from None
-        chunks = tts.synthesize(ctx, text, voice, encoding, speed, user)
+        except Exception as exc:  # noqa: BLE001
+            raise _unexpected(exc, target) from None
         try:
             async for chunk in chunks:
                 yield chunk

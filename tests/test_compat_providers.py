@@ -42,7 +42,7 @@ from modelruntime.v1 import (
 from engine.entities import ConfigurateMethod, ModelType
 from engine.loader import load_provider
 from providers import DEFINITIONS
-from providers.protocols.openai.audio import silent_wav
+from providers.kit.audio import silent_wav
 from tests.helpers import failure_of, stream_failure, struct, user
 from tests.mocks import compat_mock
 from tests.mocks.compat_dialects import DIALECTS, with_type

@@ -20,7 +20,7 @@ from modelruntime.v1 import (
     tts_service_pb2 as tts_pb,
 )
 
-from providers.protocols.openai.audio import silent_wav
+from providers.kit.audio import silent_wav
 from tests.helpers import failure_of, target
 from tests.mocks.openai_mock import OpenAIMock, embeddings_out_of_order, expected_embedding, rate_limit
 

@@ -32,7 +32,8 @@ from engine.errors import (
 )
 from engine.loader import load_provider
 from engine.tokenizers import count_text
-from providers.protocols.openai.audio import OpenAISpeech, OpenAITranscription, silent_wav, sniff_format
+from providers.kit.audio import silent_wav, sniff_format
+from providers.protocols.openai.audio import OpenAISpeech, OpenAITranscription
 from providers.protocols.openai.embeddings import OpenAIEmbeddings
 from providers.protocols.openai.moderation import OpenAIModeration
 from providers.protocols.openai.rerank import OpenAIRerank
@@ -174,12 +175,12 @@ async def test_embeddings_long_text_split_weighted_and_normalised() -> None:
 
 
 async def test_embeddings_short_text_is_not_tokenised(monkeypatch: pytest.MonkeyPatch) -> None:
-    import providers.protocols.openai.embeddings as module
+    import providers.kit.embeddings as module
 
     def boom(*_: Any) -> None:
         raise AssertionError("tokenised a text that cannot need splitting")
 
-    monkeypatch.setattr(module, "_split_text", boom)
+    monkeypatch.setattr(module, "split_text", boom)
     ctx, _ = make_ctx(lambda r: embeddings_reply(r, lambda t: [1.0]), "text-embedding-3-small",
                       ModelType.TEXT_EMBEDDING)
     await OpenAIEmbeddings().embed(ctx, ["x" * 8191], "document", None, "")
@@ -402,7 +403,7 @@ async def test_moderation_mistral_results_without_flagged() -> None:
 
 
 def test_split_never_cuts_inside_a_character() -> None:
-    from providers.protocols.openai.embeddings import _split_text
+    from providers.kit.embeddings import split_text as _split_text
 
     text = "你好世界，天气很好。" * 40 + "héllo wörld " * 30
     for size in (7, 10, 33):

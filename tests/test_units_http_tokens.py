@@ -169,7 +169,7 @@ async def test_sse_batches_group_events_per_read():
 
 def test_merge_chunks_joins_text_and_tool_fragments():
     from engine.messages import LLMChunk, ToolCallDelta
-    from providers.protocols.openai.chat import merge_chunks
+    from providers.kit.stream import merge_chunks
 
     a = LLMChunk(content="Hel", tool_calls=[ToolCallDelta(0, id="c1", name="f", arguments='{"a"')])
     b = LLMChunk(content="lo", tool_calls=[ToolCallDelta(0, arguments=":1}"), ToolCallDelta(1, id="c2", name="g")])

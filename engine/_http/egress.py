@@ -10,8 +10,8 @@
   cannot have seen the request), so nothing is retried after a chunk reached a caller.
 - Nothing here logs URLs, headers or bodies: they can carry keys.
 
-Adapters use a small response surface (status_code, headers, content, text, aread(),
-aiter_bytes()) that both transports provide.
+Adapters see one response type, :class:`~.response.UpstreamResponse`, that both transports
+provide.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 from ..errors import InvokeConnectionError, InvokeError
 from . import _aiohttp, _httpx
 from .guard import EgressPolicy, denied, ip_literal
+from .response import UpstreamResponse
 
-__all__ = ["Egress", "EgressPolicy"]
+__all__ = ["Egress", "EgressPolicy", "UpstreamResponse"]
 
 
 class Egress:
@@ -94,7 +95,7 @@ class Egress:
         data: Any = None,
         params: Mapping[str, str] | None = None,
         deadline: float | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[UpstreamResponse]:
         """Open a request and yield the response with its body unread.
 
         Leaving the block (normally, by error or by cancellation) closes the response; a body
@@ -112,14 +113,14 @@ class Egress:
         finally:
             await response.aclose()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> Any:
+    async def request(self, method: str, url: str, **kwargs: Any) -> UpstreamResponse:
         """Send a request and read the whole body."""
         async with self.stream(method, url, **kwargs) as response:
             await response.aread()
             return response
 
     async def _send(self, method: str, url: str, headers: Any, content: Any, files: Any, data: Any,
-                    params: Any, timeout: float, capped: bool) -> Any:
+                    params: Any, timeout: float, capped: bool) -> UpstreamResponse:
         attempt = 0
         while True:
             try:
@@ -143,6 +144,5 @@ class Egress:
 
 
 def _timeout_error(capped: bool, exc: BaseException) -> InvokeConnectionError:
-    err = InvokeConnectionError(f"The provider did not answer in time ({type(exc).__name__})")
-    err.deadline_exceeded = capped  # type: ignore[attr-defined]
-    return err
+    return InvokeConnectionError(f"The provider did not answer in time ({type(exc).__name__})",
+                                 deadline_exceeded=capped)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Callable
-
-import httpx
+from collections.abc import Callable, Mapping
 
 from ..errors import (
     InvokeAuthorizationError,
@@ -22,13 +20,14 @@ from ..errors import (
     NotFoundError,
     RuntimeFault,
 )
+from .response import UpstreamResponse
 
-MessageExtractor = Callable[[httpx.Response], str]
+MessageExtractor = Callable[[UpstreamResponse], str]
 
 _MAX_MESSAGE = 500
 
 
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """``retry-after-ms`` first, then ``retry-after`` (seconds or an HTTP date)."""
     value = headers.get("retry-after-ms")
     if value:
@@ -48,7 +47,20 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
         return max(0.0, parsed.timestamp() - time.time())
 
 
-def error_for_status(status: int, message: str, headers: httpx.Headers | None = None) -> RuntimeFault:
+def error_for_status(status: int, message: str, headers: Mapping[str, str] | None = None, *,
+                     in_body: bool = False) -> RuntimeFault:
+    """The runtime error for a provider's HTTP status (or the status its error code stands for).
+
+    ``in_body``: the provider answered 200 and reported the error inside the body (or a stream
+    event), so no upstream HTTP status is recorded.
+    """
+    error = _error_for_status(status, message, headers)
+    if in_body:
+        error.upstream_status = None
+    return error
+
+
+def _error_for_status(status: int, message: str, headers: Mapping[str, str] | None) -> RuntimeFault:
     message = (message or "").strip()[:_MAX_MESSAGE] or f"HTTP {status}"
     if status in (401, 403):
         # As Dify does, drop the vendor text: providers echo (part of) a mistyped key in it.
@@ -70,7 +82,7 @@ def error_for_status(status: int, message: str, headers: httpx.Headers | None = 
     return InvokeError(message, upstream_status=status)
 
 
-async def raise_for_status(response: httpx.Response, extract: MessageExtractor) -> None:
+async def raise_for_status(response: UpstreamResponse, extract: MessageExtractor) -> None:
     """Raise the mapped error when the response is not 2xx (reads the error body)."""
     if response.status_code < 400:
         return

@@ -28,8 +28,9 @@ from engine.adapter import CallContext
 from engine.errors import InvokeError, bad_request
 from engine.messages import EmbeddingResult
 from engine.tokenizers import get_encoding
+from providers.kit.concurrency import gather_all
+from providers.kit.embeddings import combine, decode_vector, plan
 
-from ..openai.embeddings import _combine, _plan, decode_vector, gather_all
 from . import client
 from .transform import model_family
 
@@ -44,7 +45,7 @@ def approximate_tokens(text: str) -> int:
     return len(get_encoding("cl100k_base").encode(text, disallowed_special=())) if text else 0
 
 
-def _int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
+def int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
     try:
         value = int(props.get(name) or 0)
     except (TypeError, ValueError):
@@ -97,7 +98,7 @@ class BedrockEmbeddings:
         elif dimensions:
             raise bad_request("dimensions", f"'{ctx.model}' has a fixed size")
         props = ctx.schema.model_properties if ctx.schema else {}
-        pieces, owners, counts = _plan(texts, ctx.model, _int_prop(props, "context_size", None))
+        pieces, owners, counts = plan(texts, ctx.model, int_prop(props, "context_size", None))
         url = client.model_url(ctx, ctx.model, "invoke")
         results = await gather_all([self._titan_one(ctx, url, dict(template, inputText=p)) for p in pieces])
 
@@ -108,7 +109,7 @@ class BedrockEmbeddings:
             grouped[owner].append(vector)
             weights[owner].append(count or used or 1)
             tokens += used
-        embeddings = [g[0] if len(g) == 1 else _combine(g, w) for g, w in zip(grouped, weights)]
+        embeddings = [g[0] if len(g) == 1 else combine(g, w) for g, w in zip(grouped, weights)]
         return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
 
     async def _titan_one(self, ctx: CallContext, url: str, body: dict[str, Any]) -> tuple[list[float], int]:
@@ -138,7 +139,7 @@ class BedrockEmbeddings:
                 raise bad_request("dimensions", f"must be one of {', '.join(map(str, COHERE_V4_DIMENSIONS))}")
             template["output_dimension"] = int(dimensions)
         props = ctx.schema.model_properties if ctx.schema else {}
-        size = min(_int_prop(props, "max_chunks", _COHERE_MAX_TEXTS) or 1, _COHERE_MAX_TEXTS)
+        size = min(int_prop(props, "max_chunks", _COHERE_MAX_TEXTS) or 1, _COHERE_MAX_TEXTS)
         batches = [texts[i:i + size] for i in range(0, len(texts), size)]
         url = client.model_url(ctx, ctx.model, "invoke")
         results = await gather_all([self._cohere_batch(ctx, url, dict(template, texts=b)) for b in batches])

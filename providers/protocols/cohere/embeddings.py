@@ -22,15 +22,16 @@ from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import count_text
+from providers.kit.concurrency import gather_all
+from providers.kit.embeddings import combine, decode_vector, plan
 
-from ..openai.embeddings import _combine, _plan, decode_vector, gather_all
 from . import client
 
 INPUT_TYPES = {"query": "search_query", "document": "search_document"}
 _MAX_BATCH = 96  # texts per /v2/embed request
 
 
-def _int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
+def int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
     try:
         value = int(props.get(name) or 0)
     except (TypeError, ValueError):
@@ -68,9 +69,9 @@ class CohereEmbeddings:
         if not texts:
             return EmbeddingResult(model=ctx.model, embeddings=[], tokens=0)
         props = ctx.schema.model_properties if ctx.schema else {}
-        context_size = _int_prop(props, "context_size", None)
-        max_chunks = min(_int_prop(props, "max_chunks", _MAX_BATCH) or 1, _MAX_BATCH)
-        pieces, owners, counts = _plan(texts, ctx.model, context_size)
+        context_size = int_prop(props, "context_size", None)
+        max_chunks = min(int_prop(props, "max_chunks", _MAX_BATCH) or 1, _MAX_BATCH)
+        pieces, owners, counts = plan(texts, ctx.model, context_size)
 
         template: dict[str, Any] = {
             "model": ctx.model,
@@ -92,7 +93,7 @@ class CohereEmbeddings:
         for owner, vector, count in zip(owners, vectors, counts):
             grouped[owner].append(vector)
             weights[owner].append(count or 1)
-        embeddings = [g[0] if len(g) == 1 else _combine(g, w) for g, w in zip(grouped, weights)]
+        embeddings = [g[0] if len(g) == 1 else combine(g, w) for g, w in zip(grouped, weights)]
         return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
 
     async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:

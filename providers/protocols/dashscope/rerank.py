@@ -25,9 +25,10 @@ from typing import Any
 
 from engine.adapter import CallContext
 from engine.messages import RerankDocument, RerankResult
+from providers.kit.concurrency import gather_all
+from providers.kit.embeddings import int_prop
 
 from ..openai import client as wire
-from ..openai.embeddings import _int_prop, gather_all
 from ..retrieval.dialect import RerankDialect
 from ..retrieval.rerank import read_results
 from . import client
@@ -67,7 +68,7 @@ class DashScopeRerank:
             return RerankResult(model=ctx.model, docs=[])
         limit = min(top_n, len(docs)) if top_n and top_n > 0 else len(docs)
         props = ctx.schema.model_properties if ctx.schema else {}
-        size = _int_prop(props, "max_documents", None) or len(docs)
+        size = int_prop(props, "max_documents", None) or len(docs)
         starts = range(0, len(docs), size)
         batches = await gather_all([self._post(ctx, query, docs[start:start + size], limit) for start in starts])
 

@@ -45,9 +45,9 @@ from typing import Any
 from engine.adapter import CallContext
 from engine.errors import InvokeConnectionError, InvokeError, bad_request
 from engine.messages import AudioChunk
+from providers.kit.audio import CHUNK_BYTES, split_sentences
 
 from ..openai import client as wire
-from ..openai.audio import CHUNK_BYTES, split_sentences
 from . import client
 
 SERVICE = "aigc/multimodal-generation/generation"

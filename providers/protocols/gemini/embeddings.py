@@ -29,8 +29,9 @@ from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import get_encoding
+from providers.kit.concurrency import gather_all
+from providers.kit.embeddings import combine, decode_vector, plan
 
-from ..openai.embeddings import _combine, _plan, decode_vector, gather_all
 from . import client
 
 TASK_TYPES = {"query": "RETRIEVAL_QUERY", "document": "RETRIEVAL_DOCUMENT"}
@@ -41,7 +42,7 @@ def approximate_tokens(text: str) -> int:
     return len(get_encoding("o200k_base").encode(text, disallowed_special=())) if text else 0
 
 
-def _int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
+def int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
     try:
         value = int(props.get(name) or 0)
     except (TypeError, ValueError):
@@ -69,10 +70,10 @@ class GeminiEmbeddings:
         if not texts:
             return EmbeddingResult(model=ctx.model, embeddings=[], tokens=0)
         props = ctx.schema.model_properties if ctx.schema else {}
-        context_size = _int_prop(props, "context_size", None)
+        context_size = int_prop(props, "context_size", None)
         limit = self.default_max_chunks
-        max_chunks = min(_int_prop(props, "max_chunks", limit) or 1, limit)
-        pieces, owners, counts = _plan(texts, ctx.model, context_size)
+        max_chunks = min(int_prop(props, "max_chunks", limit) or 1, limit)
+        pieces, owners, counts = plan(texts, ctx.model, context_size)
 
         task = TASK_TYPES.get(input_type or "document", "")
         batches = [pieces[start:start + max_chunks] for start in range(0, len(pieces), max_chunks)]
@@ -84,7 +85,7 @@ class GeminiEmbeddings:
         for owner, vector, count in zip(owners, vectors, counts):
             grouped[owner].append(vector)
             weights[owner].append(count or 1)
-        embeddings = [g[0] if len(g) == 1 else _combine(g, w) for g, w in zip(grouped, weights)]
+        embeddings = [g[0] if len(g) == 1 else combine(g, w) for g, w in zip(grouped, weights)]
         reported = [batch_tokens for _, batch_tokens in results]
         if all(n is not None for n in reported):  # the provider counted (Vertex does)
             tokens = sum(reported)  # type: ignore[arg-type]

@@ -14,8 +14,8 @@ from __future__ import annotations
 from engine.adapter import CallContext
 from engine.messages import EmbeddingResult
 from engine.tokenizers import count_text
+from providers.kit.concurrency import gather_all
 
-from ..openai.embeddings import gather_all
 from . import client
 from .transform import pooled_vectors
 

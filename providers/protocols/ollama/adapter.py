@@ -32,8 +32,8 @@ from engine.entities import (
 from engine.errors import CredentialsValidateFailedError, RuntimeFault
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
 from engine.templates import fill_customizable_rule
+from providers.kit.concurrency import gather_all
 
-from ..openai.embeddings import gather_all
 from . import client
 from .chat import OllamaChat
 

@@ -21,8 +21,9 @@ from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import count_text
+from providers.kit.concurrency import gather_all
+from providers.kit.embeddings import decode_vector
 
-from ..openai.embeddings import decode_vector, gather_all
 from . import client
 
 DEFAULT_BATCH = 32

@@ -16,13 +16,15 @@ from typing import Any
 
 import orjson
 
-from engine._http.sse import aiter_sse_batches
+from engine._http.sse import SSEEvent
 from engine._http.status import error_for_status, raise_for_status
 from engine.adapter import CallContext, LLMRequest
 from engine.entities import LLMMode
 from engine.errors import InvokeConnectionError, InvokeError
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool, ToolCallDelta
 from engine.tokenizers import encoding_for_model
+from providers.kit.stream import merge_chunks, stream_chunks
+from providers.kit.toolcalls import ToolIndexer
 
 from . import client
 from .chat_transform import (
@@ -53,36 +55,6 @@ def _stream_error(obj: dict[str, Any]) -> InvokeError:
     error = error_for_status(status, message)
     error.upstream_status = reported or None  # the HTTP status was 200; only a code in the body counts
     return error  # type: ignore[return-value]
-
-
-class _ToolIndexer:
-    """Assigns stable indexes to streamed tool-call fragments.
-
-    OpenAI sends an ``index``; some compatible servers send none, or send whole calls, so
-    fall back to "a new id starts a new call, no id continues the last one".
-    """
-
-    __slots__ = ("_by_id", "_last", "_next")
-
-    def __init__(self) -> None:
-        self._by_id: dict[str, int] = {}
-        self._last = -1
-        self._next = 0
-
-    def index(self, fragment: dict[str, Any]) -> int:
-        idx = fragment.get("index")
-        call_id = fragment.get("id")
-        if isinstance(idx, int):
-            self._next = max(self._next, idx + 1)
-            self._last = idx
-            return idx
-        if call_id and call_id not in self._by_id:
-            self._by_id[call_id] = self._next
-            self._last = self._next
-            self._next += 1
-        elif call_id:
-            self._last = self._by_id[call_id]
-        return max(self._last, 0)
 
 
 class OpenAIChat:
@@ -116,86 +88,70 @@ class OpenAIChat:
         _raise_envelope(parsed, ctx)
         return parse_chat_response(parsed, ctx.model, completion)
 
-    async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+    def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         url, body, completion = self._request(ctx, request, stream=True)
-        async with ctx.http.stream(
-            "POST", url, headers=client.headers(ctx), content=body, params=client.query(ctx),
-            deadline=ctx.deadline,
-        ) as response:
-            await raise_for_status(response, client.error_message)
-            indexer = _ToolIndexer()
-            final = LLMChunk(model=ctx.model)
-            done = False
-            async for batch in aiter_sse_batches(response.aiter_bytes()):
-                # One merged delta per network read: bursts cost one downstream message.
-                pending: LLMChunk | None = None
-                failure: Exception | None = None
-                for event in batch:
-                    data = event.data
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    if not data:
-                        continue
-                    try:
-                        obj = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        failure = InvokeConnectionError("The provider's stream broke off mid-message")
-                        break
-                    if not isinstance(obj, dict):
-                        continue
-                    try:
-                        if obj.get("error"):
-                            raise _stream_error(obj)
-                        _raise_envelope(obj, ctx)
-                    except Exception as exc:  # noqa: BLE001 - re-raised after the content before it
-                        failure = exc
-                        break
-                    counts = find_usage(obj)
-                    if counts is not None:
-                        final.counts = counts
-                    final.id = final.id or obj.get("id") or ""
-                    final.model = obj.get("model") or final.model
-                    final.system_fingerprint = obj.get("system_fingerprint") or final.system_fingerprint
-                    for choice in obj.get("choices") or ():
-                        chunk = _delta(choice, completion, indexer)
-                        raw_finish = choice.get("finish_reason")
-                        if raw_finish:
-                            final.provider_finish_reason = raw_finish
-                            final.finish_reason = finish_reason(raw_finish)
-                        if chunk is not None:
-                            pending = chunk if pending is None else merge_chunks(pending, chunk)
-                if pending is not None:
-                    pending.id, pending.model = final.id, final.model
-                    yield pending  # content that arrived before an error still reaches the caller
-                if failure is not None:
-                    raise failure
-                if done:
-                    break
-            if not done and final.finish_reason is None:
-                raise InvokeConnectionError("The provider's stream ended before the response was complete")
-        if final.finish_reason is None:
-            final.finish_reason = finish_reason("stop")
-        yield final
+        return stream_chunks(ctx, url, body=body, headers=client.headers(ctx), params=client.query(ctx),
+                             errors=client.error_message, assembler=_Assembler(ctx, completion))
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         return count_chat_tokens(ctx.model, messages, tools)
 
 
-def merge_chunks(into: LLMChunk, more: LLMChunk) -> LLMChunk:
-    """Concatenate two consecutive deltas (text appends; a tool call's fragments join)."""
-    into.content += more.content
-    into.reasoning_content += more.reasoning_content
-    into.refusal += more.refusal
-    for fragment in more.tool_calls:
-        last = into.tool_calls[-1] if into.tool_calls else None
-        if last is not None and last.index == fragment.index and not fragment.id:
-            last.arguments += fragment.arguments
-            last.name = last.name or fragment.name
-            last.type = last.type or fragment.type
-        else:
-            into.tool_calls.append(fragment)
-    return into
+class _Assembler:
+    """Chat-completions SSE events → deltas; the finish reason waits for the closing chunk."""
+
+    __slots__ = ("_completion", "_ctx", "_final", "_indexer", "done")
+
+    def __init__(self, ctx: CallContext, completion: bool) -> None:
+        self._ctx = ctx
+        self._completion = completion
+        self._indexer = ToolIndexer()
+        self._final = LLMChunk(model=ctx.model)
+        self.done = False  # [DONE] seen
+
+    @property
+    def complete(self) -> bool:
+        return self.done or self._final.finish_reason is not None
+
+    def feed(self, event: SSEEvent) -> LLMChunk | None:
+        data = event.data
+        if data == "[DONE]":
+            self.done = True
+            return None
+        if not data:
+            return None
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise InvokeConnectionError("The provider's stream broke off mid-message") from None
+        if not isinstance(obj, dict):
+            return None
+        if obj.get("error"):
+            raise _stream_error(obj)
+        _raise_envelope(obj, self._ctx)
+        final = self._final
+        counts = find_usage(obj)
+        if counts is not None:
+            final.counts = counts
+        final.id = final.id or obj.get("id") or ""
+        final.model = obj.get("model") or final.model
+        final.system_fingerprint = obj.get("system_fingerprint") or final.system_fingerprint
+        pending: LLMChunk | None = None
+        for choice in obj.get("choices") or ():
+            chunk = _delta(choice, self._completion, self._indexer)
+            raw_finish = choice.get("finish_reason")
+            if raw_finish:
+                final.provider_finish_reason = raw_finish
+                final.finish_reason = finish_reason(raw_finish)
+            if chunk is not None:
+                chunk.id, chunk.model = final.id, final.model
+                pending = chunk if pending is None else merge_chunks(pending, chunk)
+        return pending
+
+    def final(self) -> LLMChunk:
+        if self._final.finish_reason is None:
+            self._final.finish_reason = finish_reason("stop")
+        return self._final
 
 
 def _raise_envelope(obj: Any, ctx: CallContext) -> None:
@@ -210,7 +166,7 @@ def _usage_off(ctx: CallContext) -> bool:
     return str(ctx.credentials.get("stream_usage", "")).lower() == "not_supported"
 
 
-def _delta(choice: dict[str, Any], completion: bool, indexer: _ToolIndexer) -> LLMChunk | None:
+def _delta(choice: dict[str, Any], completion: bool, indexer: ToolIndexer) -> LLMChunk | None:
     if completion:
         text = choice.get("text")
         return LLMChunk(content=text) if text else None

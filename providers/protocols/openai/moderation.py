@@ -17,9 +17,10 @@ from engine._http.status import raise_for_status
 from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import ModerationCategory, ModerationResult
+from providers.kit.concurrency import gather_all
+from providers.kit.http import read_json
 
 from . import client
-from .embeddings import gather_all, read_json
 
 
 def _positive(props: dict[str, Any], name: str, default: int) -> int:

@@ -23,9 +23,9 @@ from engine._http.status import raise_for_status
 from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import RerankDocument, RerankResult
+from providers.kit.http import read_json
 
 from . import client
-from .embeddings import read_json
 
 
 def _score(item: dict[str, Any]) -> float:

@@ -16,8 +16,8 @@ from engine.adapter import CallContext
 from engine.errors import InvokeBadRequestError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import count_text
+from providers.kit.concurrency import gather_all
 
-from ..openai.embeddings import gather_all
 from . import client, predictions
 from .client import ModelInfo
 from .transform import embedding_inputs, text_input_key, vectors_from

@@ -47,9 +47,9 @@ from engine.entities import (
 from engine.errors import InvokeError
 from engine.messages import AssistantMessage, FinishReason, LLMResult, TokenCounts
 from engine.templates import fill_customizable_rule
+from providers.kit.embeddings import decode_vector
 from providers.kit.textprompt import reject_tools, render
 
-from ..openai.embeddings import decode_vector
 from .client import ModelInfo
 
 ALIASES: dict[str, tuple[str, ...]] = {

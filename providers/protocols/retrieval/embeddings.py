@@ -26,18 +26,18 @@ from engine.adapter import CallContext
 from engine.errors import FieldViolation, InvokeBadRequestError, InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import encoding_for_model
+from providers.kit.concurrency import gather_all
+from providers.kit.embeddings import (
+    THREAD_TOKENIZE_BYTES,
+    check_finite,
+    combine,
+    decode_vector,
+    int_prop,
+    plan,
+)
+from providers.kit.http import read_json
 
 from ..openai import client
-from ..openai.embeddings import (
-    _THREAD_TOKENIZE_BYTES,
-    _check_finite,
-    _combine,
-    _int_prop,
-    _plan,
-    decode_vector,
-    gather_all,
-    read_json,
-)
 from .dialect import EmbeddingDialect, raise_status_envelope, wire_model
 
 
@@ -75,7 +75,7 @@ def read_vectors(dialect: EmbeddingDialect, parsed: Any, expected: int) -> list[
         vector = decode_vector(raw)
         if not vector:
             raise InvokeError("The provider returned an empty embedding")
-        _check_finite(vector)
+        check_finite(vector)
         ordered[index] = vector
     if len({len(v) for v in ordered if v is not None}) > 1:
         raise InvokeError("The provider returned embeddings of different sizes")
@@ -117,14 +117,14 @@ class RetrievalEmbeddings:
                 field_violations=(FieldViolation("dimensions", "not supported by this provider"),),
             )
         props = ctx.schema.model_properties if ctx.schema else {}
-        context_size = _int_prop(props, "context_size", None)
-        max_chunks = _int_prop(props, "max_chunks", 1) or 1
-        byte_budget = _int_prop(props, "max_batch_tokens", None)
+        context_size = int_prop(props, "context_size", None)
+        max_chunks = int_prop(props, "max_chunks", 1) or 1
+        byte_budget = int_prop(props, "max_batch_tokens", None)
 
-        if context_size and sum(len(t) for t in texts) > _THREAD_TOKENIZE_BYTES:
-            pieces, owners, counts = await asyncio.to_thread(_plan, texts, ctx.model, context_size)
+        if context_size and sum(len(t) for t in texts) > THREAD_TOKENIZE_BYTES:
+            pieces, owners, counts = await asyncio.to_thread(plan, texts, ctx.model, context_size)
         else:
-            pieces, owners, counts = _plan(texts, ctx.model, context_size)
+            pieces, owners, counts = plan(texts, ctx.model, context_size)
 
         model = wire_model(ctx)
         template = dialect.template(model, input_type, dimensions)
@@ -143,7 +143,7 @@ class RetrievalEmbeddings:
         for owner, vector, count in zip(owners, vectors, counts):
             grouped[owner].append(vector)
             weights[owner].append(count or 1)
-        embeddings = [g[0] if len(g) == 1 else _combine(g, w) for g, w in zip(grouped, weights)]
+        embeddings = [g[0] if len(g) == 1 else combine(g, w) for g, w in zip(grouped, weights)]
         return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
 
     async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:

@@ -22,9 +22,9 @@ from engine._http.status import raise_for_status
 from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import RerankDocument, RerankResult
+from providers.kit.http import read_json
 
 from ..openai import client
-from ..openai.embeddings import read_json
 from .dialect import RerankDialect, raise_status_envelope, wire_model
 
 

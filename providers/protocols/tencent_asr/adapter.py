@@ -47,8 +47,8 @@ from engine.errors import (
     InvokeError,
     bad_request,
 )
+from providers.kit.audio import silent_wav
 
-from ..openai.audio import silent_wav
 from . import protocol
 
 CHECK_SECONDS = 0.5

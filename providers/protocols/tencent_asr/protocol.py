@@ -54,8 +54,7 @@ from engine.errors import (
     RuntimeFault,
     bad_request,
 )
-
-from ..openai.audio import sniff_format
+from providers.kit.audio import sniff_format
 
 DEFAULT_ENDPOINT = "https://asr.cloud.tencent.com"
 PATH_PREFIX = "/asr/flash/v1/"

@@ -1,0 +1,106 @@
+"""HTTP/JSON helpers every protocol shares: credentials, base URLs, JSON bodies, status checks.
+
+A protocol keeps only what is its own (its auth header, its error-body shape); reaching the
+provider, reading JSON and mapping statuses are written once here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from engine._http.response import UpstreamResponse
+from engine._http.status import MessageExtractor, error_for_status, raise_for_status
+from engine.adapter import CallContext
+from engine.errors import FieldViolation, InvokeBadRequestError, InvokeError
+
+from .options import BaseURLByCredential
+
+__all__ = [
+    "MessageExtractor",
+    "UpstreamResponse",
+    "base_url",
+    "check_status",
+    "credential",
+    "dumps",
+    "json_body",
+    "loads",
+    "read_json",
+]
+
+
+def credential(ctx: CallContext, name: str | None) -> str:
+    """The caller's credential called ``name``, stripped ("" when absent or unnamed)."""
+    if not name:
+        return ""
+    value = ctx.credentials.get(name)
+    return str(value).strip() if value else ""
+
+
+def base_url(ctx: CallContext, *, default: str | None, credential_name: str | None,
+             by_credential: BaseURLByCredential | None = None, append: str = "") -> str:
+    """The base URL without a trailing slash: the caller's own (a credential) or the default.
+
+    ``by_credential`` lets a credential (a region, an "international" switch) pick the
+    default; ``append`` is added to a caller-given URL that lacks it (OpenAI's form omits /v1).
+    """
+    custom = credential(ctx, credential_name)
+    if custom:
+        if not custom.startswith(("http://", "https://")):
+            raise InvokeBadRequestError(
+                "base URL must start with http:// or https://",
+                field_violations=(FieldViolation(f"credentials.{credential_name}", "must be an http(s) URL"),),
+            )
+        custom = custom.rstrip("/")
+        if append and not custom.endswith(append):
+            custom += append
+        return custom
+    chosen = default or ""
+    if by_credential is not None:
+        value = ctx.credentials.get(by_credential.credential)
+        if value is not None:
+            chosen = by_credential.values.get(str(value).lower()) or chosen
+    if not chosen:
+        raise InvokeBadRequestError(
+            "this provider needs a base URL",
+            field_violations=(FieldViolation(f"credentials.{credential_name or 'base_url'}", "required"),),
+        )
+    return chosen.rstrip("/")
+
+
+def dumps(body: Any) -> bytes:
+    return orjson.dumps(body)
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON; None when it is not JSON (callers decide what that means)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def json_body(raw: bytes) -> Any:
+    """A 2xx body that must be JSON (leading blank lines, as DeepSeek pads, are fine)."""
+    try:
+        return orjson.loads(raw.strip() or b"null")
+    except orjson.JSONDecodeError:
+        raise InvokeError("The provider returned a response that is not JSON") from None
+
+
+def read_json(response: UpstreamResponse) -> Any:
+    """Parse a read 2xx JSON body; an ``{"error": ...}`` body under 200 raises the mapped error."""
+    body = json_body(response.content)
+    if isinstance(body, dict) and body.get("error") and not (body.get("data") or body.get("results")):
+        err = body["error"]
+        message = str(err.get("message") or err) if isinstance(err, dict) else str(err)
+        code = err.get("code") if isinstance(err, dict) else None
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        raise error_for_status(status, message, in_body=True)
+    return body
+
+
+async def check_status(response: UpstreamResponse, extract: MessageExtractor) -> None:
+    """Raise the mapped runtime error when the response is not 2xx (reads the error body)."""
+    await raise_for_status(response, extract)

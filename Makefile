@@ -8,7 +8,7 @@ PROTOS  := $(wildcard protos/modelruntime/v1/*.proto)
 GEN_OUT := clients/python
 CONFIG  ?= config/default.yaml
 
-.PHONY: install proto proto-check lint test run bench clean
+.PHONY: install proto proto-check sync-client lint test run bench clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,6 +37,11 @@ proto-check: $(STAMP)
 	$(call protoc,.tools/gen)
 	diff -r -x '__init__.py' -x '__pycache__' .tools/gen/modelruntime/v1 $(GEN_OUT)/modelruntime/v1 \
 		|| (echo "generated stubs are stale: run 'make proto'" && exit 1)
+
+# Regenerate clients/python/modelruntime/_sync.py after editing _async.py
+# (tests/test_sync_client_generated.py fails until it is).
+sync-client: $(STAMP)
+	$(PY) scripts/gen_sync_client.py
 
 lint: $(STAMP) $(BUF)
 	$(BUF) lint protos

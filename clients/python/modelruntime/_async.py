@@ -1,4 +1,8 @@
-"""The asynchronous (``grpc.aio``) client: ``AsyncModelRuntimeClient``."""
+"""The asynchronous (``grpc.aio``) client: ``AsyncModelRuntimeClient``.
+
+Also the source of the sync client: ``scripts/gen_sync_client.py`` rewrites this module into
+``_sync.py`` (``make sync-client``), so the two cannot drift; edit here, then regenerate.
+"""
 
 from __future__ import annotations
 

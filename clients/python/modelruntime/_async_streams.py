@@ -1,20 +1,22 @@
-"""Stream wrappers of the async client: error conversion and accumulation while iterating."""
+"""Stream wrappers of the async client: error conversion and accumulation while iterating.
+
+Written by hand, like ``_sync_streams.py``: see ``_stream_common.py`` for why and for the shared part.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from ._accumulate import StreamAccumulator
-from .errors import from_rpc_error
+from ._stream_common import StreamState, audio_format_name
 from .v1 import (
     llm_service_pb2,
-    tts_service_pb2,
 )
 
 __all__ = ["AsyncLLMStream", "AsyncStream", "AsyncTTSStream"]
@@ -22,7 +24,7 @@ __all__ = ["AsyncLLMStream", "AsyncStream", "AsyncTTSStream"]
 T = TypeVar("T")
 
 
-class AsyncStream(Generic[T]):
+class AsyncStream(StreamState[T]):
     """An async iterator over a server stream whose gRPC errors surface as ``ModelRuntimeError``.
 
     The call starts on the first ``__anext__``. Use ``async with`` (or call
@@ -31,10 +33,9 @@ class AsyncStream(Generic[T]):
     """
 
     def __init__(self, start: Callable[[], Any]) -> None:
+        super().__init__()
         self._start = start
         self._call: Any = None
-        self._closed = False
-        self._done = False
 
     def _ensure_call(self) -> Any:
         if self._call is None:
@@ -51,10 +52,7 @@ class AsyncStream(Generic[T]):
         try:
             item = await call.read()
         except grpc.RpcError as err:
-            self._done = True
-            if self._closed:
-                raise StopAsyncIteration from None
-            raise from_rpc_error(err) from err
+            self._read_failed(err, StopAsyncIteration)
         except asyncio.CancelledError:
             if self._closed:
                 self._done = True
@@ -69,9 +67,6 @@ class AsyncStream(Generic[T]):
         item = await self._read()
         self._on_item(item)
         return item
-
-    def _on_item(self, item: T) -> None:
-        pass
 
     def cancel(self) -> None:
         """Cancel the call if it is still running."""
@@ -180,9 +175,7 @@ class AsyncTTSStream(AsyncStream[bytes]):
     @property
     def format(self) -> str:
         """Short encoding name ("mp3", "wav", "pcm", ...); "" before the first chunk."""
-        if not self.encoding:
-            return ""
-        return tts_service_pb2.AudioEncoding.Name(self.encoding).removeprefix("AUDIO_ENCODING_").lower()  # type: ignore[arg-type]
+        return audio_format_name(self.encoding)
 
     async def read(self) -> bytes:
         """All remaining audio, joined."""

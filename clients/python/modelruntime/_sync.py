@@ -1,4 +1,9 @@
-"""The synchronous client: ``ModelRuntimeClient``."""
+# GENERATED from _async.py by scripts/gen_sync_client.py: do not edit; edit _async.py, then run
+# `make sync-client` (or `python scripts/gen_sync_client.py`).
+"""The synchronous client: ``ModelRuntimeClient``.
+
+Generated from the async client (``_async.py``) by ``scripts/gen_sync_client.py``, which says how.
+"""
 
 from __future__ import annotations
 

@@ -1,16 +1,19 @@
-"""Stream wrappers of the sync client: error conversion and accumulation while iterating."""
+"""Stream wrappers of the sync client: error conversion and accumulation while iterating.
+
+Written by hand, unlike ``_sync.py``: see ``_stream_common.py`` for why and for the shared part.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from ._accumulate import StreamAccumulator
-from .errors import from_rpc_error
+from ._stream_common import StreamState, audio_format_name
 from .v1 import (
     llm_service_pb2,
     tts_service_pb2,
@@ -21,7 +24,7 @@ __all__ = ["LLMStream", "Stream", "TTSStream"]
 T = TypeVar("T")
 
 
-class Stream(Generic[T]):
+class Stream(StreamState[T]):
     """An iterator over a server stream whose gRPC errors surface as ``ModelRuntimeError``.
 
     Use as a context manager (or call :meth:`close`) to cancel the call when not
@@ -29,9 +32,8 @@ class Stream(Generic[T]):
     """
 
     def __init__(self, call: Any) -> None:
+        super().__init__()
         self._call = call
-        self._closed = False
-        self._done = False
 
     def __iter__(self) -> Stream[T]:
         return self
@@ -45,15 +47,9 @@ class Stream(Generic[T]):
             self._done = True
             raise
         except grpc.RpcError as err:
-            self._done = True
-            if self._closed:
-                raise StopIteration from None
-            raise from_rpc_error(err) from err
+            self._read_failed(err, StopIteration)
         self._on_item(item)
         return item
-
-    def _on_item(self, item: T) -> None:
-        pass
 
     def close(self) -> None:
         """Cancel the call if it is still running."""
@@ -187,10 +183,7 @@ class TTSStream(Stream[bytes]):
     @property
     def format(self) -> str:
         """Short encoding name ("mp3", "wav", "pcm", ...); fetches the first chunk if needed."""
-        encoding = self.encoding
-        if not encoding:
-            return ""
-        return tts_service_pb2.AudioEncoding.Name(encoding).removeprefix("AUDIO_ENCODING_").lower()  # type: ignore[arg-type]
+        return audio_format_name(self.encoding)
 
     def read(self) -> bytes:
         """All remaining audio, joined."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .entities import AIModelEntity, ModelType, ProviderEntity
 from .messages import (
@@ -25,6 +25,7 @@ from .messages import (
     Tool,
     ToolChoice,
 )
+from .options import ProtocolOptions
 
 if TYPE_CHECKING:
     from ._http.egress import Egress
@@ -40,17 +41,9 @@ class CallContext:
     schema: AIModelEntity | None  # None only while validating credentials of an unknown model
     credentials: dict[str, Any]
     http: Egress
+    options: ProtocolOptions  # the typed `runtime:` options of the protocol serving this call
     deadline: float | None = None  # event-loop time by which the caller gives up
-    options: dict[str, Any] = field(default_factory=dict)  # the provider YAML's `runtime:` block
 
-    def timeout(self, default: float) -> float:
-        """Upstream timeout: the configured default, capped by the caller's deadline."""
-        if self.deadline is None:
-            return default
-        import asyncio
-
-        remaining = self.deadline - asyncio.get_running_loop().time()
-        return max(0.001, min(default, remaining))
 
 
 @dataclass(slots=True)
@@ -119,14 +112,25 @@ class Adapter:
     tts: TTSModel | None = None
     moderation: ModerationModel | None = None
 
-    def __init__(self, entity: ProviderEntity) -> None:
+    # The protocol's typed ``runtime:`` options (each protocol declares its own subclass).
+    options_model: ClassVar[type[ProtocolOptions]] = ProtocolOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
         self.entity = entity
-        self.options: dict[str, Any] = dict(entity.runtime)
+        self.options = options or self.options_model.parse(entity.runtime, f"provider {entity.provider}: runtime")
         # (model_type, name) -> predefined schema; set by the registry after loading.
         self.predefined: dict[tuple[ModelType, str], AIModelEntity] = {}
+        # Predefined schemas of the provider named by ``runtime.base_models_from`` (registry).
+        self.base_models: dict[tuple[ModelType, str], AIModelEntity] = {}
+        # Model types served by another protocol's adapter (``runtime.capabilities``).
+        self.composed: dict[ModelType, Adapter] = {}
+
+    def serving(self, model_type: ModelType) -> Adapter:
+        """The adapter that serves ``model_type``: this one, or a declared composition."""
+        return self.composed.get(model_type, self)
 
     def capability(self, model_type: ModelType) -> Any:
-        return getattr(self, model_type.folder, None)
+        return getattr(self.serving(model_type), model_type.folder, None)
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
         """Make a cheap real request; raise CredentialsValidateFailedError on failure."""

@@ -40,7 +40,8 @@ class Catalog:
         adapter = self.registry.adapter(provider)
         return CallContext(
             provider=adapter.entity, model=model, model_type=model_type, schema=schema,
-            credentials=credentials, http=self.egress, deadline=deadline, options=adapter.options,
+            credentials=credentials, http=self.egress, deadline=deadline,
+            options=adapter.serving(model_type).options,
         )
 
     async def list_models(
@@ -127,7 +128,7 @@ class Catalog:
         )
         ctx = self._context(provider, model, model_type, checked, schema, deadline)
         try:
-            await _as_validation(adapter.validate_model_credentials(ctx), provider, model)
+            await _as_validation(adapter.serving(model_type).validate_model_credentials(ctx), provider, model)
         except RuntimeFault as exc:
             raise self.fault(exc, provider, model, credentials) from None
         return mask_secrets(form.credential_form_schemas, checked)

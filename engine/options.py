@@ -22,7 +22,9 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .entities import ModelType
 
 
 class ProtocolOptions(BaseModel):
@@ -32,8 +34,18 @@ class ProtocolOptions(BaseModel):
 
     protocol: str
     base_models_from: str | None = None
-    capabilities: dict[str, str] = {}
-    capability_options: dict[str, dict[str, Any]] = {}
+    capabilities: dict[str, str] = Field(default_factory=dict)
+    capability_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def capabilities_types(self) -> list[ModelType]:
+        """Model types another protocol serves (names are checked by the registry)."""
+        out = []
+        for name in self.capabilities:
+            try:
+                out.append(ModelType.value_of(name))
+            except ValueError:
+                continue
+        return out
 
     def get(self, key: str, default: Any = None) -> Any:
         """Transitional dict-style read of an option the YAML set (removed once every

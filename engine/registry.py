@@ -9,14 +9,24 @@ OpenAI-compatible provider is a YAML folder and nothing else.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from .adapter import Adapter
-from .entities import ModelType
+from .entities import ModelType, ProviderEntity
 from .errors import NotFoundError
 from .loader import ProviderDefinition, load_providers
+from .options import OptionsError, ProtocolOptions
+
+
+class DefinitionsError(ValueError):
+    """Provider definitions the runtime cannot serve; raised at start-up with every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid provider definitions:\n  " + "\n  ".join(problems))
 
 
 def import_target(target: str) -> type:
@@ -26,12 +36,29 @@ def import_target(target: str) -> type:
 
 
 class Registry:
+    """Every provider definition and, for those that name a protocol, its adapter.
+
+    Adapters are built at construction, so every ``runtime:`` block is validated against its
+    protocol's typed options before the server serves anything; all problems are reported
+    together (:class:`DefinitionsError`), not the first one.
+    """
+
     def __init__(self, roots: list[Path], protocols: Mapping[str, str]) -> None:
         self.definitions: dict[str, ProviderDefinition] = {}
         for root in roots:
             self.definitions.update(load_providers(root))
         self.protocols = dict(protocols)
         self._adapters: dict[str, Adapter] = {}
+        problems: list[str] = []
+        for name, definition in self.definitions.items():
+            if "protocol" not in definition.entity.runtime:
+                continue  # catalog-only: its models are listed but cannot be called
+            try:
+                self._adapters[name] = self._build(definition)
+            except OptionsError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise DefinitionsError(problems)
 
     def definition(self, provider: str) -> ProviderDefinition:
         found = self.definitions.get(provider)
@@ -48,19 +75,63 @@ class Registry:
     def adapter(self, provider: str) -> Adapter:
         adapter = self._adapters.get(provider)
         if adapter is None:
-            definition = self.definition(provider)
-            protocol = definition.entity.runtime.get("protocol")
-            if str(protocol) not in self.protocols:
-                raise NotFoundError(
-                    f"Provider '{provider}' names no known protocol ({protocol!r})", provider=provider
-                )
-            adapter = self.adapter_class(str(protocol))(definition.entity)
-            adapter.predefined = definition.index
-            base = definition.entity.runtime.get("base_models_from")
-            if base:  # e.g. Azure deployments take the schema of an OpenAI base model
-                adapter.base_models = self.definition(str(base)).index
-            self._adapters[provider] = adapter
+            self.definition(provider)  # unknown provider: NotFound
+            raise NotFoundError(f"Provider '{provider}' names no protocol: its models cannot be called",
+                                provider=provider)
         return adapter
+
+    def _build(self, definition: ProviderDefinition) -> Adapter:
+        entity = definition.entity
+        where = f"provider {entity.provider} ({definition.folder}): runtime"
+        protocol = str(entity.runtime.get("protocol"))
+        cls = self._protocol_class(protocol, where)
+        options = cls.options_model.parse(entity.runtime, where)
+        adapter = cls(entity, options)
+        adapter.predefined = definition.index
+        if options.base_models_from:  # e.g. Azure deployments take the schema of an OpenAI base model
+            base = self.definitions.get(options.base_models_from)
+            if base is None:
+                raise OptionsError(where, [f"'base_models_from': no provider '{options.base_models_from}'"])
+            adapter.base_models = base.index
+        for type_name, other in options.capabilities.items():
+            adapter.composed[self._composed_type(entity, type_name, where)] = self._compose(
+                definition, options, other, where)
+        unused = set(options.capability_options) - set(options.capabilities.values())
+        if unused:
+            raise OptionsError(where, [f"'capability_options.{name}': no capability uses protocol '{name}'"
+                                       for name in sorted(unused)])
+        return adapter
+
+    def _compose(self, definition: ProviderDefinition, options: ProtocolOptions, protocol: str,
+                 where: str) -> Adapter:
+        """The adapter of a protocol declared in ``runtime.capabilities``: its options are the keys
+        of this block it shares, with ``capability_options.<protocol>`` laid over them."""
+        cls = self._protocol_class(protocol, f"{where}.capabilities")
+        shared = {k: v for k, v in options.model_dump(exclude_unset=True).items()
+                  if k in cls.options_model.model_fields
+                  and k not in ("protocol", "capabilities", "capability_options", "base_models_from")}
+        raw = {**shared, **options.capability_options.get(protocol, {}), "protocol": protocol}
+        composed = cls(definition.entity, cls.options_model.parse(raw, f"{where}.capability_options.{protocol}"))
+        composed.predefined = definition.index
+        return composed
+
+    @staticmethod
+    def _composed_type(entity: ProviderEntity, name: str, where: str) -> ModelType:
+        try:
+            model_type = ModelType.value_of(name)
+        except ValueError:
+            raise OptionsError(where, [f"'capabilities.{name}': not a model type"]) from None
+        if model_type not in entity.supported_model_types:
+            problem = f"'capabilities.{name}': the provider does not declare {model_type.value} models"
+            raise OptionsError(where, [problem])
+        return model_type
+
+    def _protocol_class(self, protocol: str, where: str) -> type[Adapter]:
+        if protocol not in self.protocols:
+            near = difflib.get_close_matches(protocol, list(self.protocols), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise OptionsError(where, [f"unknown protocol '{protocol}'{hint}"])
+        return self.adapter_class(protocol)
 
     def provider_names(self, model_type: ModelType | None = None) -> list[str]:
         return [

@@ -130,7 +130,8 @@ class ModelRuntime(Catalog):
             )
         ctx = CallContext(
             provider=entity, model=target.model, model_type=model_type, schema=schema,
-            credentials=credentials, http=self.egress, deadline=deadline, options=adapter.options,
+            credentials=credentials, http=self.egress, deadline=deadline,
+            options=adapter.serving(model_type).options,
         )
         return ctx, capability
 

@@ -82,3 +82,8 @@ def user(text: str) -> llm_pb.Message:
 
 def system(text: str) -> llm_pb.Message:
     return llm_pb.Message(role=llm_pb.ROLE_SYSTEM, content=[llm_pb.ContentPart(text=text)])
+
+
+def point_options(monkeypatch, adapter, **changes) -> None:
+    """Replace some of an adapter's typed runtime options for one test (e.g. a base URL → a mock)."""
+    monkeypatch.setattr(adapter, "options", adapter.options.model_copy(update=changes))

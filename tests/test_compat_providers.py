@@ -188,7 +188,7 @@ async def test_validate_provider_credentials_pings_like_dify(stubs, upstream, gr
         assert sent.method == "GET" and sent.path == path_of(d, "/models")
     else:
         assert sent.method == "POST" and sent.path == path_of(d, "/chat/completions")
-        assert sent.json["model"] == options["validate_model"] and sent.json["max_tokens"] == 5
+        assert sent.json["model"] == options.validate_model and sent.json["max_tokens"] == 5
         assert sent.json["messages"] == [{"role": "user", "content": "ping"}]
     if not d.key_var:
         return

@@ -23,6 +23,7 @@ from providers import builtin_registry
 from providers.protocols.openai import client
 from providers.protocols.openai.auth import sign_zhipu_jwt, zhipu_token
 from providers.protocols.openai.chat_transform import apply_body_options
+from providers.protocols.openai.options import OpenAIOptions
 from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks import compat_mock
 from tests.mocks.compat_dialects import DIALECTS, ENTRA_TOKEN, ZHIPU_KEY
@@ -281,13 +282,15 @@ def test_azure_url_and_query_layout():
 
 
 def test_body_options_are_pure_and_do_not_share_yaml_data():
-    options = {"extra_body": {"provider": {"data_collection": "allow"}}, "parameter_paths": {"a": "x.y"},
-               "switch_parameters": ["thinking"], "drop_fields": ["user"], "tool_choice_values": {"required": "any"}}
+    options = OpenAIOptions.model_validate({
+        "protocol": "openai", "extra_body": {"provider": {"data_collection": "allow"}},
+        "parameter_paths": {"a": "x.y"}, "switch_parameters": ["thinking"], "drop_fields": ["user"],
+        "tool_choice_values": {"required": "any"}})
     body = apply_body_options({"a": 1, "thinking": True, "user": "u", "tool_choice": "required"}, options)
     assert body == {"x": {"y": 1}, "thinking": {"type": "enabled"}, "tool_choice": "any",
                     "provider": {"data_collection": "allow"}}
     body["provider"]["data_collection"] = "deny"
-    assert options["extra_body"]["provider"]["data_collection"] == "allow"
+    assert options.extra_body == {"provider": {"data_collection": "allow"}}
 
 
 async def test_many_concurrent_streams_across_dialects(stubs, upstream):

@@ -35,14 +35,13 @@ BERT = "google-bert/bert-base-uncased"
 async def mock(grpc_server):
     async with HuggingFaceMock() as m:
         # Serverless, Hub and Endpoints API roots are runtime options: point them at the mock.
-        options = grpc_server.runtime.registry.adapter("huggingface_hub").options
-        saved = dict(options)
-        options.update(m.runtime_options())
+        adapter = grpc_server.runtime.registry.adapter("huggingface_hub")
+        saved = adapter.options
+        adapter.options = saved.model_copy(update=m.runtime_options())
         try:
             yield m
         finally:
-            options.clear()
-            options.update(saved)
+            adapter.options = saved
 
 
 def hosted(**extra) -> dict:

@@ -11,18 +11,21 @@ the dialects' own behaviours and failure modes.
 
 from __future__ import annotations
 
+import shutil
+
 import grpc
 import orjson
 import pytest
+import yaml
 from modelruntime.v1 import common_pb2
 from modelruntime.v1 import provider_service_pb2 as prov_pb
 from modelruntime.v1 import rerank_service_pb2 as rr_pb
 from modelruntime.v1 import text_embedding_service_pb2 as emb_pb
 from modelruntime.v1 import tts_service_pb2 as tts_pb
 
-from engine.loader import load_provider
-from providers import DEFINITIONS, builtin_registry
-from providers.protocols.openai.adapter import OpenAIAdapter
+from engine.entities import ModelType
+from engine.registry import DefinitionsError, Registry
+from providers import DEFINITIONS, PROTOCOLS, builtin_registry
 from tests.helpers import failure_of, stream_failure, struct
 from tests.mocks import compat_mock
 from tests.mocks.compat_dialects import DIALECTS
@@ -49,25 +52,32 @@ async def minimax(upstream):
 def test_capabilities_are_declared_data_not_provider_code():
     registry = builtin_registry()
     ds, mm = registry.adapter("tongyi"), registry.adapter("minimax")
-    assert type(ds.rerank._inner).__module__ == "providers.protocols.dashscope.rerank"
-    assert type(ds.tts._inner).__module__ == "providers.protocols.dashscope.tts"
+    assert type(ds.capability(ModelType.RERANK)).__module__ == "providers.protocols.dashscope.rerank"
+    assert type(ds.capability(ModelType.TTS)).__module__ == "providers.protocols.dashscope.tts"
     assert type(ds.llm).__module__ == "providers.protocols.openai.chat"  # chat stays in compatible mode
     assert type(ds.text_embedding).__module__ == "providers.protocols.openai.embeddings"
-    assert type(mm.text_embedding._inner).__module__ == "providers.protocols.retrieval.embeddings"
-    assert mm.rerank is None and mm.tts is None
+    assert type(mm.capability(ModelType.TEXT_EMBEDDING)).__module__ == "providers.protocols.retrieval.embeddings"
+    assert mm.capability(ModelType.RERANK) is None and mm.capability(ModelType.TTS) is None
+    # The composed protocol has its own typed options: the native base URL, the inherited key name.
+    native = ds.serving(ModelType.RERANK).options
+    assert native.base_url == "https://dashscope.aliyuncs.com/api/v1"
+    assert native.api_key_credential == ds.options.api_key_credential == "dashscope_api_key"
 
 
 @pytest.mark.parametrize(("capabilities", "problem"), [
-    ({"speech2text": "providers.protocols.dashscope.tts:DashScopeSpeech"}, "does not declare speech2text"),
-    ({"reranking-ish": "providers.protocols.dashscope.rerank:DashScopeRerank"}, "not a model type"),
-    ({"rerank": "providers.protocols.dashscope.rerank"}, "expected 'module:Class'"),
+    ({"speech2text": "dashscope"}, "does not declare speech2text"),
+    ({"reranking-ish": "dashscope"}, "not a model type"),
+    ({"rerank": "dashscop"}, "unknown protocol 'dashscop' \\(did you mean 'dashscope'\\?\\)"),
 ])
-def test_capability_mistakes_name_the_provider_and_key(capabilities, problem):
-    entity = load_provider(DEFINITIONS / "tongyi").entity
-    broken = entity.model_copy(update={"runtime": {**entity.runtime, "capabilities": capabilities}})
-    with pytest.raises(TypeError, match=problem) as raised:
-        OpenAIAdapter(broken)
-    assert str(raised.value).startswith("provider tongyi: runtime.capabilities.")
+def test_capability_mistakes_name_the_provider_and_key(tmp_path, capabilities, problem):
+    folder = tmp_path / "tongyi"
+    shutil.copytree(DEFINITIONS / "tongyi", folder)
+    raw = yaml.safe_load((folder / "tongyi.yaml").read_text())
+    raw["runtime"]["capabilities"] = capabilities
+    (folder / "tongyi.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(DefinitionsError, match=problem) as raised:
+        Registry([tmp_path], PROTOCOLS)
+    assert str(raised.value).split("\n")[1].strip().startswith("provider tongyi (")
 
 
 # ---- Tongyi rerank (DashScope native) ------------------------------------------------------------

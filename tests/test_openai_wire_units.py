@@ -36,6 +36,7 @@ from providers.kit.audio import silent_wav, sniff_format
 from providers.protocols.openai.audio import OpenAISpeech, OpenAITranscription
 from providers.protocols.openai.embeddings import OpenAIEmbeddings
 from providers.protocols.openai.moderation import OpenAIModeration
+from providers.protocols.openai.options import OpenAIOptions
 from providers.protocols.openai.rerank import OpenAIRerank
 
 OPENAI = load_provider(Path(__file__).resolve().parents[1] / "providers" / "definitions" / "openai")
@@ -78,7 +79,7 @@ def make_ctx(
     ctx = CallContext(
         provider=OPENAI.entity, model=model, model_type=model_type, schema=schema,
         credentials={"openai_api_key": KEY}, http=egress,
-        options={**OPENAI.entity.runtime, **(options or {})},
+        options=OpenAIOptions.model_validate({**OPENAI.entity.runtime, **(options or {})}),
     )
     return ctx, recorder
 
@@ -126,7 +127,8 @@ async def test_embeddings_float_default_and_float_reply_to_base64_request() -> N
     # The option defaults to float; and a float list is accepted even when base64 was asked.
     ctx, rec = make_ctx(lambda r: embeddings_reply(r, lambda t: [1.0, 2.0], as_b64=False),
                         "text-embedding-3-small", ModelType.TEXT_EMBEDDING)
-    ctx.options.pop("embedding_encoding")
+    ctx.options = OpenAIOptions.model_validate(
+        {k: v for k, v in OPENAI.entity.runtime.items() if k != "embedding_encoding"})
     result = await OpenAIEmbeddings().embed(ctx, [""], "query", None, "")
     assert rec.json() == {"model": "text-embedding-3-small", "encoding_format": "float", "input": [""]}
     assert result.embeddings == [[1.0, 2.0]]

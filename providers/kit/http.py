@@ -101,6 +101,28 @@ def read_json(response: UpstreamResponse) -> Any:
     return body
 
 
+def error_message(response: UpstreamResponse) -> str:
+    """The error text of the commonest error body shapes: OpenAI-style ``{"error": {"message"}}``, plus the variants compatible servers use:
+    ``{"message"}`` (Mistral), ``{"detail"}`` (Xinference, NVIDIA), a bare string error."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, str):
+            return err
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("msg") or err.get("detail") or ""
+            if isinstance(message, str):
+                return message
+            return orjson.dumps(message).decode()[:300]
+        detail = body.get("detail")
+        if detail:
+            return detail if isinstance(detail, str) else orjson.dumps(detail).decode()[:300]
+    return ""
+
+
 async def check_status(response: UpstreamResponse, extract: MessageExtractor) -> None:
     """Raise the mapped runtime error when the response is not 2xx (reads the error body)."""
     await raise_for_status(response, extract)

@@ -26,7 +26,6 @@ mock, and what a request in each dialect must look like.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import hmac
 import json
@@ -40,7 +39,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import target
+from tests.helpers import point_options, target
 
 from .compat_dialects import DIALECTS, ENTRA_TOKEN, Dialect, error_body, with_type
 from .compat_native import RERANK_PATH, TTS_PATH, DashScopeNative, minimax_embeddings
@@ -421,20 +420,16 @@ def _rehost(url: str, origin: str) -> str:
     return origin + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def rewritten_options(options: dict, origin: str) -> dict:
-    """The URL-valued runtime options (also those in ``capability_options``) with their scheme and
-    host replaced by the mock's."""
-    out = {}
+def rewritten_options(options, origin: str) -> dict:
+    """The URL-valued runtime options with their scheme and host replaced by the mock's."""
+    out: dict = {}
     for key in ("base_url", "rerank_url"):
         if options.get(key):
-            out[key] = _rehost(options[key], origin)
-    if isinstance(options.get("base_url_by_credential"), dict):
-        choice = copy.deepcopy(options["base_url_by_credential"])
-        choice["values"] = {k: _rehost(v, origin) for k, v in choice["values"].items()}
-        out["base_url_by_credential"] = choice
-    if isinstance(options.get("capability_options"), dict):
-        nested = options["capability_options"]
-        out["capability_options"] = {**nested, **rewritten_options(nested, origin)}
+            out[key] = _rehost(options.get(key), origin)
+    choice = options.get("base_url_by_credential")
+    if choice is not None:
+        out["base_url_by_credential"] = choice.model_copy(
+            update={"values": {k: _rehost(v, origin) for k, v in choice.values.items()}})
     return out
 
 
@@ -442,9 +437,9 @@ def rewritten_options(options: dict, origin: str) -> dict:
 def upstream(pool, grpc_server, monkeypatch):
     async def get(name: str) -> DialectMock:
         mock = await pool.get(name)
-        options = grpc_server.runtime.registry.adapter(name).options
-        for key, value in rewritten_options(options, mock.url).items():
-            monkeypatch.setitem(options, key, value)
+        adapter = grpc_server.runtime.registry.adapter(name)
+        for each in (adapter, *adapter.composed.values()):  # composed protocols have their own URLs
+            point_options(monkeypatch, each, **rewritten_options(each.options, mock.url))
         return mock
     return get
 

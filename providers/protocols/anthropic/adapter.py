@@ -7,21 +7,23 @@ account without access all fail the check.
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import ModelType
+from engine.entities import ModelType, ProviderEntity
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 
 from .chat import AnthropicChat
+from .options import AnthropicOptions
 
 DEFAULT_VALIDATE_MODEL = "claude-haiku-4-5-20251001"
 PING_MAX_TOKENS = 5
 
 
 class AnthropicAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = AnthropicOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         self.llm = AnthropicChat() if ModelType.LLM in entity.supported_model_types else None
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:

@@ -11,21 +11,23 @@ endpoint, or an account without model access all fail the check:
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import ModelType
+from engine.entities import ModelType, ProviderEntity
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 
 from .chat import BedrockChat
+from .options import BedrockOptions
 
 DEFAULT_VALIDATE_MODEL = "amazon.nova-micro-v1:0"
 PING_MAX_TOKENS = 5
 
 
 class BedrockAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = BedrockOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         types = set(entity.supported_model_types)
         self.llm = BedrockChat() if ModelType.LLM in types else None
         if ModelType.TEXT_EMBEDDING in types:

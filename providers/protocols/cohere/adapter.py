@@ -19,11 +19,13 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import AIModelEntity, FetchFrom, I18nObject, ModelType
+from engine.entities import AIModelEntity, FetchFrom, I18nObject, ModelType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 
 from .chat import CohereChat
+from .options import CohereOptions
 
 DEFAULT_VALIDATE_MODEL = "rerank-v3.5"
 PING_MAX_TOKENS = 5
@@ -35,8 +37,10 @@ BASE_MODELS = {
 
 
 class CohereAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = CohereOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         types = set(entity.supported_model_types)
         self.llm = CohereChat() if ModelType.LLM in types else None
         if ModelType.TEXT_EMBEDDING in types:

@@ -1,10 +1,9 @@
 """DashScope's native HTTP conventions (providers.md B12 and Part C), shared by its capabilities.
 
-The classes of this package are not an adapter family: a provider of the OpenAI family names them
-in ``runtime.capabilities`` and gives the native base URL in ``runtime.capability_options`` (see
-:mod:`providers.wire.openai.client`), so the OpenAI family's keys reach this API too:
+A provider of the OpenAI protocol composes this one for the model types compatible mode lacks
+(``runtime.capabilities``) and gives the native base URL in ``runtime.capability_options.dashscope``:
 ``base_url`` / ``base_url_by_credential`` (``https://dashscope.aliyuncs.com/api/v1``, or the
-``dashscope-intl`` host), ``api_key_credential``, ``query``/``query_credentials``, ``headers``.
+``dashscope-intl`` host); ``api_key_credential`` is inherited from the provider's block.
 
 Wire rules:
 
@@ -34,8 +33,7 @@ from engine._http.sse import aiter_sse
 from engine._http.status import error_for_status
 from engine.adapter import CallContext
 from engine.errors import InvokeConnectionError, InvokeError, RuntimeFault
-
-from ..openai import client
+from providers.kit import endpoint
 
 # The first dotted part of an error code → the HTTP status it means.
 _CODE_STATUS = {
@@ -57,11 +55,11 @@ _CODE_STATUS = {
 
 def service_url(ctx: CallContext, service: str) -> str:
     """``{base}/services/{service}``, e.g. ``rerank/text-rerank/text-rerank``."""
-    return client.url(ctx, f"services/{service.strip('/')}")
+    return endpoint.url(ctx, f"services/{service.strip('/')}")
 
 
 def headers(ctx: CallContext, stream: bool = False) -> dict[str, str]:
-    out = client.headers(ctx)
+    out = endpoint.bearer_headers(ctx)
     if stream:
         out["x-dashscope-sse"] = "enable"
         out["accept"] = "text/event-stream"

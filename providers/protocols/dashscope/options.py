@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from providers.kit.options import BaseURLByCredential, HTTPOptions
+from providers.kit.options import EndpointOptions
 
 
-class DashScopeOptions(HTTPOptions):
-    base_url_by_credential: BaseURLByCredential | None = None
+class DashScopeOptions(EndpointOptions):
+    pass

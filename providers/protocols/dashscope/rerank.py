@@ -25,10 +25,11 @@ from typing import Any
 
 from engine.adapter import CallContext
 from engine.messages import RerankDocument, RerankResult
+from providers.kit import endpoint
 from providers.kit.concurrency import gather_all
 from providers.kit.embeddings import int_prop
+from providers.kit.http import dumps
 
-from ..openai import client as wire
 from ..retrieval.dialect import RerankDialect
 from ..retrieval.rerank import read_results
 from . import client
@@ -81,10 +82,10 @@ class DashScopeRerank:
         return RerankResult(model=ctx.model, docs=ranked[:limit])
 
     async def _post(self, ctx: CallContext, query: str, batch: list[str], limit: int) -> list[tuple[int, float]]:
-        body = build_body(wire.model_id(ctx), query, batch, min(limit, len(batch)))
+        body = build_body(endpoint.model_id(ctx), query, batch, min(limit, len(batch)))
         async with ctx.http.stream(
             "POST", client.service_url(ctx, SERVICE), headers=client.headers(ctx),
-            content=wire.dumps(body), params=wire.query(ctx), deadline=ctx.deadline,
+            content=dumps(body), params=endpoint.query(ctx), deadline=ctx.deadline,
         ) as response:
             await client.raise_for_status(response)
             raw = await response.aread()

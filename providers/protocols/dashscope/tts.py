@@ -45,9 +45,10 @@ from typing import Any
 from engine.adapter import CallContext
 from engine.errors import InvokeConnectionError, InvokeError, bad_request
 from engine.messages import AudioChunk
+from providers.kit import endpoint
 from providers.kit.audio import CHUNK_BYTES, split_sentences
+from providers.kit.http import dumps
 
-from ..openai import client as wire
 from . import client
 
 SERVICE = "aigc/multimodal-generation/generation"
@@ -124,7 +125,7 @@ class DashScopeSpeech:
         mime = MIME[encoding]
         received = 0
         for piece in pieces:
-            async for pcm in self._piece(ctx, build_body(wire.model_id(ctx), piece, voice, language_type)):
+            async for pcm in self._piece(ctx, build_body(endpoint.model_id(ctx), piece, voice, language_type)):
                 if not received and encoding == "wav":  # only once audio comes: errors reach the caller first
                     yield AudioChunk(wav_header(), encoding, mime, SAMPLE_RATE)
                 received += len(pcm)
@@ -136,7 +137,7 @@ class DashScopeSpeech:
     async def _piece(self, ctx: CallContext, body: dict[str, Any]) -> AsyncIterator[bytes]:
         async with ctx.http.stream(
             "POST", client.service_url(ctx, SERVICE), headers=client.headers(ctx, stream=True),
-            content=wire.dumps(body), params=wire.query(ctx), deadline=ctx.deadline,
+            content=dumps(body), params=endpoint.query(ctx), deadline=ctx.deadline,
         ) as response:
             await client.raise_for_status(response)
             if "json" in response.headers.get("content-type", ""):

@@ -8,13 +8,13 @@ spends money, unlike a tiny generateContent on a thinking model.
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.adapter import Adapter, CallContext
-from engine.entities import ModelType
+from engine.entities import ModelType, ProviderEntity
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 
 from .chat import GeminiChat
+from .options import GeminiOptions
 
 DEFAULT_VALIDATE_MODEL = "gemini-2.5-flash"
 
@@ -24,8 +24,10 @@ def _ping() -> list[PromptMessage]:
 
 
 class GeminiAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = GeminiOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         types = set(entity.supported_model_types)
         self.llm = GeminiChat() if ModelType.LLM in types else None
         if ModelType.TEXT_EMBEDDING in types:

@@ -25,13 +25,15 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import AIModelEntity, ModelType
+from engine.entities import AIModelEntity, ModelType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 
 from . import client
 from .chat import HuggingFaceChat
 from .embeddings import HuggingFaceEmbeddings
+from .options import HuggingFaceOptions
 from .transform import FEATURE_EXTRACTION, LLM_TASKS, embedding_schema, llm_schema
 
 PING_TOKENS = 5
@@ -39,8 +41,10 @@ EMBEDDING_TAGS = (FEATURE_EXTRACTION, "sentence-similarity")
 
 
 class HuggingFaceAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = HuggingFaceOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         types = set(entity.supported_model_types)
         self.llm = HuggingFaceChat() if ModelType.LLM in types else None
         self.text_embedding = HuggingFaceEmbeddings() if ModelType.TEXT_EMBEDDING in types else None

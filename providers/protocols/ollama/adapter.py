@@ -28,14 +28,17 @@ from engine.entities import (
     ModelType,
     ParameterRule,
     ParameterType,
+    ProviderEntity,
 )
 from engine.errors import CredentialsValidateFailedError, RuntimeFault
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 from engine.templates import fill_customizable_rule
 from providers.kit.concurrency import gather_all
 
 from . import client
 from .chat import OllamaChat
+from .options import OllamaOptions
 
 PING_TOKENS = 5
 _SHOW_PARALLEL = 8
@@ -134,8 +137,10 @@ def _context_length(info: dict[str, Any] | None) -> int | None:
 
 
 class OllamaAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = OllamaOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         types = set(entity.supported_model_types)
         self.llm = OllamaChat() if ModelType.LLM in types else None
         if ModelType.TEXT_EMBEDDING in types:

@@ -1,33 +1,28 @@
 """The OpenAI adapter family: OpenAI itself and every provider that speaks its HTTP API.
 
-What differs between those providers is data (see :mod:`.client`); this class only wires
-the capability objects together and implements the schema/credential hooks.
-
-A model type the provider's OpenAI-compatible API lacks may come from another wire package:
-``runtime.capabilities`` maps a model type to ``"module:Class"`` (DashScope's native rerank and
-TTS for Tongyi, the retrieval family's embeddings for MiniMax). The class is built once, with
-``Class.from_runtime(options, provider)`` when it defines that, else ``Class()``; every call it
-gets sees ``runtime.capability_options`` laid over the runtime options, so it can have its own
-base URL, query parameters or dialect without the chat and embedding calls seeing them.
+What differs between those providers is data (:class:`.options.OpenAIOptions`); this class
+only wires the capability objects together and implements the schema/credential hooks. A model
+type the provider's OpenAI-compatible API lacks may be served by another protocol, declared in
+``runtime.capabilities`` and composed by the engine's registry (never imported from here).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from engine._http.status import raise_for_status
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import AIModelEntity, ModelType
+from engine.entities import AIModelEntity, ModelType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 
 from . import client
 from .chat import OpenAIChat
 from .customizable import apply_model_info, base_model_schema, compatible_schema, fine_tune_schema
+from .options import OpenAIOptions
 
 # Xinference reports a model's kind in GET /v1/models/{uid}; what each of ours must be.
 _INFO_TYPES = {
@@ -37,15 +32,11 @@ _INFO_TYPES = {
 
 
 class OpenAIAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
-        # Predefined schemas of the provider named by runtime.base_models_from (set by the registry).
-        self.base_models: dict[tuple[ModelType, str], AIModelEntity] = {}
-        types = set(entity.supported_model_types)
-        composed = _compose(entity.provider, self.options, types)
-        types -= set(composed)
-        for model_type, capability in composed.items():
-            setattr(self, model_type.folder, capability)
+    options_model = OpenAIOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
+        types = set(entity.supported_model_types) - set(self.options.capabilities_types())
         self.llm = OpenAIChat() if ModelType.LLM in types else self.llm
         # Imported here so a provider that only chats loads nothing else.
         if ModelType.TEXT_EMBEDDING in types:
@@ -72,16 +63,18 @@ class OpenAIAdapter(Adapter):
     def customizable_schema(
         self, model: str, model_type: ModelType, credentials: dict[str, Any]
     ) -> AIModelEntity | None:
-        kind = self.options.get("customizable")
+        o = cast(OpenAIOptions, self.options)
+        kind = o.customizable
         if kind == "openai_compatible":
             return compatible_schema(model, model_type, credentials)
         if kind == "base_model":
-            base = credentials.get(str(self.options.get("base_model_credential") or "base_model_name"))
+            base = credentials.get(o.base_model_credential)
             return base_model_schema(model, model_type, str(base or ""), self.base_models)
         return fine_tune_schema(model, model_type, self.predefined)
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
-        if self.options.get("validate_with") == "models":
+        o = cast(OpenAIOptions, self.options)
+        if o.validate_with == "models":
             # Free: listing models proves the key (and organization) without spending tokens.
             response = await ctx.http.request(
                 "GET", client.url(ctx, "models"), headers=client.headers(ctx, None),
@@ -89,8 +82,8 @@ class OpenAIAdapter(Adapter):
             )
             await raise_for_status(response, client.error_message)
             return
-        chosen = ctx.credentials.get(str(self.options.get("validate_model_credential") or ""))
-        model = chosen or self.options.get("validate_model")
+        chosen = ctx.credentials.get(o.validate_model_credential) if o.validate_model_credential else None
+        model = chosen or o.validate_model
         if not model:
             raise CredentialsValidateFailedError("provider has no validation model configured")
         ctx.model = str(model)
@@ -99,7 +92,7 @@ class OpenAIAdapter(Adapter):
 
     async def validate_model_credentials(self, ctx: CallContext) -> None:
         kind = ctx.model_type
-        if self.options.get("validate_with") == "model_info":
+        if cast(OpenAIOptions, self.options).validate_with == "model_info":
             await self._check_model_info(ctx)
             if kind is ModelType.LLM:
                 return  # Dify's Xinference check: the server's model description is the proof
@@ -189,57 +182,3 @@ def _first_voice(ctx: CallContext) -> str:
     voices = props.get("voices") or []
     return str(voices[0].get("mode", "alloy")) if voices else "alloy"
 
-
-class _Composed:
-    """A capability from another wire package: each call's context carries the runtime options
-    with ``runtime.capability_options`` laid over them."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(ctx: CallContext, *args: Any, **kwargs: Any) -> Any:
-            return attr(capability_context(ctx), *args, **kwargs)
-
-        return call
-
-
-def capability_context(ctx: CallContext) -> CallContext:
-    overlay = ctx.options.get("capability_options")
-    if not overlay:
-        return ctx
-    return dataclasses.replace(ctx, options={**ctx.options, **overlay})
-
-
-def _compose(provider: str, options: dict[str, Any], types: set[ModelType]) -> dict[ModelType, Any]:
-    """The capabilities named in ``runtime.capabilities``, built and wrapped; a YAML mistake
-    names the provider and the key when the registry first builds the adapter."""
-    spec = options.get("capabilities")
-    if not spec:
-        return {}
-    where = f"provider {provider}: runtime.capabilities"
-    if not isinstance(spec, dict):
-        raise TypeError(f"{where}: expected a mapping of model type to 'module:Class'")
-    overlay = options.get("capability_options") or {}
-    if not isinstance(overlay, dict):
-        raise TypeError(f"provider {provider}: runtime.capability_options: expected a mapping")
-    effective = {**options, **overlay}
-    out: dict[ModelType, Any] = {}
-    for key, target in spec.items():
-        try:
-            model_type = ModelType.value_of(str(key))
-        except ValueError:
-            raise TypeError(f"{where}.{key}: not a model type") from None
-        if model_type not in types:
-            raise TypeError(f"{where}.{key}: the provider does not declare {model_type.value} models")
-        module_name, _, attr = str(target).partition(":")
-        if not module_name or not attr:
-            raise TypeError(f"{where}.{key}: expected 'module:Class', got {target!r}")
-        cls = getattr(importlib.import_module(module_name), attr)
-        factory = getattr(cls, "from_runtime", None)
-        out[model_type] = _Composed(factory(effective, provider) if factory else cls())
-    return out

@@ -31,7 +31,6 @@ from .chat_transform import (
     apply_body_options,
     build_chat_body,
     build_completion_body,
-    envelope_error,
     find_usage,
     finish_reason,
     parse_chat_response,
@@ -62,12 +61,13 @@ class OpenAIChat:
 
     def _request(self, ctx: CallContext, request: LLMRequest, stream: bool) -> tuple[str, bytes, bool]:
         completion = ctx.schema is not None and ctx.schema.mode is LLMMode.COMPLETION
-        stream_usage = bool(ctx.options.get("stream_usage", True)) and not _usage_off(ctx)
+        o = client.options(ctx)
+        stream_usage = o.stream_usage and not _usage_off(ctx)
         build = build_completion_body if completion else build_chat_body
         body = apply_body_options(
-            build(client.model_id(ctx), request, stream=stream, stream_usage=stream_usage), ctx.options
+            build(client.model_id(ctx), request, stream=stream, stream_usage=stream_usage), o
         )
-        path = "completions" if completion else str(ctx.options.get("chat_path") or "chat/completions")
+        path = "completions" if completion else o.chat_path
         return client.url(ctx, path), client.dumps(body), completion
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
@@ -155,10 +155,9 @@ class _Assembler:
 
 
 def _raise_envelope(obj: Any, ctx: CallContext) -> None:
-    found = envelope_error(obj, ctx.options.get("status_envelope"))
-    if found is not None:
-        error = error_for_status(*found)
-        error.upstream_status = None  # the HTTP status was 200; the body carried the error
+    envelope = client.options(ctx).status_envelope
+    error = envelope.body_error(obj) if envelope is not None else None
+    if error is not None:
         raise error
 
 

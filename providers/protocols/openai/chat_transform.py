@@ -28,6 +28,8 @@ from engine.messages import (
     ToolCall,
 )
 
+from .options import OpenAIOptions
+
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
     "length": FinishReason.LENGTH,
@@ -206,51 +208,32 @@ def _merge_missing(body: dict[str, Any], extra: dict[str, Any]) -> None:
             _merge_missing(body[key], value)
 
 
-def apply_body_options(body: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def apply_body_options(body: dict[str, Any], options: OpenAIOptions) -> dict[str, Any]:
     """Apply the declared request quirks of a provider to a chat/completion body (in place).
 
     ``tool_choice_values``, ``switch_parameters``, ``parameter_paths``, ``extra_body``,
-    ``user_max_length`` and ``drop_fields``; see :mod:`.client` for what each means.
+    ``user_max_length`` and ``drop_fields``; see :class:`.options.OpenAIOptions`.
     """
-    choices = options.get("tool_choice_values")
+    choices = options.tool_choice_values
     if choices and isinstance(body.get("tool_choice"), str):
         body["tool_choice"] = choices.get(body["tool_choice"], body["tool_choice"])
-    for name in options.get("switch_parameters") or ():
+    for name in options.switch_parameters:
         value = body.get(name)
         if isinstance(value, bool):
             body[name] = {"type": "enabled" if value else "disabled"}
-    for name, path in (options.get("parameter_paths") or {}).items():
+    for name, path in options.parameter_paths.items():
         if name in body:
-            _set_path(body, str(path), body.pop(name))
-    if options.get("extra_body"):
-        _merge_missing(body, options["extra_body"])
-    limit = options.get("user_max_length")
+            _set_path(body, path, body.pop(name))
+    if options.extra_body:
+        _merge_missing(body, options.extra_body)
+    limit = options.user_max_length
     if limit and isinstance(body.get("user"), str):
-        body["user"] = body["user"][: int(limit)]
-    for name in options.get("drop_fields") or ():
+        body["user"] = body["user"][:limit]
+    for name in options.drop_fields:
         body.pop(name, None)
     return body
 
 
-def _dig(obj: Any, path: str) -> Any:
-    for key in path.split("."):
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def envelope_error(obj: Any, spec: dict[str, Any] | None) -> tuple[int, str] | None:
-    """(HTTP-like status, message) when a 200 body carries a business error code
-    (``runtime.status_envelope``); None when the body is fine or has no envelope."""
-    if not spec or not isinstance(obj, dict):
-        return None
-    code = _dig(obj, str(spec.get("code", "code")))
-    if code is None or code in (spec.get("ok") or [0]) or str(code) in {str(c) for c in spec.get("ok") or [0]}:
-        return None
-    statuses = {str(k): int(v) for k, v in (spec.get("statuses") or {}).items()}
-    message = _dig(obj, str(spec.get("message", "message")))
-    return statuses.get(str(code), 400), f"{message or 'error'} (code {code})"
 
 
 def text_of(value: Any) -> str:

@@ -46,7 +46,8 @@ class OpenAIEmbeddings:
     @staticmethod
     def _body_template(ctx: CallContext, input_type: str, dimensions: int | None, user: str) -> dict[str, Any]:
         body: dict[str, Any] = {"model": client.model_id(ctx)}
-        encoding = ctx.options.get("embedding_encoding", "float")
+        o = client.options(ctx)
+        encoding = o.embedding_encoding
         if encoding:  # an explicit empty value means "this server rejects the field"
             body["encoding_format"] = encoding
         if dimensions:
@@ -54,12 +55,11 @@ class OpenAIEmbeddings:
         if user:
             body["user"] = user
         # Asymmetric models behind compatible APIs (NVIDIA: input_type query|passage).
-        field = ctx.options.get("embedding_input_type_field")
-        values = ctx.options.get("embedding_input_type_values")
-        if field and isinstance(values, dict):
-            value = values.get(input_type or "document")
+        field = o.embedding_input_type_field
+        if field:
+            value = o.embedding_input_type_values.get(input_type or "document")
             if value:
-                body[str(field)] = value
+                body[field] = value
         return body
 
     async def _post(

@@ -77,7 +77,7 @@ def rerank_items(style: str, parsed: Any) -> list[dict[str, Any]]:
 
 
 def _endpoint(ctx: CallContext) -> str:
-    absolute = ctx.options.get("rerank_url")
+    absolute = client.options(ctx).rerank_url
     if absolute and not client.has_base_url_override(ctx):
         return str(absolute)
     return client.url(ctx, "rerank")
@@ -99,7 +99,7 @@ class OpenAIRerank:
             return RerankResult(model=ctx.model, docs=[])
         # Always send top_n: some servers default to a small number when it is missing.
         limit = top_n if top_n and top_n > 0 else len(docs)
-        style = str(ctx.options.get("rerank_style") or "jina")
+        style = client.options(ctx).rerank_style
         body = build_rerank_body(style, client.model_id(ctx), query, docs, min(limit, len(docs)))
         response = await ctx.http.request(
             "POST", _endpoint(ctx), headers=client.headers(ctx), content=client.dumps(body),

@@ -20,18 +20,22 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adapter import Adapter, CallContext
-from engine.entities import AIModelEntity, ModelType
+from engine.entities import AIModelEntity, ModelType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError, InvokeBadRequestError
+from engine.options import ProtocolOptions
 
 from . import client
 from .chat import ReplicateChat
 from .embeddings import ReplicateEmbeddings
+from .options import ReplicateOptions
 from .transform import embedding_schema, is_text_generation, llm_schema, text_input_key
 
 
 class ReplicateAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = ReplicateOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         types = set(entity.supported_model_types)
         self.llm = ReplicateChat() if ModelType.LLM in types else None
         self.text_embedding = ReplicateEmbeddings() if ModelType.TEXT_EMBEDDING in types else None

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adapter import Adapter, CallContext
-from engine.entities import AIModelEntity, ConfigurateMethod, FetchFrom, I18nObject, ModelType
+from engine.entities import AIModelEntity, ConfigurateMethod, FetchFrom, I18nObject, ModelType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError
+from engine.options import ProtocolOptions
 
 from .dialect import EmbeddingDialect, RerankDialect
 from .embeddings import RetrievalEmbeddings
+from .options import RetrievalOptions
 from .rerank import RetrievalRerank
 
 
@@ -30,8 +32,10 @@ def _positive_int(value: Any, default: int) -> int:
 
 
 class RetrievalAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = RetrievalOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         types = set(entity.supported_model_types)
         if ModelType.TEXT_EMBEDDING in types:
             self.text_embedding = RetrievalEmbeddings(EmbeddingDialect.parse(self.options.get("embedding"),

@@ -1,6 +1,6 @@
 """What differs between the retrieval specialists, read from the provider YAML's ``runtime:`` block.
 
-Reaching the provider reuses the OpenAI family's keys (see :mod:`providers.wire.openai.client`):
+Reaching the provider uses the kit's endpoint keys (:class:`providers.kit.options.EndpointOptions`):
 ``base_url``, ``base_url_credential``, ``api_key_credential`` (Bearer auth), ``query`` /
 ``query_credentials`` (MiniMax's ``?GroupId=``), and ``status_envelope``: errors a provider
 reports inside an HTTP 200 body (MiniMax: ``base_resp.status_code`` 1004 → 401, 1002/1039 → 429,
@@ -51,13 +51,12 @@ The same classes serve a provider of another family for the one model type it la
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from engine._http.status import error_for_status
 from engine.adapter import CallContext
+from providers.kit import endpoint
 
-from ..openai import client
-from ..openai.chat_transform import envelope_error
+from .options import RetrievalOptions
 
 
 def _names(raw: Any, where: str) -> frozenset[str]:
@@ -85,17 +84,16 @@ def _text(raw: dict[str, Any], key: str, where: str, default: str | None = None)
 
 def wire_model(ctx: CallContext) -> str:
     """The model id sent on the wire: the model name, with the provider's prefix if it has one."""
-    model = client.model_id(ctx)
-    prefix = str(ctx.options.get("model_prefix") or "")
+    model = endpoint.model_id(ctx)
+    prefix = cast(RetrievalOptions, ctx.options).model_prefix or ""
     return model if not prefix or model.startswith(prefix) else prefix + model
 
 
 def raise_status_envelope(ctx: CallContext, parsed: Any) -> None:
     """Raise the error a 200 reply carries in its body (``runtime.status_envelope``), if any."""
-    found = envelope_error(parsed, ctx.options.get("status_envelope"))
-    if found is not None:
-        error = error_for_status(*found)
-        error.upstream_status = None  # the HTTP status was 200; the body carried the error
+    envelope = cast(RetrievalOptions, ctx.options).status_envelope
+    error = envelope.body_error(parsed) if envelope is not None else None
+    if error is not None:
         raise error
 
 

@@ -2,7 +2,7 @@
 
 The long-text rule is the OpenAI family's (and Dify's): a text longer than the model's
 ``context_size`` tokens is cut into pieces whose vectors are averaged, weighted by length, and
-L2-normalised; the helpers are shared with :mod:`providers.wire.openai.embeddings`.
+L2-normalised; the helpers are the kit's (:mod:`providers.kit.embeddings`).
 
 Batching: at most ``max_chunks`` inputs per request and, when the model declares
 ``max_batch_tokens`` (Voyage answers 400 above its per-request token budget), at most that many
@@ -26,6 +26,7 @@ from engine.adapter import CallContext
 from engine.errors import FieldViolation, InvokeBadRequestError, InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import encoding_for_model
+from providers.kit import endpoint
 from providers.kit.concurrency import gather_all
 from providers.kit.embeddings import (
     THREAD_TOKENIZE_BYTES,
@@ -35,9 +36,8 @@ from providers.kit.embeddings import (
     int_prop,
     plan,
 )
-from providers.kit.http import read_json
+from providers.kit.http import dumps, error_message, read_json
 
-from ..openai import client
 from .dialect import EmbeddingDialect, raise_status_envelope, wire_model
 
 
@@ -157,10 +157,10 @@ class RetrievalEmbeddings:
         body = dict(template)
         body[self.dialect.texts_field] = self.dialect.inputs(model, batch)
         response = await ctx.http.request(
-            "POST", client.url(ctx, self.dialect.path), headers=client.headers(ctx), content=client.dumps(body),
-            params=client.query(ctx), deadline=ctx.deadline,
+            "POST", endpoint.url(ctx, self.dialect.path), headers=endpoint.bearer_headers(ctx), content=dumps(body),
+            params=endpoint.query(ctx), deadline=ctx.deadline,
         )
-        await raise_for_status(response, client.error_message)
+        await raise_for_status(response, error_message)
         parsed = read_json(response)
         raise_status_envelope(ctx, parsed)
         vectors = read_vectors(self.dialect, parsed, len(batch))

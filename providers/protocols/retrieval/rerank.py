@@ -22,9 +22,9 @@ from engine._http.status import raise_for_status
 from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import RerankDocument, RerankResult
-from providers.kit.http import read_json
+from providers.kit import endpoint
+from providers.kit.http import dumps, error_message, read_json
 
-from ..openai import client
 from .dialect import RerankDialect, raise_status_envelope, wire_model
 
 
@@ -76,10 +76,10 @@ class RetrievalRerank:
         limit = min(top_n, len(docs)) if top_n and top_n > 0 else len(docs)
         body = self.dialect.body(wire_model(ctx), query, docs, limit)
         response = await ctx.http.request(
-            "POST", client.url(ctx, self.dialect.path), headers=client.headers(ctx), content=client.dumps(body),
-            params=client.query(ctx), deadline=ctx.deadline,
+            "POST", endpoint.url(ctx, self.dialect.path), headers=endpoint.bearer_headers(ctx), content=dumps(body),
+            params=endpoint.query(ctx), deadline=ctx.deadline,
         )
-        await raise_for_status(response, client.error_message)
+        await raise_for_status(response, error_message)
         parsed = read_json(response)
         raise_status_envelope(ctx, parsed)
         pairs = read_results(self.dialect, parsed, len(docs))

@@ -33,13 +33,12 @@ for a bad SecretId/SecretKey or AppID, which fails the check.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import orjson
 
 from engine._http.status import error_for_status
 from engine.adapter import Adapter, CallContext
-from engine.entities import ModelType
+from engine.entities import ModelType, ProviderEntity
 from engine.errors import (
     CredentialsValidateFailedError,
     FieldViolation,
@@ -47,9 +46,11 @@ from engine.errors import (
     InvokeError,
     bad_request,
 )
+from engine.options import ProtocolOptions
 from providers.kit.audio import silent_wav
 
 from . import protocol
+from .options import TencentASROptions
 
 CHECK_SECONDS = 0.5
 DEFAULT_ENGINE = "16k_zh"
@@ -120,8 +121,10 @@ class TencentFlashASR:
 
 
 class TencentASRAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = TencentASROptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         self.speech2text = TencentFlashASR()
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:

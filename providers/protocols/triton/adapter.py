@@ -22,13 +22,23 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import AIModelEntity, FetchFrom, I18nObject, ModelType, ParameterRule, ParameterType
+from engine.entities import (
+    AIModelEntity,
+    FetchFrom,
+    I18nObject,
+    ModelType,
+    ParameterRule,
+    ParameterType,
+    ProviderEntity,
+)
 from engine.errors import CredentialsValidateFailedError
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
+from engine.options import ProtocolOptions
 from engine.templates import fill_customizable_rule
 
 from . import client
 from .chat import TritonChat
+from .options import TritonOptions
 
 PING_TOKENS = 5
 DEFAULT_CONTEXT = 2048
@@ -71,8 +81,10 @@ def llm_schema(model: str, credentials: dict[str, Any]) -> AIModelEntity:
 
 
 class TritonAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = TritonOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         self.llm = TritonChat()
 
     def customizable_schema(

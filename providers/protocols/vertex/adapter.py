@@ -50,7 +50,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import ModelType
+from engine.entities import ModelType, ProviderEntity
 from engine.messages import (
     ContentPart,
     EmbeddingResult,
@@ -61,12 +61,14 @@ from engine.messages import (
     Role,
     Tool,
 )
+from engine.options import ProtocolOptions
 
 from ..anthropic.chat import AnthropicChat
 from ..gemini.chat import GeminiChat
 from ..gemini.embeddings import GeminiEmbeddings, approximate_tokens
 from .auth import TokenCache
 from .endpoint import ClaudeEndpoint, GeminiEndpoint, is_claude, stream_with_token, with_token
+from .options import VertexOptions
 
 DEFAULT_VALIDATE_MODEL = "gemini-2.5-flash-lite"
 PING_MAX_TOKENS = 5
@@ -159,8 +161,10 @@ class VertexEmbeddings:
 
 
 class VertexAdapter(Adapter):
-    def __init__(self, entity: Any) -> None:
-        super().__init__(entity)
+    options_model = VertexOptions
+
+    def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
+        super().__init__(entity, options)
         self.tokens = TokenCache()
         types = set(entity.supported_model_types)
         self.llm = VertexChat(self.tokens) if ModelType.LLM in types else None

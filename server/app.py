@@ -67,7 +67,12 @@ def build_runtime(config: Config) -> ModelRuntime:
         retries=config.egress.retries,
         http2=config.egress.http2,
     )
-    limits = Limits(config.limits.max_message_bytes, config.limits.max_messages, config.limits.max_tools)
+    c = config.limits
+    limits = Limits(
+        max_message_bytes=c.max_message_bytes, max_messages=c.max_messages, max_tools=c.max_tools,
+        max_stop_sequences=c.max_stop_sequences, max_stop_chars=c.max_stop_chars,
+        max_struct_keys=c.max_struct_keys,
+    )
     return ModelRuntime(builtin_registry(extra), egress, limits)
 
 

@@ -38,6 +38,7 @@ from providers import builtin_registry
 
 from .config import Config
 from .http.app import start_http
+from .servicers._decode import DecodeGuard
 from .servicers.audio import Speech2TextServicer, TTSServicer
 from .servicers.embedding import RerankServicer, TextEmbeddingServicer
 from .servicers.llm import LLMServicer
@@ -96,6 +97,8 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
     runtime = runtime or build_runtime(config)
     limit = config.grpc.max_message_bytes
     server = grpc.aio.server(
+        # Unparseable request bytes of any service become INVALID_ARGUMENT, not UNKNOWN.
+        interceptors=[DecodeGuard()],
         maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", limit),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,7 +183,7 @@ class ModelRuntime(Catalog):
 
     async def stream(
         self, target: Target, request: LLMRequest, deadline: float | None = None
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         started = time.perf_counter()
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
@@ -270,7 +270,7 @@ class ModelRuntime(Catalog):
     async def synthesize(
         self, target: Target, text: str, voice: str = "", encoding: str = "", speed: float | None = None,
         user: str = "", deadline: float | None = None,
-    ) -> AsyncIterator[AudioChunk]:
+    ) -> AsyncGenerator[AudioChunk, None]:
         if not text:
             raise InvokeBadRequestError("text must not be empty",
                                         field_violations=(FieldViolation("text", "must not be empty"),))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,7 @@ from .messages import (
 )
 from .registry import Registry
 from .rules import validator_for
-from .validation import check_messages, check_tools
+from .validation import check_messages, check_stop, check_tools
 
 log = logging.getLogger("modelruntime.runtime")
 
@@ -61,9 +61,15 @@ class Target:
 
 @dataclass(slots=True)
 class Limits:
+    """Request size caps; every front door builds its one instance from the config's ``limits``."""
+
     max_message_bytes: int = 4 * 1024 * 1024
     max_messages: int = 2048
     max_tools: int = 256
+    max_stop_sequences: int = 16
+    max_stop_chars: int = 1000
+    # Keys of a request's parameter or credential map; the front doors check it before decoding.
+    max_struct_keys: int = 256
 
 
 class _SchemaCache:
@@ -156,6 +162,7 @@ class ModelRuntime(Catalog):
         schema = ctx.schema
         assert schema is not None
         check_messages(request.messages, self.limits.max_message_bytes, self.limits.max_messages)
+        check_stop(request.stop, self.limits.max_stop_sequences, self.limits.max_stop_chars)
         if request.tools:
             check_tools(request.tools, self.limits.max_tools)
         _check_features(schema, request.messages)
@@ -177,7 +184,7 @@ class ModelRuntime(Catalog):
 
     async def stream(
         self, target: Target, request: LLMRequest, deadline: float | None = None
-    ) -> AsyncIterator[LLMChunk]:
+    ) -> AsyncGenerator[LLMChunk, None]:
         started = time.perf_counter()
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
@@ -267,7 +274,7 @@ class ModelRuntime(Catalog):
     async def synthesize(
         self, target: Target, text: str, voice: str = "", encoding: str = "", speed: float | None = None,
         user: str = "", deadline: float | None = None,
-    ) -> AsyncIterator[AudioChunk]:
+    ) -> AsyncGenerator[AudioChunk, None]:
         if not text:
             raise InvokeBadRequestError("text must not be empty",
                                         field_violations=(FieldViolation("text", "must not be empty"),))

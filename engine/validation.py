@@ -45,6 +45,15 @@ def check_messages(messages: list[PromptMessage], max_bytes: int, max_messages: 
     _fail(violations)
 
 
+def check_stop(stop: list[str], max_count: int, max_chars: int) -> None:
+    if len(stop) > max_count:
+        _fail([FieldViolation("stop", f"at most {max_count} stop sequences are accepted")])
+    _fail([
+        FieldViolation(f"stop[{i}]", f"stop sequence is {len(s)} characters; the limit is {max_chars}")
+        for i, s in enumerate(stop) if len(s) > max_chars
+    ])
+
+
 def _check_schema(schema: Any, path: str, violations: list[FieldViolation], depth: int = 0) -> None:
     if depth > 32:
         violations.append(FieldViolation(path, "schema nests too deeply"))

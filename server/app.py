@@ -38,6 +38,7 @@ from providers import builtin_registry
 
 from .config import Config
 from .http.app import start_http
+from .servicers._decode import DecodeGuard
 from .servicers.audio import Speech2TextServicer, TTSServicer
 from .servicers.embedding import RerankServicer, TextEmbeddingServicer
 from .servicers.llm import LLMServicer
@@ -67,7 +68,12 @@ def build_runtime(config: Config) -> ModelRuntime:
         retries=config.egress.retries,
         http2=config.egress.http2,
     )
-    limits = Limits(config.limits.max_message_bytes, config.limits.max_messages, config.limits.max_tools)
+    c = config.limits
+    limits = Limits(
+        max_message_bytes=c.max_message_bytes, max_messages=c.max_messages, max_tools=c.max_tools,
+        max_stop_sequences=c.max_stop_sequences, max_stop_chars=c.max_stop_chars,
+        max_struct_keys=c.max_struct_keys,
+    )
     return ModelRuntime(builtin_registry(extra), egress, limits)
 
 
@@ -91,6 +97,8 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
     runtime = runtime or build_runtime(config)
     limit = config.grpc.max_message_bytes
     server = grpc.aio.server(
+        # Unparseable request bytes of any service become INVALID_ARGUMENT, not UNKNOWN.
+        interceptors=[DecodeGuard()],
         maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", limit),

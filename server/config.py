@@ -54,6 +54,10 @@ class LimitsConfig(BaseModel):
     max_message_bytes: int = 4 * 1024 * 1024
     max_messages: int = 2048
     max_tools: int = 256
+    max_stop_sequences: int = 16
+    max_stop_chars: int = 1000
+    # Keys of model_parameters and of credentials (gRPC Structs, HTTP JSON objects).
+    max_struct_keys: int = 256
 
 
 class ProviderCredentials(BaseModel):

@@ -1,43 +1,50 @@
-"""Protobuf ↔ domain conversion: the only module (with the servicers) that touches protobuf.
+"""Protobuf ↔ domain conversion: the one boundary between gRPC messages and the engine.
 
-Converts once per call at the edge; adapters and the runtime never see protobuf. Struct
-values are unpacked with a small recursive walk rather than json_format (several times
-faster on the hot path).
+Servicers only orchestrate (convert the request, call the runtime, convert the result);
+every proto ↔ domain mapping lives here, so adapters and the runtime never see protobuf.
+Converts once per call at the edge. Struct values are unpacked with a small recursive walk
+rather than json_format (several times faster on the hot path), after a cap on their keys:
+a Struct is the one request field whose size the engine cannot bound cheaply afterwards.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from google.protobuf import struct_pb2
-from modelruntime.v1 import (
-    common_pb2,
-)
-from modelruntime.v1 import (
-    llm_service_pb2 as llm_pb,
-)
-from modelruntime.v1 import (
-    provider_service_pb2 as prov_pb,
-)
+from modelruntime.v1 import common_pb2
+from modelruntime.v1 import llm_service_pb2 as llm_pb
+from modelruntime.v1 import moderation_service_pb2 as mod_pb
+from modelruntime.v1 import provider_service_pb2 as prov_pb
+from modelruntime.v1 import rerank_service_pb2 as rr_pb
+from modelruntime.v1 import text_embedding_service_pb2 as te_pb
+from modelruntime.v1 import tts_service_pb2 as tts_pb
 
 from engine import entities as ent
+from engine.adapter import LLMRequest
 from engine.errors import FieldViolation, InvokeBadRequestError
 from engine.messages import (
+    AudioChunk,
     ContentPart,
+    EmbeddingResult,
     LLMChunk,
     LLMResult,
     LLMUsage,
+    ModerationResult,
     PartKind,
     PromptMessage,
+    RerankResult,
     Role,
     Tool,
     ToolCall,
     ToolChoice,
+    Voice,
 )
 from engine.pricing import decimal_str
-from engine.runtime import Target
+from engine.runtime import Limits, Target
 
 # ---- Struct / Value --------------------------------------------------------------------
 
@@ -59,6 +66,31 @@ def value_to_py(value: struct_pb2.Value) -> Any:
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {k: value_to_py(v) for k, v in struct.fields.items()}
+
+
+def capped_struct(struct: struct_pb2.Struct, field: str, max_keys: int) -> dict[str, Any]:
+    """A caller's map (parameters, credentials) as a dict, refused past ``max_keys`` keys."""
+    if len(struct.fields) > max_keys:
+        raise InvokeBadRequestError(
+            f"{field} has {len(struct.fields)} keys; the limit is {max_keys}",
+            field_violations=(FieldViolation(field, f"at most {max_keys} keys are accepted"),),
+        )
+    return struct_to_dict(struct)
+
+
+def credentials(request: Any, limits: Limits) -> dict[str, Any]:
+    """The ``credentials`` Struct of a ProviderService request."""
+    return capped_struct(request.credentials, "credentials", limits.max_struct_keys)
+
+
+def optional_credentials(request: Any, limits: Limits) -> dict[str, Any] | None:
+    """The optional ``credentials`` Struct of a ProviderService request (None: not sent)."""
+    return credentials(request, limits) if request.HasField("credentials") else None
+
+
+def optional(request: Any, field: str) -> Any:
+    """A proto3 ``optional`` scalar: its value, or None when the caller left it unset."""
+    return getattr(request, field) if request.HasField(field) else None
 
 
 def dict_to_struct(data: dict[str, Any], out: struct_pb2.Struct | None = None) -> struct_pb2.Struct:
@@ -113,14 +145,14 @@ def model_type(value: int, field: str = "model_type", required: bool = True) -> 
     return found
 
 
-def target(msg: common_pb2.ModelTarget) -> Target:
+def target(msg: common_pb2.ModelTarget, limits: Limits) -> Target:
     if not msg.provider:
         raise InvokeBadRequestError("target.provider is required",
                                     field_violations=(FieldViolation("target.provider", "required"),))
     if not msg.model:
         raise InvokeBadRequestError("target.model is required",
                                     field_violations=(FieldViolation("target.model", "required"),))
-    return Target(msg.provider, msg.model, struct_to_dict(msg.credentials))
+    return Target(msg.provider, msg.model, capped_struct(msg.credentials, "target.credentials", limits.max_struct_keys))
 
 
 # ---- LLM requests ----------------------------------------------------------------------
@@ -152,7 +184,7 @@ def _part(part: llm_pb.ContentPart, path: str) -> ContentPart:
     )
 
 
-def messages(msgs: Any) -> list[PromptMessage]:
+def messages(msgs: Iterable[llm_pb.Message]) -> list[PromptMessage]:
     out = []
     for i, m in enumerate(msgs):
         role = _ROLES.get(m.role)
@@ -171,7 +203,7 @@ def messages(msgs: Any) -> list[PromptMessage]:
     return out
 
 
-def tools(items: Any) -> list[Tool]:
+def tools(items: Iterable[llm_pb.Tool]) -> list[Tool]:
     return [Tool(t.name, t.description, struct_to_dict(t.parameters)) for t in items]
 
 
@@ -185,6 +217,17 @@ def tool_choice(msg: llm_pb.ToolChoice, present: bool) -> ToolChoice | None:
             field_violations=(FieldViolation("tool_choice.function_name", "required"),),
         )
     return ToolChoice(mode, msg.function_name)
+
+
+def llm_request(request: llm_pb.GenerateRequest | llm_pb.StreamGenerateRequest, limits: Limits) -> LLMRequest:
+    return LLMRequest(
+        messages=messages(request.messages),
+        parameters=capped_struct(request.model_parameters, "model_parameters", limits.max_struct_keys),
+        tools=tools(request.tools),
+        tool_choice=tool_choice(request.tool_choice, request.HasField("tool_choice")),
+        stop=list(request.stop),
+        user=request.user,
+    )
 
 
 # ---- LLM results -----------------------------------------------------------------------
@@ -250,6 +293,71 @@ def stream_chunk(chunk: LLMChunk) -> llm_pb.StreamGenerateResponse:
     if chunk.usage is not None:
         usage(chunk.usage, out.usage)
     return out
+
+
+# ---- embeddings, rerank, moderation ----------------------------------------------------
+
+_INPUT_TYPES = {te_pb.EMBEDDING_INPUT_TYPE_QUERY: "query"}
+
+
+def input_type(value: int) -> str:
+    return _INPUT_TYPES.get(value, "document")
+
+
+def embed_response(result: EmbeddingResult) -> te_pb.EmbedResponse:
+    response = te_pb.EmbedResponse(model=result.model)
+    add = response.embeddings.add
+    for vector in result.embeddings:
+        add().values.extend(vector)
+    u = result.usage
+    if u is not None:
+        out = response.usage
+        out.tokens, out.total_tokens, out.currency, out.latency = u.tokens, u.total_tokens, u.currency, u.latency
+        out.unit_price, out.price_unit = decimal_str(u.unit_price), decimal_str(u.price_unit)
+        out.total_price = decimal_str(u.total_price)
+    return response
+
+
+def rerank_response(result: RerankResult) -> rr_pb.RerankResponse:
+    response = rr_pb.RerankResponse(model=result.model)
+    for d in result.docs:
+        response.documents.add(index=d.index, text=d.text, score=d.score)
+    return response
+
+
+def moderate_response(result: ModerationResult) -> mod_pb.ModerateResponse:
+    response = mod_pb.ModerateResponse(flagged=result.flagged, model=result.model)
+    for c in result.categories:
+        response.categories.add(name=c.name, flagged=c.flagged, score=c.score)
+    return response
+
+
+# ---- text to speech --------------------------------------------------------------------
+
+_ENCODINGS = {
+    tts_pb.AUDIO_ENCODING_MP3: "mp3", tts_pb.AUDIO_ENCODING_OPUS: "opus", tts_pb.AUDIO_ENCODING_AAC: "aac",
+    tts_pb.AUDIO_ENCODING_FLAC: "flac", tts_pb.AUDIO_ENCODING_WAV: "wav", tts_pb.AUDIO_ENCODING_PCM: "pcm",
+}
+_ENCODINGS_PB = {v: k for k, v in _ENCODINGS.items()}
+
+
+def encoding(value: int) -> str:
+    """The requested audio encoding ('' = the model's default)."""
+    return _ENCODINGS.get(value, "")
+
+
+def audio_chunk(chunk: AudioChunk) -> tts_pb.StreamSynthesizeResponse:
+    return tts_pb.StreamSynthesizeResponse(
+        audio=chunk.data, encoding=_ENCODINGS_PB.get(chunk.encoding, tts_pb.AUDIO_ENCODING_UNSPECIFIED),
+        mime_type=chunk.mime_type, sample_rate_hz=chunk.sample_rate_hz,
+    )
+
+
+def voices_response(voices: Iterable[Voice]) -> tts_pb.ListVoicesResponse:
+    response = tts_pb.ListVoicesResponse()
+    for v in voices:
+        response.voices.add(id=v.id, name=v.name, languages=v.languages)
+    return response
 
 
 # ---- catalog ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -47,7 +48,7 @@ def status_code(exc: RuntimeFault) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _pack(message) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -81,6 +82,3 @@ def to_status(exc: RuntimeFault) -> grpc.Status:
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message[:1024], details=details)
     return rpc_status.to_status(status)
 
-
-async def abort(context: grpc.aio.ServicerContext, exc: RuntimeFault) -> None:
-    await context.abort_with_status(to_status(exc))

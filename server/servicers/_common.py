@@ -1,4 +1,4 @@
-"""Shared servicer plumbing: deadlines and the single error exit."""
+"""Shared servicer plumbing: the runtime handle, deadlines and the single error exit."""
 
 from __future__ import annotations
 
@@ -12,10 +12,19 @@ from typing import Any
 import grpc
 
 from engine.errors import RuntimeFault
+from engine.runtime import ModelRuntime
 
 from ..errors import to_status
 
 log = logging.getLogger("modelruntime.server")
+
+
+class Servicer:
+    """Base of every servicer: the runtime it calls and the request limits it converts under."""
+
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+        self.limits = runtime.limits
 
 
 def deadline(context: grpc.aio.ServicerContext) -> float | None:

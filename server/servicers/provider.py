@@ -8,12 +8,12 @@ from modelruntime.v1 import provider_service_pb2_grpc as pb_grpc
 from engine.runtime import ModelRuntime
 
 from .. import convert
-from ._common import deadline, rpc
+from ._common import Servicer, deadline, rpc
 
 
-class ProviderServicer(pb_grpc.ProviderServiceServicer):
+class ProviderServicer(Servicer, pb_grpc.ProviderServiceServicer):
     def __init__(self, runtime: ModelRuntime) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self._all: pb.ListProvidersResponse | None = None
 
     @rpc
@@ -38,7 +38,7 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
     async def ListModels(self, request, context):
         models = await self.runtime.list_models(
             request.provider, convert.model_type(request.model_type, required=False),
-            convert.struct_to_dict(request.credentials) if request.HasField("credentials") else None,
+            convert.optional_credentials(request, self.limits),
             request.include_deprecated, deadline(context),
         )
         response = pb.ListModelsResponse()
@@ -50,7 +50,7 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
     async def GetModel(self, request, context):
         schema = self.runtime.model_schema(
             request.provider, convert.model_type(request.model_type), request.model,
-            convert.struct_to_dict(request.credentials) if request.HasField("credentials") else None,
+            convert.optional_credentials(request, self.limits),
         )
         response = pb.GetModelResponse()
         convert.model(schema, response.model)
@@ -59,7 +59,7 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
     @rpc
     async def ValidateProviderCredentials(self, request, context):
         checked = await self.runtime.validate_provider_credentials(
-            request.provider, convert.struct_to_dict(request.credentials), deadline(context)
+            request.provider, convert.credentials(request, self.limits), deadline(context)
         )
         return pb.ValidateProviderCredentialsResponse(credentials=convert.dict_to_struct(checked))
 
@@ -67,6 +67,6 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
     async def ValidateModelCredentials(self, request, context):
         checked = await self.runtime.validate_model_credentials(
             request.provider, convert.model_type(request.model_type), request.model,
-            convert.struct_to_dict(request.credentials), deadline(context),
+            convert.credentials(request, self.limits), deadline(context),
         )
         return pb.ValidateModelCredentialsResponse(credentials=convert.dict_to_struct(checked))

@@ -1,4 +1,10 @@
-"""``python -m server [--config FILE] [--workers N]``: run the gRPC server (and the HTTP endpoint)."""
+"""``python -m server [--config FILE] [--workers N]``: run the gRPC server (and the HTTP endpoint).
+
+Process-level set-up lives here, before any worker is forked: the config is loaded and checked
+(a mistake ends the process with one line, not a traceback), the soft file-descriptor limit is
+raised to the hard one (every connection is a descriptor, and the default soft limit of 1024 is
+what a connection flood exhausted first), and empty server-side credentials are reported.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,14 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 
 from .app import serve
-from .config import Config, load_config
+from .config import Config, ConfigError, empty_credentials, load_config
+
+log = logging.getLogger("modelruntime.server")
 
 
 def _run(config: Config) -> None:
@@ -36,7 +45,7 @@ def _run_workers(config: Config, count: int) -> int:
             try:
                 _run(config)
             except BaseException:
-                logging.getLogger("modelruntime.server").exception("worker failed")
+                log.exception("worker failed")
                 code = 1
             os._exit(code)
         children.append(pid)
@@ -57,17 +66,37 @@ def _run_workers(config: Config, count: int) -> int:
     return status
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE → the hard limit; returns the (soft, hard) now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # e.g. an unlimited hard limit the kernel caps lower
+            pass
+    return soft, hard
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m server", description="Model Runtime server")
     parser.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
     parser.add_argument("--workers", type=int, default=None, help="server processes (overrides grpc.workers)")
     args = parser.parse_args()
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        sys.exit(f"model-runtime: config error: {exc}")
     if args.workers is not None:
         config.grpc.workers = args.workers
     if config.grpc.workers == 0:
         config.grpc.workers = os.cpu_count() or 1
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    soft, _ = raise_fd_limit()
+    log.info("file descriptor limit: %d", soft)
+    for provider, field in empty_credentials(config):  # names only: never a value
+        log.warning("providers.%s.credentials.%s is empty (is its ${...} variable set?): "
+                    "HTTP calls to '%s' will fail", provider, field, provider)
     if config.grpc.workers > 1:
         if config.grpc.port == 0 or config.http.port == 0:
             sys.exit("--workers > 1 needs fixed ports (port 0 would give each worker its own)")

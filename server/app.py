@@ -1,15 +1,26 @@
 """Server bootstrap: build the runtime, serve gRPC (reflection and health always on), stop cleanly.
 
-Shutdown order on SIGTERM/SIGINT: health → NOT_SERVING (balancers drain), stop accepting
-RPCs and give in-flight ones ``grace_seconds``, then close the upstream connection pool.
+Shutdown on SIGTERM/SIGINT, one budget of ``grpc.grace_seconds`` from the signal to exit shared
+by both front doors (they used to run one after the other, HTTP first, and took grace + drain +
+grace):
+
+1. gRPC health and HTTP ``/healthz`` turn NOT_SERVING / 503 together, and both keep serving for
+   ``drain_seconds`` (part of the budget) so balancers notice;
+2. both stop accepting at the same moment; in-flight work may finish until shortly before the
+   deadline (:func:`server.http.app.cut_delay`);
+3. what still runs is cut by us, not by gRPC or uvicorn, so every caller gets a proper ending:
+   gRPC calls end UNAVAILABLE with the same google.rpc ErrorInfo as every other error
+   (:class:`_InFlight`), HTTP streams with an OpenAI error event;
+4. the upstream connection pool closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -33,11 +44,14 @@ from modelruntime.v1 import (
 )
 
 from engine._http.egress import Egress, EgressPolicy
+from engine.errors import InvokeServerUnavailableError
 from engine.runtime import Limits, ModelRuntime
 from providers import builtin_registry
 
 from .config import Config
-from .http.app import start_http
+from .errors import to_status
+from .http.app import HttpServer, cut_delay, start_http
+from .http.guard import descriptor_share
 from .servicers._decode import DecodeGuard
 from .servicers.audio import Speech2TextServicer, TTSServicer
 from .servicers.embedding import RerankServicer, TextEmbeddingServicer
@@ -56,6 +70,34 @@ SERVICE_NAMES = [
     tts_service_pb2.DESCRIPTOR.services_by_name["TTSService"].full_name,
     moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
 ]
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000) if seconds > 0 else 2**31 - 1  # 0 = never (INT_MAX is gRPC's "infinite")
+
+
+def grpc_options(config: Config) -> list[tuple[str, int]]:
+    """gRPC core channel arguments. Names checked against the strings in grpcio 1.85's core:
+    the ping-enforcement knob is ``grpc.http2.min_ping_interval_without_data_ms`` (the
+    ``..._min_recv_ping_...`` name used before is not an argument core knows, so it did nothing)."""
+    g = config.grpc
+    return [
+        ("grpc.max_receive_message_length", g.max_message_bytes),
+        ("grpc.max_send_message_length", g.max_message_bytes),
+        # A gRPC flood must not take the descriptors the HTTP side needs (and the reverse: guard.py).
+        ("grpc.max_allowed_incoming_connections", descriptor_share(g.max_connections, "grpc.max_connections")),
+        ("grpc.max_concurrent_streams", g.max_concurrent_streams),
+        ("grpc.max_connection_idle_ms", _ms(g.max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", _ms(g.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", _ms(g.max_connection_age_grace_seconds)),
+        # Long unary generations send no DATA frames for minutes: tolerate client pings this
+        # often (more often earns a GOAWAY after grpc.http2.max_ping_strikes), even with no call.
+        ("grpc.http2.min_ping_interval_without_data_ms", _ms(g.min_ping_interval_seconds)),
+        ("grpc.keepalive_permit_without_calls", int(g.keepalive_permit_without_calls)),
+        # Off for one process (a second server must not silently share the port);
+        # on when several worker processes serve the same port.
+        ("grpc.so_reuseport", 1 if g.workers > 1 else 0),
+    ]
 
 
 def build_runtime(config: Config) -> ModelRuntime:
@@ -77,6 +119,113 @@ def build_runtime(config: Config) -> ModelRuntime:
     return ModelRuntime(builtin_registry(extra), egress, limits)
 
 
+def _shutdown_status() -> grpc.Status:
+    return to_status(InvokeServerUnavailableError(
+        "The server is shutting down; retry the call on another instance.", retry_after=0))
+
+
+class _Rpc:
+    __slots__ = ("busy", "context", "cut", "task")
+
+    def __init__(self, task: asyncio.Task, context: grpc.aio.ServicerContext) -> None:
+        self.task = task
+        self.context = context
+        self.busy = True  # inside the servicer (not inside gRPC writing a message)
+        self.cut = False
+
+
+class _InFlight(grpc.aio.ServerInterceptor):
+    """Tracks running RPCs so shutdown can end them with a real status instead of gRPC's bare
+    CANCELLED. A cut cancels the servicer where it waits (its upstream call closes as usual),
+    and the wrapper aborts with UNAVAILABLE + ErrorInfo. A stream caught while gRPC is writing
+    its message is not cancelled: it ends the same way when the write returns."""
+
+    def __init__(self) -> None:
+        self.rpcs: dict[asyncio.Task, _Rpc] = {}
+        self.cutting = False
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(self, continuation, details):
+        handler = self._handlers.get(details.method)
+        if handler is None:
+            handler = await continuation(details)
+            if handler is None:
+                return None
+            handler = self._wrap(handler)
+            self._handlers[details.method] = handler
+        return handler
+
+    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        io = {"request_deserializer": handler.request_deserializer,
+              "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **io)
+        if handler.unary_stream is not None:
+            behavior = handler.unary_stream
+            wrapped = self._stream(behavior) if inspect.isasyncgenfunction(behavior) else self._unary(behavior)
+            return grpc.unary_stream_rpc_method_handler(wrapped, **io)
+        return handler  # the contract has no client-streaming RPCs
+
+    def _enter(self, context: grpc.aio.ServicerContext) -> _Rpc:
+        task = asyncio.current_task()
+        assert task is not None
+        rpc = self.rpcs[task] = _Rpc(task, context)
+        return rpc
+
+    async def _abort_if_cut(self, rpc: _Rpc, exc: BaseException | None = None) -> None:
+        if exc is not None and not rpc.cut:
+            raise exc
+        if exc is not None:
+            rpc.task.uncancel()
+        await rpc.context.abort_with_status(_shutdown_status())
+
+    def _unary(self, behavior):
+        async def call(request, context):
+            rpc = self._enter(context)
+            try:
+                return await behavior(request, context)
+            except asyncio.CancelledError as exc:
+                await self._abort_if_cut(rpc, exc)
+            finally:
+                self.rpcs.pop(rpc.task, None)
+        return call
+
+    def _stream(self, behavior):
+        async def call(request, context):
+            rpc = self._enter(context)
+            responses = behavior(request, context)
+            try:
+                while True:
+                    rpc.busy = True
+                    try:
+                        item = await anext(responses)
+                    except StopAsyncIteration:
+                        return
+                    finally:
+                        rpc.busy = False
+                    if self.cutting:
+                        break
+                    yield item
+                    if self.cutting:
+                        break
+            except asyncio.CancelledError as exc:
+                await responses.aclose()
+                await self._abort_if_cut(rpc, exc)
+            finally:
+                self.rpcs.pop(rpc.task, None)
+            await responses.aclose()
+            await self._abort_if_cut(rpc)
+        return call
+
+    def cut(self) -> int:
+        self.cutting = True
+        for rpc in self.rpcs.values():
+            if rpc.busy:
+                rpc.cut = True
+                rpc.task.cancel()
+        return len(self.rpcs)
+
+
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -85,31 +234,43 @@ class RunningServer:
     port: int
     grace: float
     drain: float = 0.0
+    in_flight: _InFlight = field(default_factory=_InFlight)
+    http: HttpServer | None = None
 
     async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Drain, stop accepting and cut both front doors within ``grace`` seconds from now."""
+        loop = asyncio.get_running_loop()
+        grace = max(0.0, self.grace if grace is None else grace)
+        deadline = loop.time() + grace
+        if self.http is not None:
+            self.http.app.draining = True
         await self.health.enter_graceful_shutdown()
-        await asyncio.sleep(self.drain if drain is None else drain)
-        await self.server.stop(self.grace if grace is None else grace)
-        await self.runtime.egress.aclose()
+        await asyncio.sleep(min(self.drain if drain is None else drain, grace))
+        remaining = max(0.0, deadline - loop.time())
+        try:
+            await asyncio.gather(self._stop_grpc(remaining),
+                                 self.http.stop(remaining) if self.http is not None else asyncio.sleep(0))
+        finally:
+            await self.runtime.egress.aclose()
+
+    async def _stop_grpc(self, remaining: float) -> None:
+        stopping = asyncio.ensure_future(self.server.stop(remaining))  # stops accepting at once
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), cut_delay(remaining))
+        except TimeoutError:
+            if self.in_flight.cut():
+                log.warning("gRPC: cut the calls still running at the shutdown deadline")
+            await stopping
 
 
 async def start_server(config: Config, runtime: ModelRuntime | None = None) -> RunningServer:
     runtime = runtime or build_runtime(config)
-    limit = config.grpc.max_message_bytes
+    in_flight = _InFlight()
     server = grpc.aio.server(
         # Unparseable request bytes of any service become INVALID_ARGUMENT, not UNKNOWN.
-        interceptors=[DecodeGuard()],
+        interceptors=[in_flight, DecodeGuard()],
         maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            # Long unary generations send no DATA frames for minutes: tolerate client pings.
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            # Off for one process (a second server must not silently share the port);
-            # on when several worker processes serve the same port.
-            ("grpc.so_reuseport", 1 if config.grpc.workers > 1 else 0),
-        ],
+        options=grpc_options(config),
     )
     provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(ProviderServicer(runtime), server)
     llm_service_pb2_grpc.add_LLMServiceServicer_to_server(LLMServicer(runtime), server)
@@ -134,7 +295,7 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", config.grpc.host, port)
     return RunningServer(server, health_servicer, runtime, port, config.grpc.grace_seconds,
-                         config.grpc.drain_seconds)
+                         config.grpc.drain_seconds, in_flight)
 
 
 async def serve(config: Config) -> None:
@@ -144,9 +305,8 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running = await start_server(config)
-    http_server = await start_http(config, running.runtime) if config.http.enabled else None
+    if config.http.enabled:
+        running.http = await start_http(config, running.runtime)
     await stop.wait()
-    log.info("shutting down")
-    if http_server is not None:
-        await http_server.stop()
+    log.info("shutting down (grace %gs, drain %gs)", running.grace, running.drain)
     await running.stop()

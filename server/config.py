@@ -1,45 +1,80 @@
-"""Server configuration: a YAML file, then environment overrides.
+"""Server configuration: a YAML file, then environment overrides, checked strictly.
 
 Environment variables ``MODEL_RUNTIME_<SECTION>__<KEY>`` override file values
-(``MODEL_RUNTIME_GRPC__PORT=6000``). Inside the YAML, ``${NAME}`` is replaced by the
-environment variable NAME, so provider keys stay out of the file.
+(``MODEL_RUNTIME_GRPC__PORT=6000``; top-level keys: ``MODEL_RUNTIME_LOG_LEVEL``). Inside the
+YAML, ``${NAME}`` is replaced by the environment variable NAME, so provider keys stay out of
+the file.
+
+Why strict: a typo (``egress.allowed_cidr``, a ``grcp:`` section, ``MODEL_RUNTIME_EGRES__...``)
+used to start the server on defaults without a word, which for the egress allowlist or the
+limits is a silent security or capacity change. Unknown keys now raise :class:`ConfigError`
+naming the key and the nearest valid one; ``python -m server`` prints it and exits.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_PREFIX = "MODEL_RUNTIME_"
 
 
-class GrpcConfig(BaseModel):
+class ConfigError(ValueError):
+    """A configuration mistake, with a message meant for the operator (no traceback)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GrpcConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 50051
     max_message_bytes: int = 32 * 1024 * 1024
     max_concurrent_rpcs: int = 2048
+    # One budget for the whole stop, from SIGTERM to exit, shared by gRPC and HTTP.
     grace_seconds: float = 10.0
-    # After health turns NOT_SERVING, keep serving this long so load balancers notice.
+    # After health turns NOT_SERVING, keep serving this long so load balancers notice
+    # (the first part of grace_seconds, not added to it).
     drain_seconds: float = 2.0
     # Server processes sharing the ports through SO_REUSEPORT (one event loop each; gRPC
     # Python gets parallelism from processes, not threads). 0 = one per CPU core.
     workers: int = 1
+    # Connection hygiene (gRPC core channel arguments).
+    max_connections: int = 4096
+    max_concurrent_streams: int = 256
+    max_connection_idle_seconds: float = 300.0
+    max_connection_age_seconds: float = 3600.0
+    max_connection_age_grace_seconds: float = 600.0
+    min_ping_interval_seconds: float = 10.0
+    keepalive_permit_without_calls: bool = True
 
 
-class HttpConfig(BaseModel):
+class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
     # Let HTTP callers send provider credentials in a header instead of using the config's.
     allow_request_credentials: bool = False
+    # Browser origins allowed to call the endpoint (CORS); requests with any other Origin get 403.
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+    # Connection hygiene.
+    max_connections: int = 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 15.0
+    max_header_bytes: int = 16384
+    max_headers: int = 100
 
 
-class EgressConfig(BaseModel):
+class EgressConfig(_Section):
     allow_private_networks: bool = False
     allowed_cidrs: list[str] = Field(default_factory=list)
     connect_timeout: float = 10.0
@@ -50,7 +85,7 @@ class EgressConfig(BaseModel):
     http2: bool = False
 
 
-class LimitsConfig(BaseModel):
+class LimitsConfig(_Section):
     max_message_bytes: int = 4 * 1024 * 1024
     max_messages: int = 2048
     max_tools: int = 256
@@ -60,11 +95,11 @@ class LimitsConfig(BaseModel):
     max_struct_keys: int = 256
 
 
-class ProviderCredentials(BaseModel):
+class ProviderCredentials(_Section):
     credentials: dict[str, Any] = Field(default_factory=dict)
 
 
-class Config(BaseModel):
+class Config(_Section):
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     egress: EgressConfig = Field(default_factory=EgressConfig)
@@ -86,26 +121,87 @@ def _expand(value: Any) -> Any:
     return value
 
 
+def _unknown(path: list[str], bad: int, model: type[BaseModel], spell, source: str) -> ConfigError:
+    """The error for ``path`` whose part ``bad`` ``model`` lacks; ``spell`` writes a path as the
+    operator wrote it (``a.b`` in the file, ``MODEL_RUNTIME_A__B`` in the environment)."""
+    valid = list(model.model_fields)
+    near = difflib.get_close_matches(path[bad], valid, n=1, cutoff=0.5)
+    hint = (f"did you mean {spell([*path[:bad], near[0], *path[bad + 1:]])}?" if near
+            else f"valid here: {', '.join(valid)}")
+    return ConfigError(f"unknown config key {spell(path)} in {source} ({hint})")
+
+
+def _file_key(path: list[str]) -> str:
+    return "'" + ".".join(path) + "'"
+
+
+def _env_key(path: list[str]) -> str:
+    return ENV_PREFIX + "__".join(path).upper()
+
+
+def _section_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The model of a nested section, ``ProviderCredentials`` for ``providers.<name>``."""
+    annotation = model.model_fields[key].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def check_keys(data: Any, source: str, model: type[BaseModel] = Config, path: tuple[str, ...] = ()) -> None:
+    """Raise :class:`ConfigError` for the first file key no model field accepts."""
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        here = [*path, str(key)]
+        if key not in model.model_fields:
+            raise _unknown(here, len(path), model, _file_key, source)
+        nested = _section_model(model, key)
+        if nested is not None:
+            check_keys(value, source, nested, tuple(here))
+        elif model is Config and key == "providers" and isinstance(value, dict):
+            for provider, entry in value.items():
+                check_keys(entry, source, ProviderCredentials, ("providers", str(provider)))
+
+
 def _apply_env(data: dict[str, Any]) -> None:
-    prefix = "MODEL_RUNTIME_"
-    for key, value in os.environ.items():
-        if not key.startswith(prefix) or "__" not in key:
+    for key, value in sorted(os.environ.items()):
+        if not key.startswith(ENV_PREFIX):
             continue
-        path = key[len(prefix):].lower().split("__")
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        model: type[BaseModel] | None = Config
+        for i, part in enumerate(path):  # check the path against the models before touching data
+            if model is None:
+                break
+            if part not in model.model_fields:
+                raise _unknown(path, i, model, _env_key, "the environment")
+            model = _section_model(model, part) if i < len(path) - 1 else None
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        parsed = yaml.safe_load(value) if value else value
-        node[path[-1]] = parsed
+        node[path[-1]] = yaml.safe_load(value) if value else value
 
 
 def load_config(path: str | Path | None = None) -> Config:
     data: dict[str, Any] = {}
     if path:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: the config must be a mapping")
+            raise ConfigError(f"{path}: the config must be a mapping")
         data = loaded
+        check_keys(data, str(path))
     data = _expand(data)
     _apply_env(data)
-    return Config.model_validate(data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid config: {problems}") from None
+
+
+def empty_credentials(config: Config) -> list[tuple[str, str]]:
+    """(provider, field) of server-side credentials that resolved to nothing (an unset ``${VAR}``)."""
+    return [(name, field) for name, entry in config.providers.items()
+            for field, value in entry.credentials.items() if value is None or value == ""]

@@ -322,7 +322,8 @@ async def test_error_inside_200_stream_becomes_sdk_api_error(aclient, mock):
 
 async def test_bad_json_and_unknown_route(base):
     async with httpx.AsyncClient(base_url=base) as http:
-        r = await http.post("/v1/chat/completions", content=b"{nope")
+        # JSON Content-Type: without one the request is refused (415) before the JSON is parsed
+        r = await http.post("/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
         r = await http.post("/v1/nothing", json={})
         assert r.status_code == 404 and "Invalid URL" in r.json()["error"]["message"]

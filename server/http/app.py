@@ -6,9 +6,17 @@ event loop that already serves gRPC and owns the runtime's connection pool. uvic
 signal capture is switched off (``serve()`` in server/app.py owns SIGTERM/SIGINT) and it gets
 a socket we bound ourselves, so a bind error raises here instead of ``sys.exit`` in a task.
 
-Per request: read the whole body (capped at ``grpc.max_message_bytes``: the same limit as the
-gRPC side), route, and run the handler while a watcher task waits for the client to go away;
-a disconnect cancels the handler, and with it the runtime call and its upstream request.
+Per request: check Origin and Content-Type (``browser.py``), read the whole body (capped at
+``grpc.max_message_bytes``: the same limit as the gRPC side, and at ``http.body_timeout_seconds``),
+route, and run the handler while a watcher task waits for the client to go away; a disconnect
+cancels the handler, and with it the runtime call and its upstream request. Connection limits
+and the header deadline live in ``guard.py``.
+
+Shutdown (driven by server/app.py): ``draining`` turns ``GET /healthz`` to 503; ``stop()`` closes
+the listener, waits for in-flight requests until shortly before the shared deadline, then cuts
+the rest itself (:meth:`OpenAIApp.cut`): a cut SSE stream ends with an OpenAI error event and a
+proper end of body, a request still waiting for its provider gets a 503, so uvicorn never has to
+cancel a task (which it logs with a traceback).
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ from engine.runtime import ModelRuntime
 
 from ..config import Config
 from . import audio, chat, embeddings
+from .browser import OriginPolicy, media_type_error
 from .call import Call
-from .openai_errors import HttpError, to_http
+from .guard import Guard, descriptor_share, protocol_class
+from .openai_errors import HttpError, sse_error_event, to_http
 
 log = logging.getLogger("modelruntime.http")
 
@@ -44,6 +54,12 @@ ROUTES: dict[tuple[str, str], Handler] = {
 }
 _KNOWN_PATHS = {path for _, path in ROUTES} | {"/models"}
 _MODEL_CREATED = 1_700_000_000  # OpenAI's Model.created is required; the catalog has no dates
+_HEALTH_PATH = "/healthz"
+
+
+def shutdown_error() -> HttpError:
+    return HttpError(503, "The server is shutting down; retry the request.", type="server_error",
+                     code="server_shutting_down", headers=[(b"retry-after", b"1")], reason="InvokeServerUnavailableError")
 
 
 def _split_path(path: str) -> tuple[str | None, str] | None:
@@ -87,12 +103,39 @@ class OpenAIApp:
             name: dict(p.credentials) for name, p in config.providers.items() if p.credentials
         }
         self.max_body = config.grpc.max_message_bytes
+        self.body_timeout = config.http.body_timeout_seconds
+        self.origins = OriginPolicy(config.http.cors_allowed_origins)
         self._models_cache: dict[str | None, bytes] = {}
+        self.draining = False  # /healthz answers 503
+        self.cutting = False  # in-flight requests are being cut at shutdown
+        self.active: dict[asyncio.Task, Call | None] = {}  # request tasks; the Call once routed
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; websockets are not served
+        task = asyncio.current_task()
+        assert task is not None
+        self.active[task] = None
+        try:
+            await self._serve(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.cutting:
+                raise
+            task.uncancel()  # cut while the request was still being read: nothing started yet
+            await self._end_cut(Call(self, scope, send, None, b""))
+        finally:
+            self.active.pop(task, None)
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         method, path = scope["method"], scope["path"]
+        if path == _HEALTH_PATH and method in ("GET", "HEAD"):
+            status = 503 if self.draining else 200
+            await _send_raw(send, status, b'{"status":"draining"}' if self.draining else b'{"status":"serving"}')
+            return
+        preflight = self.origins.preflight(scope)
+        if preflight is not None:
+            await _send_raw(send, preflight[0], b"", preflight[1])
+            return
         split = _split_path(path)
         handler: Handler | None = None
         if split is not None:
@@ -102,14 +145,22 @@ class OpenAIApp:
                 handler = self.models
         else:
             provider, sub = None, ""
+        refused, cors_headers = self.origins.check(scope)
         try:
+            if refused is not None:
+                raise refused
+            if handler is not None and (unsupported := media_type_error(scope, sub)) is not None:
+                raise unsupported
             body = await self._read_body(scope, receive)
         except HttpError as err:
-            await Call(self, scope, send, provider, b"").send_error(err)
+            early = Call(self, scope, send, provider, b"")
+            early.extra_headers = cors_headers
+            await early.send_error(err)
             return
         if body is None:
             return  # the client left while sending the body
         call = Call(self, scope, send, provider, body)
+        call.extra_headers = cors_headers
         if handler is None:
             known = split is not None and sub in _KNOWN_PATHS
             await call.send_error(HttpError(
@@ -120,6 +171,14 @@ class OpenAIApp:
         await self._run(handler, call, receive)
 
     async def _read_body(self, scope: dict[str, Any], receive: Any) -> bytes | None:
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await self._receive_body(scope, receive)
+        except TimeoutError:
+            raise HttpError(408, f"The request body was not received within {self.body_timeout:g} s.",
+                            code="request_timeout") from None
+
+    async def _receive_body(self, scope: dict[str, Any], receive: Any) -> bytes | None:
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
@@ -153,12 +212,17 @@ class OpenAIApp:
         assert task is not None
         watch = _Watch(call, task)
         watcher = asyncio.get_running_loop().create_task(watch.run(receive))
+        self.active[task] = call
         try:
             await handler(call)
         except asyncio.CancelledError:
-            if not watch.fired:
-                raise  # the server is shutting down, not our disconnect
-            task.uncancel()  # the client left: the upstream call is already closed
+            if watch.fired:
+                task.uncancel()  # the client left: the upstream call is already closed
+            elif self.cutting:
+                task.uncancel()
+                await self._end_cut(call)
+            else:
+                raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
             err = to_http(exc, call.fields, call.request_credentials)
             if not call.started:
@@ -168,6 +232,25 @@ class OpenAIApp:
         finally:
             call.finished = True
             watcher.cancel()
+
+    async def _end_cut(self, call: Call) -> None:
+        """Finish a request cut at shutdown with the truest ending its response still allows."""
+        try:
+            if not call.started:
+                await call.send_error(shutdown_error())
+            elif call.sse and not call.finished:
+                await call.end(sse_error_event(shutdown_error()))
+            # a streamed audio body stays unterminated: the client must not take it as complete
+        except (asyncio.CancelledError, OSError):
+            pass  # the client is not reading; uvicorn closes the connection
+
+    def cut(self) -> int:
+        """Cancel every in-flight request (shutdown deadline); returns how many were cut."""
+        self.cutting = True
+        pending = [task for task, call in self.active.items() if call is None or not call.finished]
+        for task in pending:
+            task.cancel()
+        return len(pending)
 
     # ---- GET /v1/models -------------------------------------------------------------------------
 
@@ -209,17 +292,45 @@ class _Server(uvicorn.Server):
         yield
 
 
+async def _send_raw(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    out = list(headers or [])
+    if status != 204:
+        out += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})
+
+
+def cut_delay(remaining: float) -> float:
+    """When to cut in-flight work so that it ends, with a proper final message, by the deadline."""
+    return max(0.0, remaining - min(0.5, remaining * 0.25))
+
+
 class HttpServer:
-    def __init__(self, server: _Server, task: asyncio.Task, sock: socket.socket) -> None:
+    def __init__(self, server: _Server, task: asyncio.Task, sock: socket.socket, app: OpenAIApp) -> None:
         self.server = server
         self.task = task
         self.port: int = sock.getsockname()[1]
+        self.app = app
         self._sock = sock
 
-    async def stop(self) -> None:
+    def close_listener(self) -> None:
+        """Stop accepting connections now (uvicorn's own shutdown would do it on its next tick)."""
+        for listener in getattr(self.server, "servers", []):
+            listener.close()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish, cut what remains within ``grace`` seconds."""
+        grace = self.app.config.grpc.grace_seconds if grace is None else max(0.0, grace)
+        self.close_listener()
+        self.server.config.timeout_graceful_shutdown = grace + 0.5  # a backstop: we cut first
         self.server.should_exit = True
         try:
-            await self.task
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), cut_delay(grace))
+            except TimeoutError:
+                if self.app.cut():
+                    log.warning("HTTP: cut the requests still running at the shutdown deadline")
+                await self.task
         finally:
             self._sock.close()
 
@@ -247,9 +358,13 @@ async def start_http(config: Config, runtime: ModelRuntime) -> HttpServer:
     """Serve the OpenAI-compatible endpoint on ``config.http`` (port 0: a free port)."""
     app = OpenAIApp(config, runtime)
     sock = _bind(config.http.host, config.http.port, reuse_port=config.grpc.workers > 1)
+    http = config.http
+    guard = Guard(descriptor_share(http.max_connections, "http.max_connections"), http.header_timeout_seconds,
+                  http.max_header_bytes, http.max_headers)
     uv_config = uvicorn.Config(
-        app, loop="none", lifespan="off", http="httptools", ws="none", interface="asgi3",
+        app, loop="none", lifespan="off", http=protocol_class(guard), ws="none", interface="asgi3",
         log_level="warning", log_config=None, access_log=False, server_header=False,
+        timeout_keep_alive=http.keepalive_timeout_seconds,  # type: ignore[arg-type]
         timeout_graceful_shutdown=max(config.grpc.grace_seconds, 0.1),  # type: ignore[arg-type]
     )
     server = _Server(uv_config)
@@ -261,4 +376,4 @@ async def start_http(config: Config, runtime: ModelRuntime) -> HttpServer:
             raise RuntimeError("the HTTP server stopped during startup")
         await asyncio.sleep(0.002)
     log.info("OpenAI-compatible HTTP listening on %s:%d", config.http.host, sock.getsockname()[1])
-    return HttpServer(server, task, sock)
+    return HttpServer(server, task, sock, app)

@@ -45,11 +45,13 @@ class Call:
         "app",
         "body",
         "created",
+        "extra_headers",
         "fields",
         "finished",
         "provider",
         "request_credentials",
         "scope",
+        "sse",
         "started",
     )
 
@@ -60,6 +62,8 @@ class Call:
         self.provider = provider  # from the /<provider>/v1/... path form, else None
         self.body = body
         self.started = False  # response headers sent
+        self.sse = False  # the response is an event stream (a cut can still send an error event)
+        self.extra_headers: list[tuple[bytes, bytes]] = []  # CORS headers for an allowed Origin
         self.finished = False  # last body part is being sent: a disconnect no longer matters
         self.fields: Mapping[str, str] = {}  # runtime field → OpenAI request field, for error params
         self.request_credentials = False
@@ -137,6 +141,7 @@ class Call:
         out = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         if headers:
             out.extend(headers)
+        out.extend(self.extra_headers)
         self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": out})
         self.finished = True
@@ -153,6 +158,8 @@ class Call:
         out = list(_SSE_HEADERS) if content_type is None else [(b"content-type", content_type)]
         if headers:
             out.extend(headers)
+        out.extend(self.extra_headers)
+        self.sse = content_type is None
         self.started = True
         await self._send({"type": "http.response.start", "status": 200, "headers": out})
 

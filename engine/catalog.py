@@ -40,7 +40,7 @@ class Catalog:
         adapter = self.registry.adapter(provider)
         return CallContext(
             provider=adapter.entity, model=model, model_type=model_type, schema=schema,
-            credentials=credentials, http=self.egress, deadline=deadline,
+            credentials=credentials, http=scoped_http(self.egress, model_type), deadline=deadline,
             options=adapter.serving(model_type).options,
         )
 
@@ -132,6 +132,12 @@ class Catalog:
         except RuntimeFault as exc:
             raise self.fault(exc, provider, model, credentials) from None
         return mask_secrets(form.credential_form_schemas, checked)
+
+
+def scoped_http(egress: Any, model_type: ModelType) -> Any:
+    """The egress with the reply caps of this model type (audio replies may be larger)."""
+    scoped = getattr(egress, "scoped", None)
+    return scoped(model_type) if scoped is not None else egress
 
 
 def _secret_variables(schema: Any) -> set[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import pricing
 from .adapter import CallContext, LLMRequest
-from .catalog import Catalog
+from .catalog import Catalog, scoped_http
 from .credentials import validate_credentials
 from .entities import AIModelEntity, ConfigurateMethod, ModelFeature, ModelType
 from .errors import (
@@ -47,6 +47,7 @@ from .messages import (
 )
 from .registry import Registry
 from .rules import validator_for
+from .tokenizers import count_off_loop
 from .validation import check_messages, check_stop, check_tools
 
 log = logging.getLogger("modelruntime.runtime")
@@ -136,7 +137,7 @@ class ModelRuntime(Catalog):
             )
         ctx = CallContext(
             provider=entity, model=target.model, model_type=model_type, schema=schema,
-            credentials=credentials, http=self.egress, deadline=deadline,
+            credentials=credentials, http=scoped_http(self.egress, model_type), deadline=deadline,
             options=adapter.serving(model_type).options,
         )
         return ctx, capability
@@ -212,10 +213,10 @@ class ModelRuntime(Catalog):
 
     async def _count_missing(self, llm: Any, ctx: CallContext, request: LLMRequest, completion: str) -> TokenCounts:
         """Providers that report no usage: count locally, as Dify does."""
-        from .tokenizers import count_text
+        from .tokenizers import count_text_async
 
-        prompt = await llm.count_tokens(ctx, request.messages, request.tools)
-        return TokenCounts(prompt_tokens=prompt, completion_tokens=count_text(completion, ctx.model))
+        prompt = await count_off_loop(llm.count_tokens, ctx, request.messages, request.tools)
+        return TokenCounts(prompt_tokens=prompt, completion_tokens=await count_text_async(completion, ctx.model))
 
     async def count_llm_tokens(
         self, target: Target, messages: list[PromptMessage], tools: list[Tool], deadline: float | None = None
@@ -227,6 +228,8 @@ class ModelRuntime(Catalog):
     async def _call(self, target: Target, model_type: ModelType, deadline: float | None, method: str, *args: Any):
         try:
             ctx, capability = self.resolve(target, model_type, deadline)
+            if method == "count_tokens":  # CPU-bound for large texts: off the event loop
+                return await count_off_loop(capability.count_tokens, ctx, *args)
             return await getattr(capability, method)(ctx, *args)
         except RuntimeFault as exc:
             raise self.fault(exc, target.provider, target.model, target.credentials) from None

@@ -5,17 +5,29 @@ tokens with no network, so the two files it needs (cl100k_base, o200k_base) ship
 gz-compressed in ``_data/``. Before the first encoding is built we place them in a private
 tiktoken cache directory under the names tiktoken looks for; tiktoken then loads them
 itself and checks its own pinned SHA-256, so the encodings are exactly tiktoken's.
+
+Counting is CPU work: tiktoken takes ~0.1-1 s per MB of text, and on the event loop that
+stalls every other call (a 30 MB reply without usage held health checks for 2.6 s). Texts
+above :data:`OFFLOAD_CHARS` are counted on a small worker pool instead (tiktoken releases
+the GIL while it encodes): :func:`count_text_async` for the runtime's own counts, and
+:func:`count_off_loop` for an adapter's ``count_tokens`` (which may need the network; see
+there).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import gzip
 import hashlib
 import os
 import tempfile
 import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import tiktoken
 
@@ -24,6 +36,11 @@ _URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 _SHIPPED = ("cl100k_base", "o200k_base")
 _lock = threading.Lock()
 _seeded = False
+# Texts at least this long (characters) are counted off the event loop (~1-10 ms inline).
+OFFLOAD_CHARS = 64 * 1024
+# Bounded: a burst of huge counts queues here instead of taking every core.
+_pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="tokens")
+T = TypeVar("T")
 
 
 def _cache_dir() -> Path:
@@ -73,3 +90,61 @@ def count_text(text: str, model: str = "") -> int:
     if not text:
         return 0
     return len(encoding_for_model(model).encode(text, disallowed_special=()))
+
+
+async def count_text_async(text: str, model: str = "") -> int:
+    """:func:`count_text`, off the event loop when ``text`` is large."""
+    if len(text) < OFFLOAD_CHARS:
+        return count_text(text, model)
+    return await asyncio.get_running_loop().run_in_executor(_pool, count_text, text, model)
+
+
+class _NeedsLoop(BaseException):
+    """Raised in a worker when a count uses the network (a BaseException: adapters' broad
+    ``except Exception`` must not turn it into a failure)."""
+
+
+class _NoHttp:
+    """Stands in for ``ctx.http`` in a worker thread: the egress belongs to the main loop."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _NeedsLoop
+
+
+def text_size(items: Any) -> int:
+    """Characters of text in a list of strings, prompt messages or tools (for the offload choice)."""
+    size = 0
+    for item in items or ():
+        if isinstance(item, str):
+            size += len(item)
+        elif hasattr(item, "content"):
+            size += sum(len(p.text) for p in item.content) + sum(len(c.arguments) for c in item.tool_calls)
+        else:
+            size += len(getattr(item, "description", ""))
+    return size
+
+
+async def count_off_loop(count: Callable[..., Awaitable[T]], ctx: Any, *args: Any) -> T:
+    """Run an adapter's ``count_tokens(ctx, *args)``, in a worker thread when its text is large.
+
+    Local counts (tiktoken) then never stall the loop. A count that needs the network (Gemini,
+    Anthropic, Vertex ask the provider) touches ``ctx.http`` in the worker, which stops it
+    before any request is sent; it then runs on the loop as before, where it mostly waits.
+    """
+    if sum(text_size(a) for a in args if isinstance(a, list)) < OFFLOAD_CHARS:
+        return await count(ctx, *args)
+    offline = dataclasses.replace(ctx, http=_NoHttp())
+
+    def work() -> T:
+        return asyncio.run(count(offline, *args))  # type: ignore[arg-type]
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_pool, work)
+    except _NeedsLoop:
+        pass
+    except Exception as exc:  # a worker-only failure (e.g. a loop-bound lock): retry on the loop
+        from .errors import RuntimeFault
+
+        if isinstance(exc, RuntimeFault):
+            raise
+    return await count(ctx, *args)

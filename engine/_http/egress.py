@@ -8,6 +8,10 @@
   caller's deadline is flagged so the gRPC layer reports DEADLINE_EXCEEDED.
 - Retries happen only here, only for connections that were never established (the provider
   cannot have seen the request), so nothing is retried after a chunk reached a caller.
+- Replies are capped in bytes (:mod:`.capped`); the caps depend on the model type (audio
+  replies are larger), chosen with :meth:`Egress.scoped`.
+- A URL or header the transport refuses to send (``ValueError``, ``InvalidURL``) is the
+  caller's mistake: :class:`InvokeBadRequestError`, never an internal error or a retry.
 - Nothing here logs URLs, headers or bodies: they can carry keys.
 
 Adapters see one response type, :class:`~.response.UpstreamResponse`, that both transports
@@ -17,17 +21,26 @@ provide.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvokeConnectionError, InvokeError
+import httpx
+
+from ..errors import InvokeBadRequestError, InvokeConnectionError, InvokeError
 from . import _aiohttp, _httpx
+from .capped import CappedResponse, ReplyCaps, ReplyTooLargeError
 from .guard import EgressPolicy, denied, ip_literal
 from .response import UpstreamResponse
 
-__all__ = ["Egress", "EgressPolicy", "UpstreamResponse"]
+__all__ = ["Egress", "EgressPolicy", "ReplyCaps", "ReplyTooLargeError", "UpstreamResponse"]
+
+# Model types whose replies are audio (``ModelType`` values), capped by ``caps["audio"]``.
+AUDIO_TYPES = frozenset({"tts", "speech2text"})
+# What a transport raises for a URL or header it will not send.
+_BAD_REQUEST_ERRORS: tuple[type[BaseException], ...] = (ValueError, httpx.InvalidURL, httpx.UnsupportedProtocol)
 
 
 class Egress:
@@ -44,8 +57,13 @@ class Egress:
         retries: int = 1,
         http2: bool = False,
         transport: Any = None,
+        caps: ReplyCaps | None = None,
+        audio_caps: ReplyCaps | None = None,
     ) -> None:
         self.policy = policy or EgressPolicy()
+        self.caps = caps or ReplyCaps()
+        self._audio_caps = audio_caps or ReplyCaps(body=64 * 1024 * 1024, stream=256 * 1024 * 1024)
+        self._audio: Egress | None = None
         self.read_timeout = read_timeout
         self.retries = retries
         if transport is None:
@@ -62,6 +80,17 @@ class Egress:
         self._transport_errors = errors.TRANSPORT_ERRORS
         self._checked_hosts: dict[str, bool] = {}
 
+    def scoped(self, model_type: Any) -> Egress:
+        """This egress with the reply caps of ``model_type`` (same pool, policy and settings)."""
+        kind = getattr(model_type, "value", model_type)
+        if kind not in AUDIO_TYPES:
+            return self
+        if self._audio is None:
+            view = copy.copy(self)
+            view.caps = self._audio_caps
+            self._audio = view
+        return self._audio
+
     def _timeout(self, deadline: float | None) -> tuple[float, bool]:
         if deadline is not None:
             remaining = deadline - asyncio.get_running_loop().time()
@@ -73,9 +102,13 @@ class Egress:
         # Hostnames are checked by the resolver; IP literals never reach it.
         ok = self._checked_hosts.get(url)
         if ok is None:
-            host = urlsplit(url).hostname or ""
+            try:
+                parts = urlsplit(url)
+                host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError:
+                raise InvokeBadRequestError("The provider URL is not valid") from None
             literal = ip_literal(host)
-            ok = literal is None or self.policy.allows(literal)
+            ok = literal is None or self.policy.allows_socket(literal, port)
             if len(self._checked_hosts) < 10_000:
                 self._checked_hosts[url] = ok
             if not ok:
@@ -103,7 +136,8 @@ class Egress:
         """
         self._check_literal(url)
         timeout, capped = self._timeout(deadline)
-        response = await self._send(method, url, headers, content, files, data, params, timeout, capped)
+        response = CappedResponse(
+            await self._send(method, url, headers, content, files, data, params, timeout, capped), self.caps)
         try:
             yield response
         except TimeoutError as exc:
@@ -136,11 +170,20 @@ class Egress:
                 attempt += 1
             except InvokeError:
                 raise
+            except _BAD_REQUEST_ERRORS as exc:
+                # aiohttp's InvalidURL is a ClientError too: it must not become a retryable failure.
+                raise InvokeBadRequestError(_bad_request_text(exc)) from None
             except self._transport_errors as exc:
                 raise InvokeConnectionError(f"Connection to the provider failed: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+def _bad_request_text(exc: BaseException) -> str:
+    # Only the type: the message may quote the URL or a header, and either can carry a key.
+    what = "URL" if "url" in type(exc).__name__.lower() or isinstance(exc, httpx.UnsupportedProtocol) else "request"
+    return f"The provider {what} is not valid ({type(exc).__name__})"
 
 
 def _timeout_error(capped: bool, exc: BaseException) -> InvokeConnectionError:

@@ -38,6 +38,7 @@ _lock = threading.Lock()
 _seeded = False
 # Texts at least this long (characters) are counted off the event loop (~1-10 ms inline).
 OFFLOAD_CHARS = 64 * 1024
+_PIECE = 256 * 1024  # characters encoded per tiktoken call for long texts
 # Bounded: a burst of huge counts queues here instead of taking every core.
 _pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="tokens")
 T = TypeVar("T")
@@ -89,7 +90,20 @@ def encoding_for_model(model: str) -> tiktoken.Encoding:
 def count_text(text: str, model: str = "") -> int:
     if not text:
         return 0
-    return len(encoding_for_model(model).encode(text, disallowed_special=()))
+    encoding = encoding_for_model(model)
+    if len(text) <= _PIECE:
+        return len(encoding.encode(text, disallowed_special=()))
+    # In pieces cut before a space: each encode builds a small token list, so the GIL (held
+    # while the list is built) is never taken for long and other threads keep running.
+    total, start = 0, 0
+    while start < len(text):
+        end = start + _PIECE
+        if end < len(text):
+            cut = text.rfind(" ", start + _PIECE // 2, end)
+            end = cut if cut > start else end
+        total += len(encoding.encode(text[start:end], disallowed_special=()))
+        start = end
+    return total
 
 
 async def count_text_async(text: str, model: str = "") -> int:

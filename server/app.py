@@ -43,7 +43,7 @@ from modelruntime.v1 import (
     tts_service_pb2_grpc,
 )
 
-from engine._http.egress import Egress, EgressPolicy
+from engine._http.egress import Egress, EgressPolicy, ReplyCaps
 from engine.errors import InvokeServerUnavailableError
 from engine.runtime import Limits, ModelRuntime
 from providers import builtin_registry
@@ -109,6 +109,8 @@ def build_runtime(config: Config) -> ModelRuntime:
         read_timeout=config.egress.read_timeout,
         retries=config.egress.retries,
         http2=config.egress.http2,
+        caps=ReplyCaps(config.egress.max_reply_bytes, config.egress.max_stream_bytes),
+        audio_caps=ReplyCaps(config.egress.max_audio_reply_bytes, config.egress.max_audio_stream_bytes),
     )
     c = config.limits
     limits = Limits(
@@ -263,6 +265,15 @@ class RunningServer:
             await stopping
 
 
+def refuse_self(runtime: ModelRuntime, host: str, port: int) -> None:
+    """The self-address hook: upstream calls may never reach this listener of the runtime
+    (with loopback allowed, a caller could otherwise aim a base URL at our own HTTP endpoint
+    and spend the server-side keys)."""
+    policy = getattr(runtime.egress, "policy", None)
+    if policy is not None and port:
+        policy.refuse_self(host, port)
+
+
 async def start_server(config: Config, runtime: ModelRuntime | None = None) -> RunningServer:
     runtime = runtime or build_runtime(config)
     in_flight = _InFlight()
@@ -290,6 +301,9 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
         server,
     )
     port = server.add_insecure_port(f"{config.grpc.host}:{config.grpc.port}")
+    refuse_self(runtime, config.grpc.host, port)
+    if config.http.enabled:  # the HTTP listener starts later; a port-0 one is added in serve()
+        refuse_self(runtime, config.http.host, config.http.port)
     await server.start()
     for name in ["", *SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -307,6 +321,7 @@ async def serve(config: Config) -> None:
     running = await start_server(config)
     if config.http.enabled:
         running.http = await start_http(config, running.runtime)
+        refuse_self(running.runtime, config.http.host, running.http.port)
     await stop.wait()
     log.info("shutting down (grace %gs, drain %gs)", running.grace, running.drain)
     await running.stop()

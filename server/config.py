@@ -83,6 +83,11 @@ class EgressConfig(_Section):
     retries: int = 1
     # HTTP/2 to upstreams that offer it (httpx); off = aiohttp's HTTP/1.1 pool, ~10x less CPU per call.
     http2: bool = False
+    # Bytes an upstream reply may carry (after decompression); past them the call fails UNAVAILABLE.
+    max_reply_bytes: int = 16 * 1024 * 1024  # a whole body, and one stream event
+    max_stream_bytes: int = 64 * 1024 * 1024  # everything one stream delivers
+    max_audio_reply_bytes: int = 64 * 1024 * 1024  # the same for speech (TTS, speech-to-text) calls
+    max_audio_stream_bytes: int = 256 * 1024 * 1024
 
 
 class LimitsConfig(_Section):

@@ -2,11 +2,20 @@
 
 A protocol keeps only what is its own (its auth header, its error-body shape); reaching the
 provider, reading JSON and mapping statuses are written once here.
+
+Credentials are checked before they reach a socket: a value with a control character (a
+CR/LF would split an HTTP header) or a base URL that is malformed, carries ``user:pass@``,
+has an over-long host, or spells an IPv4 address in a form resolvers disagree on
+(``2130706433``, ``0x7f000001``, ``127.1``, ``0177.0.0.1``) is the caller's mistake: a
+bad request naming ``credentials.<name>``, never an internal error or a retryable one.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -30,12 +39,73 @@ __all__ = [
 ]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
+
+
+def _invalid(name: str, description: str) -> InvokeBadRequestError:
+    return InvokeBadRequestError(f"credentials.{name} {description}",
+                                 field_violations=(FieldViolation(f"credentials.{name}", description),))
+
+
 def credential(ctx: CallContext, name: str | None) -> str:
-    """The caller's credential called ``name``, stripped ("" when absent or unnamed)."""
+    """The caller's credential called ``name``, stripped ("" when absent or unnamed).
+
+    Kit credentials end up in headers and URLs, so control characters are refused here."""
     if not name:
         return ""
     value = ctx.credentials.get(name)
-    return str(value).strip() if value else ""
+    text = str(value).strip() if value else ""
+    if _CONTROL.search(text):
+        raise _invalid(name, "must not contain control characters (CR, LF, NUL, ...)")
+    return text
+
+
+def check_url(url: str, name: str) -> None:
+    """Raise a bad request naming ``credentials.<name>`` unless ``url`` is a plain http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise _invalid(name, "is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise _invalid(name, "must be an http(s) URL")
+    if "@" in parts.netloc:
+        raise _invalid(name, "must not contain user:password@ (send keys as credentials)")
+    if any(c.isspace() for c in url):
+        raise _invalid(name, "must not contain spaces")
+    host = parts.hostname or ""
+    if not host:
+        raise _invalid(name, "has no host")
+    if parts.netloc.split(":")[0].startswith("["):
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise _invalid(name, "has an invalid IPv6 address") from None
+        return
+    _check_host(host.removesuffix("."), name)
+
+
+def _check_host(host: str, name: str) -> None:
+    try:
+        ipaddress.IPv4Address(host)
+        return  # canonical dotted quad
+    except ValueError:
+        pass
+    if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
+        # URL parsers read a numeric last label as IPv4 (decimal, hex, octal, short forms).
+        raise _invalid(name, "must spell an IPv4 address as four decimal numbers (a.b.c.d)")
+    if len(host) > 253:
+        raise _invalid(name, "has a host name longer than 253 characters")
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise _invalid(name, "has an invalid host name") from None
+    if len(ascii_host) > 253:
+        raise _invalid(name, "has a host name longer than 253 characters")
+    if not all(_LABEL.fullmatch(label) for label in ascii_host.split(".")):
+        raise _invalid(name, "has an invalid host name (labels of 1-63 letters, digits or '-')")
 
 
 def base_url(ctx: CallContext, *, default: str | None, credential_name: str | None,
@@ -52,6 +122,7 @@ def base_url(ctx: CallContext, *, default: str | None, credential_name: str | No
                 "base URL must start with http:// or https://",
                 field_violations=(FieldViolation(f"credentials.{credential_name}", "must be an http(s) URL"),),
             )
+        check_url(custom, credential_name or "base_url")
         custom = custom.rstrip("/")
         if append and not custom.endswith(append):
             custom += append

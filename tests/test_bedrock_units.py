@@ -433,7 +433,7 @@ def test_stream_error_frames_and_endpoints():
     entity = load_provider(DEFINITIONS / "bedrock").entity
 
     def ctx(**credentials):
-        return CallContext(provider=entity, model="m", model_type=ModelType.LLM, schema=None,
+        return CallContext(provider_entity=entity, model="m", model_type=ModelType.LLM, schema=None,
                            credentials=credentials, http=None, options=dict(entity.runtime))
 
     assert client.model_url(ctx(aws_region="eu-west-1"), "amazon.nova-pro-v1:0", "converse") == \

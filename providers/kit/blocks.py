@@ -79,16 +79,28 @@ def usage_counts(usage: Any, *, input: str, cache_read: str, cache_write: str, o
 
 
 class BlockAssembler:
-    """The state both block protocols keep while streaming: ids, tool-call indexes, usage."""
+    """The state both block protocols keep while streaming: ids, tool-call indexes, usage.
 
-    __slots__ = ("_tools", "id", "model", "stop_reason", "usage")
+    A subclass sets ``done`` when nothing more should be read, overrides :attr:`complete`
+    when the answer is whole before that, and builds :meth:`final`.
+    """
+
+    __slots__ = ("_tools", "done", "id", "model", "stop_reason", "usage")
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.id = ""
         self.stop_reason = ""
+        self.done = False
         self._tools = BlockToolIndex()
         self.usage: dict[str, int] = {}  # the raw counts so far
+
+    @property
+    def complete(self) -> bool:
+        return self.done
+
+    def final(self) -> LLMChunk:
+        raise NotImplementedError
 
     def chunk(self, **kw: Any) -> LLMChunk:
         return LLMChunk(model=self.model, id=self.id, **kw)
@@ -121,3 +133,29 @@ class BlockAssembler:
 
     def closing(self, finish_reason: FinishReason, counts: TokenCounts | None) -> LLMChunk:
         return self.chunk(finish_reason=finish_reason, provider_finish_reason=self.stop_reason, counts=counts)
+
+
+class Driven:
+    """The stream driver's assembler over a :class:`BlockAssembler`: ``feed`` turns one decoded
+    event (an SSE event, an eventstream message) into the block assembler's input, raising the
+    event's error; completeness and the closing chunk are the block assembler's."""
+
+    __slots__ = ("_feed", "blocks")
+
+    def __init__(self, blocks: BlockAssembler, feed: Callable[[Any], LLMChunk | None]) -> None:
+        self.blocks = blocks
+        self._feed = feed
+
+    @property
+    def complete(self) -> bool:
+        return self.blocks.complete
+
+    @property
+    def done(self) -> bool:
+        return self.blocks.done
+
+    def feed(self, event: Any) -> LLMChunk | None:
+        return self._feed(event)
+
+    def final(self) -> LLMChunk:
+        return self.blocks.final()

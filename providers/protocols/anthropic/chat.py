@@ -28,7 +28,7 @@ from engine.adapter import CallContext, LLMRequest
 from engine.errors import InvokeBadRequestError, InvokeConnectionError, InvokeError, RuntimeFault
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool
 from providers.kit import http
-from providers.kit.blocks import one_event_each
+from providers.kit.blocks import Driven, one_event_each
 from providers.kit.stream import stream_chunks
 
 from .options import AnthropicOptions
@@ -166,23 +166,11 @@ def body_error(obj: Any) -> RuntimeFault | None:
 _DECODE = one_event_each(aiter_sse)
 
 
-class _Events:
-    """The kit driver's assembler: SSE events → :class:`~.transform.StreamAssembler`."""
+def _events(model: str) -> Driven:
+    """The driver's assembler: SSE events → :class:`~.transform.StreamAssembler`."""
+    blocks = StreamAssembler(model)
 
-    __slots__ = ("_blocks",)
-
-    def __init__(self, model: str) -> None:
-        self._blocks = StreamAssembler(model)
-
-    @property
-    def complete(self) -> bool:
-        return self._blocks.complete
-
-    @property
-    def done(self) -> bool:
-        return self._blocks.done
-
-    def feed(self, event: SSEEvent) -> LLMChunk | None:
+    def feed(event: SSEEvent) -> LLMChunk | None:
         if not event.data:
             return None
         obj = http.loads(event.data)
@@ -191,10 +179,9 @@ class _Events:
         error = _error_event(obj) if event.event == "error" else body_error(obj)
         if error is not None:
             raise error
-        return self._blocks.feed(obj)
+        return blocks.feed(obj)
 
-    def final(self) -> LLMChunk:
-        return self._blocks.final()
+    return Driven(blocks, feed)
 
 
 # ---- the capability --------------------------------------------------------------------------
@@ -234,7 +221,7 @@ class AnthropicChat:
         body = self._body(ctx, request, stream=True)
         chunks = stream_chunks(
             ctx, self.endpoint.url(ctx, ctx.model, "stream"), body=body, headers=await self.endpoint.headers(ctx),
-            errors=error_message, assembler=_Events(ctx.model), decode=_DECODE, check=_check_status,
+            errors=error_message, assembler=_events(ctx.model), decode=_DECODE, check=_check_status,
         )
         try:
             async for chunk in chunks:

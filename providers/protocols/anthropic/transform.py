@@ -395,15 +395,7 @@ class StreamAssembler(BlockAssembler):
     ``done`` once ``message_stop`` arrived.
     """
 
-    __slots__ = ("done",)
-
-    def __init__(self, model: str) -> None:
-        super().__init__(model)
-        self.done = False
-
-    @property
-    def complete(self) -> bool:
-        return self.done
+    __slots__ = ()
 
     def feed(self, event: dict[str, Any]) -> LLMChunk | None:
         kind = event.get("type")

@@ -34,7 +34,7 @@ from engine.errors import InvokeConnectionError, InvokeError, RuntimeFault
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool
 from engine.tokenizers import get_encoding
 from providers.kit import http
-from providers.kit.blocks import one_event_each
+from providers.kit.blocks import Driven, one_event_each
 from providers.kit.eventstream import EventMessage, aiter_eventstream
 from providers.kit.stream import stream_chunks
 
@@ -75,33 +75,20 @@ def body_error(message: EventMessage) -> RuntimeFault | None:
     return client.error_from(kind, text, None, payload)
 
 
-class _Frames:
-    """The kit driver's assembler: eventstream messages → :class:`~.transform.StreamAssembler`.
+def _frames(model: str) -> Driven:
+    """The driver's assembler: eventstream messages → :class:`~.transform.StreamAssembler`.
     Complete at ``messageStop``; done (nothing more to read) once the usage after it arrived."""
+    blocks = StreamAssembler(model)
 
-    __slots__ = ("blocks",)
-
-    def __init__(self, model: str) -> None:
-        self.blocks = StreamAssembler(model)
-
-    @property
-    def complete(self) -> bool:
-        return self.blocks.stopped
-
-    @property
-    def done(self) -> bool:
-        return self.blocks.done
-
-    def feed(self, message: EventMessage) -> LLMChunk | None:
+    def feed(message: EventMessage) -> LLMChunk | None:
         error = body_error(message)
         if error is not None:
             raise error
         if message.message_type != "event":
             return None
-        return self.blocks.feed(message.event_type, _payload(message))
+        return blocks.feed(message.event_type, _payload(message))
 
-    def final(self) -> LLMChunk:
-        return self.blocks.final()
+    return Driven(blocks, feed)
 
 
 class BedrockChat:
@@ -128,7 +115,7 @@ class BedrockChat:
 
     def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         url, headers, body = self._request(ctx, request, "converse-stream", EVENTSTREAM)
-        frames = _Frames(ctx.model)
+        frames = _frames(ctx.model)
 
         async def check(response: UpstreamResponse) -> None:
             await client.raise_for_status(response)

@@ -384,12 +384,15 @@ class StreamAssembler(BlockAssembler):
     ``id`` is the response's x-amzn-requestid (Converse has no message id).
     """
 
-    __slots__ = ("done", "stopped")
+    __slots__ = ("stopped",)
 
     def __init__(self, model: str) -> None:
         super().__init__(model)
         self.stopped = False
-        self.done = False
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped
 
     def feed(self, event: str, payload: dict[str, Any]) -> LLMChunk | None:
         if event == "contentBlockStart":

@@ -64,7 +64,7 @@ class TritonAdapter(Adapter):
 
     def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
         super().__init__(entity, options)
-        self.llm = TritonChat()
+        self.llm = self._chat = TritonChat()
 
     def customizable_schema(
         self, model: str, model_type: ModelType, credentials: dict[str, Any]
@@ -93,4 +93,4 @@ class TritonAdapter(Adapter):
             )
         request = LLMRequest(messages=[PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="ping")])],
                              parameters={"max_tokens": PING_TOKENS})
-        await self.llm.generate(ctx, request)
+        await self._chat.generate(ctx, request)

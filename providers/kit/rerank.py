@@ -30,20 +30,13 @@ from engine.messages import RerankDocument, RerankResult
 
 from .concurrency import gather_all
 from .embeddings import int_prop
+from .options import _dig  # a dotted path into a reply (the status envelope's reader)
 
 # Post one batch of documents asking for at most ``limit`` results; answer (index in the batch,
 # score) pairs.
 PostBatch = Callable[[list[str], int], Awaitable[list[tuple[int, float]]]]
 
 Path = str | Sequence[str]  # a dotted path, or alternatives tried in order
-
-
-def _dig(obj: Any, path: str) -> Any:
-    for key in path.split("."):
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _first(obj: Any, paths: Path) -> tuple[Any, str]:

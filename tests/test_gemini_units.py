@@ -48,7 +48,7 @@ def text(role: Role, value: str) -> PromptMessage:
 
 
 def ctx(credentials: dict) -> CallContext:
-    return CallContext(provider=GOOGLE.entity, model="gemini-2.5-flash", model_type=ModelType.LLM, schema=None,
+    return CallContext(provider_entity=GOOGLE.entity, model="gemini-2.5-flash", model_type=ModelType.LLM, schema=None,
                        credentials=credentials, http=None, options=GOOGLE.entity.runtime)  # type: ignore[arg-type]
 
 

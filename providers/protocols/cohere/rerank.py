@@ -17,6 +17,7 @@ from typing import Any
 from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import RerankDocument, RerankResult
+from providers.kit import http
 
 from . import client
 
@@ -84,7 +85,7 @@ class CohereRerank:
         limit = min(top_n if top_n and top_n > 0 else len(docs), len(docs))
         body = build_rerank_body(ctx, query, docs, limit)
         async with ctx.http.stream(
-            "POST", client.url(ctx, "rerank"), headers=client.headers(ctx), content=client.dumps(body),
+            "POST", client.url(ctx, "rerank"), headers=client.headers(ctx), content=http.dumps(body),
             deadline=ctx.deadline,
         ) as response:
             parsed = await client.read_json(response)

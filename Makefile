@@ -7,6 +7,8 @@ BUF     := .tools/node_modules/.bin/buf
 PROTOS  := $(wildcard protos/modelruntime/v1/*.proto)
 GEN_OUT := clients/python
 CONFIG  ?= config/default.yaml
+# Type-checked by `make test` (protocol packages join as they are moved onto the kit).
+MYPY_PATHS := engine server providers/__init__.py providers/kit providers/protocols/openai providers/protocols/anthropic providers/protocols/bedrock providers/protocols/vertex providers/protocols/dashscope/adapter.py
 
 .PHONY: install proto proto-check sync-client lint test run bench clean
 
@@ -51,6 +53,7 @@ test: $(STAMP) $(BUF)
 	$(BUF) lint protos
 	$(VENV)/bin/ruff check server engine providers scripts bench tests clients/python/modelruntime
 	$(MAKE) --no-print-directory proto-check
+	$(VENV)/bin/mypy $(MYPY_PATHS)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 run: $(STAMP)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 class CallContext:
     """Everything about the target of one call, resolved and validated."""
 
-    provider: ProviderEntity
+    provider_entity: ProviderEntity  # the provider being called (its name: provider_entity.provider)
     model: str
     model_type: ModelType
     schema: AIModelEntity | None  # None only while validating credentials of an unknown model

@@ -39,7 +39,7 @@ class Catalog:
                  schema: AIModelEntity | None, deadline: float | None = None) -> CallContext:
         adapter = self.registry.adapter(provider)
         return CallContext(
-            provider=adapter.entity, model=model, model_type=model_type, schema=schema,
+            provider_entity=adapter.entity, model=model, model_type=model_type, schema=schema,
             credentials=credentials, http=self.egress, deadline=deadline,
             options=adapter.serving(model_type).options,
         )

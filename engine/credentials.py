@@ -131,22 +131,3 @@ def mask_secrets(schemas: list[CredentialFormSchema], credentials: Mapping[str, 
     """
     secrets = _secret_variables(schemas)
     return {k: (HIDDEN_VALUE if k in secrets and v else v) for k, v in credentials.items()}
-
-
-def secret_values(schemas: list[CredentialFormSchema], credentials: Mapping[str, Any]) -> list[str]:
-    """The raw non-empty secret strings (for the log redactor), without duplicates, in order.
-
-    The ``[__HIDDEN__]`` placeholder itself is not a secret and is left out.
-    """
-    secrets = _secret_variables(schemas)
-    found: list[str] = []
-    for key, value in credentials.items():
-        if (
-            key in secrets
-            and isinstance(value, str)
-            and value
-            and value != HIDDEN_VALUE
-            and value not in found
-        ):
-            found.append(value)
-    return found

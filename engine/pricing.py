@@ -36,6 +36,7 @@ def get_price(pricing: PriceConfig | None, price_type: PriceType, tokens: int) -
     """(unit_price, unit, total, currency) for ``tokens`` tokens of ``price_type``."""
     if pricing is None:
         return _NO_PRICE
+    unit_price: Decimal | None
     if price_type == "input":
         unit_price = pricing.input
     elif price_type == "output":

@@ -220,10 +220,6 @@ class ParameterValidator:
         return out
 
 
-def validate_parameters(rules: list[ParameterRule], params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One-shot validation (compiles the rules each time; use ``validator_for`` on hot paths)."""
-    return ParameterValidator(rules)(params)
-
 
 # id(entity) -> (weak ref to the entity, its rule list, validator). Schemas are treated as
 # immutable once loaded; replacing ``parameter_rules`` (a new list) invalidates the entry,

@@ -135,7 +135,7 @@ class ModelRuntime(Catalog):
                 field_violations=(FieldViolation("target.model", "unknown model"),),
             )
         ctx = CallContext(
-            provider=entity, model=target.model, model_type=model_type, schema=schema,
+            provider_entity=entity, model=target.model, model_type=model_type, schema=schema,
             credentials=credentials, http=self.egress, deadline=deadline,
             options=adapter.serving(model_type).options,
         )

@@ -501,7 +501,7 @@ async def test_signature_holds_on_both_egress_transports(mock, http2):
     arn = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.amazon.nova-lite-v1:0"
     try:
         for model in (MODEL, arn):
-            ctx = CallContext(provider=adapter.entity, model=model, model_type=ModelType.LLM,
+            ctx = CallContext(provider_entity=adapter.entity, model=model, model_type=ModelType.LLM,
                               schema=adapter.predefined.get((ModelType.LLM, model)), credentials=creds(mock),
                               http=egress, options=adapter.options)
             request = LLMRequest([PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="hi there")])], {})

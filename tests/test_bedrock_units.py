@@ -33,14 +33,14 @@ from engine.messages import (
     ToolCall,
     ToolChoice,
 )
-from providers.protocols.bedrock import sigv4
-from providers.protocols.bedrock.client import encode_model_id, error_from
-from providers.protocols.bedrock.eventstream import (
+from providers.kit.eventstream import (
     EventStreamDecoder,
     EventStreamError,
     decode_message,
     parse_headers,
 )
+from providers.protocols.bedrock import sigv4
+from providers.protocols.bedrock.client import encode_model_id, error_from
 from providers.protocols.bedrock.transform import (
     ModelTraits,
     StreamAssembler,
@@ -419,7 +419,7 @@ def test_stream_error_frames_and_endpoints():
     from engine.loader import load_provider
     from providers import DEFINITIONS
     from providers.protocols.bedrock import client
-    from providers.protocols.bedrock.chat import stream_error
+    from providers.protocols.bedrock.chat import body_error as stream_error
 
     frame = encode_frame([(":message-type", "error", None), (":error-code", "ThrottlingException", None),
                           (":error-message", "slow down", None)], b"")
@@ -433,7 +433,7 @@ def test_stream_error_frames_and_endpoints():
     entity = load_provider(DEFINITIONS / "bedrock").entity
 
     def ctx(**credentials):
-        return CallContext(provider=entity, model="m", model_type=ModelType.LLM, schema=None,
+        return CallContext(provider_entity=entity, model="m", model_type=ModelType.LLM, schema=None,
                            credentials=credentials, http=None, options=dict(entity.runtime))
 
     assert client.model_url(ctx(aws_region="eu-west-1"), "amazon.nova-pro-v1:0", "converse") == \

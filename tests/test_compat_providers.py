@@ -222,6 +222,24 @@ async def test_validate_model_credentials(stubs, upstream, name):
         assert f.code == grpc.StatusCode.INVALID_ARGUMENT and f.reason == "CredentialsValidateFailedError"
 
 
+_PINGED = {"text-embedding": "/embeddings", "rerank": "/rerank", "speech2text": "/audio/transcriptions",
+           "tts": "/audio/speech"}
+
+
+@pytest.mark.parametrize(("name", "model_type"), [
+    (p, t) for p in PROVIDERS for t in _PINGED
+    if DIALECTS[p].customizable is not None and t in DIALECTS[p].customizable and not DIALECTS[p].validate_get
+])
+async def test_validate_model_credentials_pings_each_model_type(stubs, upstream, name, model_type):
+    """A customizable model of every type is checked with a tiny real request of that type."""
+    d, mock = DIALECTS[name], await upstream(name)
+    await stubs.providers.ValidateModelCredentials(prov_pb.ValidateModelCredentialsRequest(
+        provider=name, model_type=TYPES_PB[model_type], model=with_type(model_type, d),
+        credentials=struct(d.credentials(mock.url, None, model_type))))
+    sub = d.rerank_path or "/rerank" if model_type == "rerank" else _PINGED[model_type]
+    assert mock.requests[-1].path == path_of(d, sub, model_type)
+
+
 # ---- the other model types ---------------------------------------------------------------------
 
 

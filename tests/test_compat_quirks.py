@@ -264,7 +264,7 @@ async def test_nvidia_passage_input_type_and_retrieval_rerank_shape(stubs, upstr
 
 def _ctx(provider: str, credentials: dict) -> CallContext:
     adapter = builtin_registry().adapter(provider)
-    return CallContext(provider=adapter.entity, model="m", model_type=ModelType.LLM, schema=None,
+    return CallContext(provider_entity=adapter.entity, model="m", model_type=ModelType.LLM, schema=None,
                        credentials=credentials, http=None, options=adapter.options)  # type: ignore[arg-type]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.credentials import HIDDEN_VALUE, mask_secrets, secret_values, validate_credentials
+from engine.credentials import HIDDEN_VALUE, mask_secrets, validate_credentials
 from engine.entities import CredentialFormSchema, ModelType
 from engine.errors import CredentialsValidateFailedError
 
@@ -245,12 +245,3 @@ def test_mask_secrets() -> None:
     assert masked == {"api_key": HIDDEN_VALUE, "secret_key": "", "endpoint_url": "https://h", "other": "x"}
     assert HIDDEN_VALUE == "[__HIDDEN__]"
     assert creds["api_key"] == "sk-123"
-
-
-def test_secret_values() -> None:
-    creds = {"api_key": "sk-123", "secret_key": "sk-123", "endpoint_url": "https://h"}
-    assert secret_values([API_KEY, SECRET2, ENDPOINT], creds) == ["sk-123"]
-    creds2 = {"api_key": "a", "secret_key": "b"}
-    assert secret_values([API_KEY, SECRET2], creds2) == ["a", "b"]
-    assert secret_values([API_KEY, SECRET2], {"api_key": HIDDEN_VALUE, "secret_key": 3.0}) == []
-    assert secret_values([ENDPOINT], {"endpoint_url": "x"}) == []

@@ -49,8 +49,9 @@ def text(role: Role, value: str) -> PromptMessage:
 
 
 def ctx(credentials: dict) -> CallContext:
-    return CallContext(provider=GOOGLE.entity, model="gemini-2.5-flash", model_type=ModelType.LLM, schema=None,
-                       credentials=credentials, http=None, options=GeminiOptions.model_validate(GOOGLE.entity.runtime))  # type: ignore[arg-type]
+    return CallContext(provider_entity=GOOGLE.entity, model="gemini-2.5-flash", model_type=ModelType.LLM, schema=None,
+                       credentials=credentials, http=None,  # type: ignore[arg-type]
+                       options=GeminiOptions.model_validate(GOOGLE.entity.runtime))
 
 
 # ---- schema ---------------------------------------------------------------------------------

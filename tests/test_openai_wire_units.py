@@ -77,7 +77,7 @@ def make_ctx(
     if schema is None:
         schema = OPENAI.predefined(model_type, model)
     ctx = CallContext(
-        provider=OPENAI.entity, model=model, model_type=model_type, schema=schema,
+        provider_entity=OPENAI.entity, model=model, model_type=model_type, schema=schema,
         credentials={"openai_api_key": KEY}, http=egress,
         options=OpenAIOptions.model_validate({**OPENAI.entity.runtime, **(options or {})}),
     )

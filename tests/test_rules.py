@@ -10,7 +10,11 @@ from google.protobuf import json_format, struct_pb2
 
 from engine.entities import AIModelEntity, ParameterRule, ParameterType
 from engine.errors import InvokeBadRequestError
-from engine.rules import ParameterValidator, validate_parameters, validator_for
+from engine.rules import ParameterValidator, validator_for
+
+
+def validate_parameters(rules, params):
+    return ParameterValidator(rules)(params)
 from engine.templates import merge_predefined_rule
 
 

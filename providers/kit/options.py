@@ -47,7 +47,7 @@ class StatusEnvelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     code: str = "code"  # dotted path
     message: str = "message"  # dotted path
-    ok: list[int | str] = Field(default_factory=lambda: [0])
+    ok: list[int | str] = Field(default_factory=lambda: list[int | str]([0]))
     statuses: dict[int | str, int] = Field(default_factory=dict)
 
     def body_error(self, obj: Any) -> RuntimeFault | None:

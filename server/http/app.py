@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -322,7 +323,7 @@ class HttpServer:
         """Stop accepting, let in-flight requests finish, cut what remains within ``grace`` seconds."""
         grace = self.app.config.grpc.grace_seconds if grace is None else max(0.0, grace)
         self.close_listener()
-        self.server.config.timeout_graceful_shutdown = grace + 0.5  # a backstop: we cut first
+        self.server.config.timeout_graceful_shutdown = math.ceil(grace + 0.5)  # a backstop: we cut first
         self.server.should_exit = True
         try:
             try:

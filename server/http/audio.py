@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from engine.errors import InvokeError
 
-from .call import Call
+from .call import Call, text_field
 from .multipart import parse_form
 from .openai_errors import bad_request
 
@@ -75,7 +75,7 @@ async def speech(call: Call) -> None:
     speed = body.get("speed")
     if speed is not None and (not isinstance(speed, (int, float)) or isinstance(speed, bool)):
         raise bad_request("speed must be a number", param="speed")
-    user = body.get("user") if isinstance(body.get("user"), str) else ""
+    user = text_field(body, "user")
     chunks = call.runtime.synthesize(target, text, _voice(body.get("voice")), fmt,
                                      float(speed) if speed is not None else None, user)
     try:

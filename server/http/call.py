@@ -169,3 +169,9 @@ class Call:
     async def end(self, data: bytes = b"") -> None:
         self.finished = True
         await self._send({"type": "http.response.body", "body": data})
+
+
+def text_field(body: dict[str, Any], name: str) -> str:
+    """A request field that must be a string when present ("" when absent or of another type)."""
+    value = body.get(name)
+    return value if isinstance(value, str) else ""

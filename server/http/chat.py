@@ -91,17 +91,19 @@ def _part(part: Any, path: str) -> ContentPart | None:
         image = part.get("image_url")
         if isinstance(image, str):
             return _media(PartKind.IMAGE, image, f"{path}.image_url", "image/*")
-        image = image if isinstance(image, dict) else {}
-        return _media(PartKind.IMAGE, image.get("url"), f"{path}.image_url.url", "image/*",
-                      detail=str(image.get("detail") or ""))
+        image_obj: dict[str, Any] = image if isinstance(image, dict) else {}
+        return _media(PartKind.IMAGE, image_obj.get("url"), f"{path}.image_url.url", "image/*",
+                      detail=str(image_obj.get("detail") or ""))
     if kind == "input_audio":
-        audio = part.get("input_audio") if isinstance(part.get("input_audio"), dict) else {}
+        raw_audio = part.get("input_audio")
+        audio: dict[str, Any] = raw_audio if isinstance(raw_audio, dict) else {}
         data, fmt = audio.get("data"), str(audio.get("format") or "wav")
         if not isinstance(data, str) or not data:
             raise bad_request(f"{path}.input_audio.data is required", param=f"{path}.input_audio.data")
         return ContentPart(PartKind.AUDIO, url=f"data:audio/{fmt};base64,{data}", mime_type=f"audio/{fmt}", format=fmt)
     if kind == "file":
-        file = part.get("file") if isinstance(part.get("file"), dict) else {}
+        raw_file = part.get("file")
+        file: dict[str, Any] = raw_file if isinstance(raw_file, dict) else {}
         if file.get("file_id") and not file.get("file_data"):
             raise bad_request("file_id references are not supported; send file_data", param=f"{path}.file.file_id")
         return _media(PartKind.DOCUMENT, file.get("file_data"), f"{path}.file.file_data", "application/pdf",

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from engine.entities import ModelType
 
-from .call import Call, new_id
+from .call import Call, new_id, text_field
 from .openai_errors import bad_request
 
 T = TypeVar("T")
@@ -62,7 +62,7 @@ async def create_embeddings(call: Call) -> None:
     if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
         raise bad_request("dimensions must be a positive integer", param="dimensions")
     input_type = "query" if body.get("input_type") == "query" else "document"
-    user = body.get("user") if isinstance(body.get("user"), str) else ""
+    user = text_field(body, "user")
     result = await call.runtime.embed(target, texts, input_type, dimensions, user)
     encode = _float32_base64 if fmt == "base64" else None
     data = [
@@ -105,7 +105,7 @@ async def rerank(call: Call) -> None:
     threshold = body.get("score_threshold")
     if threshold is not None and not isinstance(threshold, (int, float)):
         raise bad_request("score_threshold must be a number", param="score_threshold")
-    user = body.get("user") if isinstance(body.get("user"), str) else ""
+    user = text_field(body, "user")
     result = await call.runtime.rerank(target, query, docs, threshold, top_n, user)
     with_docs = body.get("return_documents", True) is not False
     results = []
@@ -158,7 +158,7 @@ async def moderations(call: Call) -> None:
     target = call.target(model)
     call.fields = _MODERATION_FIELDS
     texts = _moderation_inputs(body.get("input"))
-    user = body.get("user") if isinstance(body.get("user"), str) else ""
+    user = text_field(body, "user")
     results = await gather_cancelling([call.runtime.moderate(target, text, user) for text in texts])
     model_name = results[0].model if results else target.model
     await call.send_json({

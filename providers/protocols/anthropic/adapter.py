@@ -12,10 +12,9 @@ from engine.entities import ModelType, ProviderEntity
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
 from engine.options import ProtocolOptions
 
-from .chat import AnthropicChat
+from .chat import AnthropicChat, options
 from .options import AnthropicOptions
 
-DEFAULT_VALIDATE_MODEL = "claude-haiku-4-5-20251001"
 PING_MAX_TOKENS = 5
 
 
@@ -27,7 +26,7 @@ class AnthropicAdapter(Adapter):
         self.llm = AnthropicChat() if ModelType.LLM in entity.supported_model_types else None
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
-        ctx.model = str(self.options.get("validate_model") or DEFAULT_VALIDATE_MODEL)
+        ctx.model = options(ctx).validate_model
         ctx.model_type = ModelType.LLM
         ctx.schema = self.predefined.get((ModelType.LLM, ctx.model))
         await self._ping(ctx)

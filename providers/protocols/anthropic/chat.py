@@ -1,19 +1,18 @@
 """Anthropic Messages API over HTTP: unary, streaming and token counting.
 
-Reaching the provider (the provider YAML's ``runtime:`` block, all optional):
+Reaching the provider: :class:`~.options.AnthropicOptions` (the provider YAML's ``runtime:``
+block; every key has Anthropic's default): ``base_url`` (the API root, without /v1),
+``base_url_credential`` (Dify: anthropic_api_url), ``api_key_credential`` (sent as x-api-key;
+Dify: anthropic_api_key), ``api_version`` (the anthropic-version header) and ``validate_model``.
 
-    base_url             default https://api.anthropic.com (the API root, without /v1)
-    base_url_credential  credential that overrides it (Dify: anthropic_api_url)
-    api_key_credential   credential holding the key, sent as x-api-key (Dify: anthropic_api_key)
-    api_version          anthropic-version header, default 2023-06-01
-    validate_model       the model a provider-credential check pings (see :mod:`.provider`)
-
-Stream rules (the same contract as the OpenAI family):
+Streams run on the kit's driver (:func:`providers.kit.stream.stream_chunks`), so the contract
+is the one every protocol keeps:
 - nothing is yielded until the provider answered 2xx;
-- content, reasoning and tool-call fragments are yielded as they arrive; the final chunk
-  carries the finish reason and the raw token counts;
+- content, reasoning and tool-call fragments are yielded as they arrive, one chunk per event
+  (:func:`providers.kit.blocks.one_event_each`); the final chunk carries the finish reason and the raw token counts;
 - ``event: error`` under a 200 raises the mapped error (``overloaded_error`` →
-  InvokeServerUnavailableError, ``rate_limit_error`` → InvokeRateLimitError, ...);
+  InvokeServerUnavailableError, ``rate_limit_error`` → InvokeRateLimitError, ...), after the
+  content that came before it;
 - a stream that ends without ``message_stop`` is truncated: InvokeConnectionError.
 """
 
@@ -22,21 +21,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-import orjson
-
-from engine._http.sse import aiter_sse
-from engine._http.status import error_for_status, raise_for_status
+from engine._http.response import UpstreamResponse
+from engine._http.sse import SSEEvent, aiter_sse
+from engine._http.status import error_for_status
 from engine.adapter import CallContext, LLMRequest
-from engine.errors import (
-    FieldViolation,
-    InvokeBadRequestError,
-    InvokeConnectionError,
-    InvokeError,
-    RuntimeFault,
-)
+from engine.errors import InvokeBadRequestError, InvokeConnectionError, InvokeError, RuntimeFault
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool
+from providers.kit import http
+from providers.kit.blocks import Driven, one_event_each
+from providers.kit.stream import stream_chunks
 
+from .options import AnthropicOptions
 from .transform import (
     ModelTraits,
     StreamAssembler,
@@ -44,9 +39,6 @@ from .transform import (
     build_messages_body,
     parse_message,
 )
-
-DEFAULT_BASE_URL = "https://api.anthropic.com"
-API_VERSION = "2023-06-01"
 
 # error.type in a body or an in-stream error event -> the HTTP status Anthropic uses for it
 ERROR_STATUS = {
@@ -66,24 +58,20 @@ ERROR_STATUS = {
 # ---- reaching the provider -------------------------------------------------------------------
 
 
-def _credential(ctx: CallContext, option: str, default: str) -> str:
-    name = ctx.options.get(option) or default
-    value = ctx.credentials.get(str(name))
-    return str(value).strip() if value else ""
+def options(ctx: CallContext) -> AnthropicOptions:
+    """The call's typed options. A host composing this chat with its own options (Vertex)
+    reaches Anthropic through its endpoint and never reads these: it gets the defaults; a
+    plain mapping (unit tests build contexts by hand) is validated."""
+    given: Any = ctx.options
+    if isinstance(given, AnthropicOptions):
+        return given
+    raw = dict(given) if isinstance(given, dict) else {}
+    return AnthropicOptions.model_validate({**raw, "protocol": "anthropic"})
 
 
 def base_url(ctx: CallContext) -> str:
-    custom = _credential(ctx, "base_url_credential", "anthropic_api_url")
-    if custom:
-        if not custom.startswith(("http://", "https://")):
-            field = ctx.options.get("base_url_credential") or "anthropic_api_url"
-            raise InvokeBadRequestError(
-                "API URL must start with http:// or https://",
-                field_violations=(FieldViolation(f"credentials.{field}", "must be an http(s) URL"),),
-            )
-        url = custom.rstrip("/")
-    else:
-        url = str(ctx.options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+    o = options(ctx)
+    url = http.base_url(ctx, default=o.base_url, credential_name=o.base_url_credential)
     # The SDK (and so Dify) appends /v1/messages to the root; accept a root that already has /v1.
     return url.removesuffix("/v1")
 
@@ -93,11 +81,9 @@ def url(ctx: CallContext, path: str) -> str:
 
 
 def headers(ctx: CallContext) -> dict[str, str]:
-    out = {
-        "content-type": "application/json",
-        "anthropic-version": str(ctx.options.get("api_version") or API_VERSION),
-    }
-    key = _credential(ctx, "api_key_credential", "anthropic_api_key")
+    o = options(ctx)
+    out = {"content-type": "application/json", "anthropic-version": o.api_version}
+    key = http.credential(ctx, o.api_key_credential)
     if key:
         out["x-api-key"] = key
     return out
@@ -108,7 +94,7 @@ class MessagesEndpoint:
 
     :class:`AnthropicChat` takes an endpoint, so a host that serves the same Messages protocol
     at other URLs with other auth (Claude on Vertex AI: ``:rawPredict``, an OAuth bearer token,
-    ``anthropic_version`` in the body; :mod:`providers.wire.vertex`) reuses the chat as is.
+    ``anthropic_version`` in the body; :mod:`providers.protocols.vertex`) reuses the chat as is.
     ``action`` is ``messages``, ``stream`` or ``count_tokens``.
     """
 
@@ -126,12 +112,11 @@ class MessagesEndpoint:
 MESSAGES_ENDPOINT = MessagesEndpoint()
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: UpstreamResponse) -> str:
     """``{"type": "error", "error": {"type", "message"}}``; a non-JSON body (Cloudflare's 413
     page, a proxy's HTML) yields a plain description instead of its text."""
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+    body = http.loads(response.content)
+    if body is None:
         if response.status_code == 413:
             return "request_too_large: the request exceeds the maximum size the provider accepts"
         return ""
@@ -147,9 +132,9 @@ def error_message(response: httpx.Response) -> str:
     return str(body.get("message") or "")
 
 
-async def _check_status(response: httpx.Response) -> None:
+async def _check_status(response: UpstreamResponse) -> None:
     try:
-        await raise_for_status(response, error_message)
+        await http.check_status(response, error_message)
     except RuntimeFault as exc:
         if exc.upstream_status == 402:  # billing_error: nothing a retry can fix
             raise InvokeBadRequestError(exc.description, upstream_status=402) from None
@@ -165,18 +150,38 @@ def _error_event(obj: dict[str, Any]) -> RuntimeFault:
     else:
         kind, message = "", str(err or "error in stream")
     status = ERROR_STATUS.get(kind, 500)
-    error = error_for_status(status, f"{kind}: {message}" if kind else message)
-    if status == 402:
-        error = InvokeBadRequestError(error.description)
-    error.upstream_status = None  # the HTTP status was 200
-    return error
+    text = f"{kind}: {message}" if kind else message
+    if status == 402:  # billing_error: nothing a retry can fix
+        return InvokeBadRequestError(text)
+    return error_for_status(status, text, in_body=True)
 
 
-def _loads(data: bytes | str) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
+def body_error(obj: Any) -> RuntimeFault | None:
+    """The error a 200 body or stream event carries (``{"type": "error", ...}``), or None."""
+    if isinstance(obj, dict) and obj.get("type") == "error":
+        return _error_event(obj)
+    return None
+
+
+_DECODE = one_event_each(aiter_sse)
+
+
+def _events(model: str) -> Driven:
+    """The driver's assembler: SSE events → :class:`~.transform.StreamAssembler`."""
+    blocks = StreamAssembler(model)
+
+    def feed(event: SSEEvent) -> LLMChunk | None:
+        if not event.data:
+            return None
+        obj = http.loads(event.data)
+        if not isinstance(obj, dict):
+            raise InvokeConnectionError("The provider's stream broke off mid-event")
+        error = _error_event(obj) if event.event == "error" else body_error(obj)
+        if error is not None:
+            raise error
+        return blocks.feed(obj)
+
+    return Driven(blocks, feed)
 
 
 # ---- the capability --------------------------------------------------------------------------
@@ -191,55 +196,43 @@ class AnthropicChat:
     def _body(self, ctx: CallContext, request: LLMRequest, stream: bool) -> bytes:
         traits = ModelTraits.from_schema(ctx.schema)
         body = build_messages_body(ctx.model, request, traits, stream=stream)
-        return orjson.dumps(self.endpoint.body(body, "stream" if stream else "messages"))
+        return http.dumps(self.endpoint.body(body, "stream" if stream else "messages"))
 
-    async def _open(self, ctx: CallContext, action: str, body: bytes) -> Any:
-        return ctx.http.stream(
+    async def _post(self, ctx: CallContext, action: str, body: bytes) -> Any:
+        """POST a unary call; the parsed JSON of its 2xx body."""
+        async with ctx.http.stream(
             "POST", self.endpoint.url(ctx, ctx.model, action), headers=await self.endpoint.headers(ctx),
             content=body, deadline=ctx.deadline,
-        )
-
-    async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
-        body = self._body(ctx, request, stream=False)
-        async with await self._open(ctx, "messages", body) as response:
+        ) as response:
             await _check_status(response)
             raw = await response.aread()
-        parsed = _loads(raw)
+        return http.loads(raw)
+
+    async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
+        parsed = await self._post(ctx, "messages", self._body(ctx, request, stream=False))
         if not isinstance(parsed, dict):
             raise InvokeError("The provider returned a response that is not a JSON object")
-        if parsed.get("type") == "error":
-            raise _error_event(parsed)
+        error = body_error(parsed)
+        if error is not None:
+            raise error
         return parse_message(parsed, ctx.model)
 
     async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         body = self._body(ctx, request, stream=True)
-        assembler = StreamAssembler(ctx.model)
-        async with await self._open(ctx, "stream", body) as response:
-            await _check_status(response)
-            async for event in aiter_sse(response.aiter_bytes()):
-                if not event.data:
-                    continue
-                obj = _loads(event.data)
-                if not isinstance(obj, dict):
-                    raise InvokeConnectionError("The provider's stream broke off mid-event")
-                if event.event == "error" or obj.get("type") == "error":
-                    raise _error_event(obj)
-                chunk = assembler.feed(obj)
-                if chunk is not None:
-                    yield chunk
-                if assembler.done:
-                    break
-            if not assembler.done:
-                raise InvokeConnectionError("The provider's stream ended before the response was complete")
-        yield assembler.final()
+        chunks = stream_chunks(
+            ctx, self.endpoint.url(ctx, ctx.model, "stream"), body=body, headers=await self.endpoint.headers(ctx),
+            errors=error_message, assembler=_events(ctx.model), decode=_DECODE, check=_check_status,
+        )
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         """Anthropic's own count (``POST /v1/messages/count_tokens``); free, but a real request."""
-        body = orjson.dumps(self.endpoint.body(build_count_tokens_body(ctx.model, messages, tools), "count_tokens"))
-        async with await self._open(ctx, "count_tokens", body) as response:
-            await _check_status(response)
-            raw = await response.aread()
-        parsed = _loads(raw)
+        body = http.dumps(self.endpoint.body(build_count_tokens_body(ctx.model, messages, tools), "count_tokens"))
+        parsed = await self._post(ctx, "count_tokens", body)
         tokens = parsed.get("input_tokens") if isinstance(parsed, dict) else None
         if not isinstance(tokens, int):
             raise InvokeError("The provider's token count is not in the expected form")

@@ -15,7 +15,8 @@ Thinking is driven by the model's parameter rules (:class:`ModelTraits`):
   ``thinking: {type: adaptive|disabled, display}`` and ``output_config.effort``.
 
 Responses: :func:`parse_message` for unary replies and :class:`StreamAssembler` for the SSE
-event sequence (``message_start`` … ``message_stop``), both reporting raw token counts.
+event sequence (``message_start`` … ``message_stop``), both reporting raw token counts; the
+block and usage bookkeeping it shares with Bedrock Converse is :mod:`providers.kit.blocks`.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ from engine.messages import (
     TokenCounts,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoice,
 )
+from providers.kit.blocks import BlockAssembler, arguments, tool_input, usage_counts
 
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -184,24 +185,12 @@ def _blocks(message: PromptMessage, i: int) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_input(arguments: str, path: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise bad_request(path, "tool call arguments must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise bad_request(path, "tool call arguments must be a JSON object")
-    return value
-
-
 def _assistant_blocks(message: PromptMessage, i: int) -> list[dict[str, Any]]:
     blocks = [b for b in _blocks(message, i) if b["type"] == "text"]
     for j, call in enumerate(message.tool_calls):
         blocks.append({
             "type": "tool_use", "id": call.id, "name": call.name,
-            "input": _tool_input(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
+            "input": tool_input(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
         })
     return blocks
 
@@ -368,19 +357,8 @@ def build_count_tokens_body(model: str, messages: list[PromptMessage], tools: li
 
 def counts_from_usage(usage: Any) -> TokenCounts | None:
     """Anthropic's ``input_tokens`` excludes cache reads and writes; our prompt count includes them."""
-    if not isinstance(usage, dict):
-        return None
-    base = int(usage.get("input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    output = int(usage.get("output_tokens") or 0)
-    if not (base or written or read or output):
-        return None
-    return TokenCounts(prompt_tokens=base + written + read, completion_tokens=output, cached_prompt_tokens=read)
-
-
-def _arguments(value: Any) -> str:
-    return orjson.dumps(value if value is not None else {}).decode()
+    return usage_counts(usage, input="input_tokens", cache_read="cache_read_input_tokens",
+                        cache_write="cache_creation_input_tokens", output="output_tokens")
 
 
 def parse_message(body: dict[str, Any], model: str) -> LLMResult:
@@ -398,7 +376,7 @@ def parse_message(body: dict[str, Any], model: str) -> LLMResult:
         elif kind == "tool_use":
             message.tool_calls.append(ToolCall(
                 id=str(block.get("id") or f"toolu_{len(message.tool_calls)}"), name=block.get("name") or "",
-                arguments=_arguments(block.get("input")),
+                arguments=arguments(block.get("input")),
             ))
     message.content = "".join(texts)
     message.reasoning_content = "".join(thoughts)
@@ -409,30 +387,15 @@ def parse_message(body: dict[str, Any], model: str) -> LLMResult:
     )
 
 
-class StreamAssembler:
-    """Turns decoded stream events into chunks; :meth:`final` gives the closing chunk.
+class StreamAssembler(BlockAssembler):
+    """Messages stream events (decoded JSON objects) → chunks; :meth:`final` gives the closing chunk.
 
-    Content blocks are numbered across text, thinking and tool use; tool-use blocks get
-    tool-call indexes 0, 1, … in the order they start. Usage comes in two halves: input
-    counts in ``message_start``, cumulative output counts in ``message_delta``.
+    The block numbering, tool-call indexes and usage halves are the kit's
+    (:class:`~providers.kit.blocks.BlockAssembler`); here are only Anthropic's event names.
+    ``done`` once ``message_stop`` arrived.
     """
 
-    __slots__ = ("_tools", "_usage", "done", "id", "model", "stop_reason")
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.id = ""
-        self.stop_reason = ""
-        self.done = False
-        self._tools: dict[int, int] = {}  # content-block index -> tool-call index
-        self._usage: dict[str, Any] = {}
-
-    def _chunk(self, **kw: Any) -> LLMChunk:
-        return LLMChunk(model=self.model, id=self.id, **kw)
-
-    def _merge_usage(self, usage: Any) -> None:
-        if isinstance(usage, dict):
-            self._usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+    __slots__ = ()
 
     def feed(self, event: dict[str, Any]) -> LLMChunk | None:
         kind = event.get("type")
@@ -440,7 +403,7 @@ class StreamAssembler:
             message = event.get("message") or {}
             self.id = message.get("id") or self.id
             self.model = message.get("model") or self.model
-            self._merge_usage(message.get("usage"))
+            self.add_usage(message.get("usage"))
         elif kind == "content_block_start":
             return self._block_start(int(event.get("index") or 0), event.get("content_block") or {})
         elif kind == "content_block_delta":
@@ -448,7 +411,7 @@ class StreamAssembler:
         elif kind == "message_delta":
             delta = event.get("delta") or {}
             self.stop_reason = delta.get("stop_reason") or self.stop_reason
-            self._merge_usage(event.get("usage"))
+            self.add_usage(event.get("usage"))
         elif kind == "message_stop":
             self.done = True
         return None  # ping, content_block_stop and unknown future events
@@ -456,33 +419,24 @@ class StreamAssembler:
     def _block_start(self, index: int, block: dict[str, Any]) -> LLMChunk | None:
         kind = block.get("type")
         if kind == "tool_use":
-            call = self._tools[index] = len(self._tools)
             initial = block.get("input")
-            return self._chunk(tool_calls=[ToolCallDelta(
-                index=call, id=block.get("id") or "", name=block.get("name") or "", type="function",
-                arguments=_arguments(initial) if initial else "",  # normally {} and then deltas
-            )])
-        if kind == "text" and block.get("text"):
-            return self._chunk(content=block["text"])
-        if kind == "thinking" and block.get("thinking"):
-            return self._chunk(reasoning_content=block["thinking"])
+            return self.tool_start(index, block.get("id") or "", block.get("name") or "",
+                                   arguments(initial) if initial else "")  # normally {} and then deltas
+        if kind == "text":
+            return self.text(block.get("text"))
+        if kind == "thinking":
+            return self.reasoning(block.get("thinking"))
         return None
 
     def _delta(self, index: int, delta: dict[str, Any]) -> LLMChunk | None:
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return self._chunk(content=delta["text"])
-        if kind == "input_json_delta" and delta.get("partial_json"):
-            call = self._tools.get(index)
-            if call is None:  # a delta for a block that never started: treat it as a new call
-                call = self._tools[index] = len(self._tools)
-            return self._chunk(tool_calls=[ToolCallDelta(index=call, arguments=delta["partial_json"])])
-        if kind == "thinking_delta" and delta.get("thinking"):
-            return self._chunk(reasoning_content=delta["thinking"])
+        if kind == "text_delta":
+            return self.text(delta.get("text"))
+        if kind == "input_json_delta":
+            return self.tool_fragment(index, delta.get("partial_json"))
+        if kind == "thinking_delta":
+            return self.reasoning(delta.get("thinking"))
         return None  # signature_delta, citations_delta: nothing for the caller
 
     def final(self) -> LLMChunk:
-        return self._chunk(
-            finish_reason=finish_reason(self.stop_reason), provider_finish_reason=self.stop_reason,
-            counts=counts_from_usage(self._usage),
-        )
+        return self.closing(finish_reason(self.stop_reason), counts_from_usage(self.usage))

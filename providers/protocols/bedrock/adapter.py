@@ -16,10 +16,10 @@ from engine.entities import ModelType, ProviderEntity
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
 from engine.options import ProtocolOptions
 
+from . import client
 from .chat import BedrockChat
 from .options import BedrockOptions
 
-DEFAULT_VALIDATE_MODEL = "amazon.nova-micro-v1:0"
 PING_MAX_TOKENS = 5
 
 
@@ -41,7 +41,7 @@ class BedrockAdapter(Adapter):
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
         chosen = str(ctx.credentials.get("model_for_validation") or "").strip()
-        ctx.model = chosen or str(self.options.get("validate_model") or DEFAULT_VALIDATE_MODEL)
+        ctx.model = chosen or client.options(ctx).validate_model
         ctx.model_type = ModelType.LLM
         ctx.schema = self.predefined.get((ModelType.LLM, ctx.model))
         await self._ping(ctx)

@@ -1,6 +1,7 @@
 """Reaching Bedrock: endpoints, authentication (SigV4 or a Bedrock API key) and AWS's error shape.
 
-Endpoints (the provider YAML's ``runtime:`` block names the credentials; all optional):
+Endpoints (:class:`~.options.BedrockOptions`, the provider YAML's ``runtime:`` block; every
+key has AWS's default):
 
     base_url                    default ``https://bedrock-runtime.{region}.{domain}``
     base_url_credential         credential overriding it (Dify: bedrock_endpoint_url)
@@ -25,30 +26,27 @@ decides the class, the status code is the fallback (see :func:`error_from`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-import orjson
-
+from engine._http.response import UpstreamResponse
 from engine._http.status import error_for_status, retry_after_seconds
 from engine.adapter import CallContext
 from engine.errors import (
     FieldViolation,
     InvokeAuthorizationError,
     InvokeBadRequestError,
-    InvokeError,
     InvokeRateLimitError,
     InvokeServerUnavailableError,
     NotFoundError,
     RuntimeFault,
 )
+from providers.kit import http
 
+from .options import BedrockOptions
 from .sigv4 import AwsCredentials, sign_request
 
-RUNTIME_URL = "https://bedrock-runtime.{region}.{domain}"
-AGENT_RUNTIME_URL = "https://bedrock-agent-runtime.{region}.{domain}"
-SIGNING_SERVICE = "bedrock"
 _MAX_MESSAGE = 500
 
 _AUTH_ERRORS = {
@@ -68,13 +66,17 @@ _BAD_REQUEST_ERRORS = {"ValidationException", "ConflictException", "BadRequestEx
 # ---- credentials and endpoints ----------------------------------------------------------------
 
 
-def _credential(ctx: CallContext, name: str) -> str:
-    value = ctx.credentials.get(name)
-    return str(value).strip() if value else ""
+def options(ctx: CallContext) -> BedrockOptions:
+    """The call's typed options (a plain mapping, as unit tests build contexts, is validated)."""
+    given: Any = ctx.options
+    if isinstance(given, BedrockOptions):
+        return given
+    raw = dict(given) if isinstance(given, dict) else {}
+    return BedrockOptions.model_validate({**raw, "protocol": "bedrock"})
 
 
 def region(ctx: CallContext) -> str:
-    value = _credential(ctx, "aws_region")
+    value = http.credential(ctx, "aws_region")
     if not value:
         raise InvokeBadRequestError(
             "aws_region is required",
@@ -95,28 +97,27 @@ def _domain(region_name: str) -> str:
     return "amazonaws.com.cn" if region_name.startswith("cn-") else "amazonaws.com"
 
 
-def _endpoint(ctx: CallContext, option: str, default_credential: str, template_option: str, template: str) -> str:
-    name = str(ctx.options.get(option) or default_credential)
-    custom = _credential(ctx, name)
+def _endpoint(ctx: CallContext, credential_name: str, template: str) -> str:
+    custom = http.credential(ctx, credential_name)
     if custom:
         if not custom.startswith(("http://", "https://")):
             raise InvokeBadRequestError(
                 "endpoint URL must start with http:// or https://",
-                field_violations=(FieldViolation(f"credentials.{name}", "must be an http(s) URL"),),
+                field_violations=(FieldViolation(f"credentials.{credential_name}", "must be an http(s) URL"),),
             )
         return custom.rstrip("/")
     name_of_region = region(ctx)
-    return str(ctx.options.get(template_option) or template).format(
-        region=name_of_region, domain=_domain(name_of_region)).rstrip("/")
+    return template.format(region=name_of_region, domain=_domain(name_of_region)).rstrip("/")
 
 
 def runtime_base(ctx: CallContext) -> str:
-    return _endpoint(ctx, "base_url_credential", "bedrock_endpoint_url", "base_url", RUNTIME_URL)
+    o = options(ctx)
+    return _endpoint(ctx, o.base_url_credential, o.base_url)
 
 
 def agent_runtime_base(ctx: CallContext) -> str:
-    return _endpoint(ctx, "agent_base_url_credential", "bedrock_agent_endpoint_url", "agent_base_url",
-                     AGENT_RUNTIME_URL)
+    o = options(ctx)
+    return _endpoint(ctx, o.agent_base_url_credential, o.agent_base_url)
 
 
 def encode_model_id(model: str) -> str:
@@ -144,11 +145,11 @@ def foundation_model_arn(ctx: CallContext, model: str) -> str:
 
 def auth_headers(ctx: CallContext, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
     """``headers`` plus authentication: Bearer for a Bedrock API key, else a SigV4 signature."""
-    api_key = _credential(ctx, "bedrock_api_key")
+    api_key = http.credential(ctx, "bedrock_api_key")
     if api_key:
         return {**headers, "authorization": f"Bearer {api_key}"}
-    key_id = _credential(ctx, "aws_access_key_id")
-    secret = _credential(ctx, "aws_secret_access_key")
+    key_id = http.credential(ctx, "aws_access_key_id")
+    secret = http.credential(ctx, "aws_secret_access_key")
     if not key_id or not secret:
         missing = [n for n, v in (("aws_access_key_id", key_id), ("aws_secret_access_key", secret)) if not v]
         raise InvokeAuthorizationError(
@@ -156,29 +157,26 @@ def auth_headers(ctx: CallContext, method: str, url: str, headers: dict[str, str
             field_violations=tuple(FieldViolation(f"credentials.{n}", "required unless bedrock_api_key is given")
                                    for n in missing),
         )
-    credentials = AwsCredentials(key_id, secret, _credential(ctx, "aws_session_token"))
-    service = str(ctx.options.get("signing_service") or SIGNING_SERVICE)
-    return sign_request(method, url, headers, body, credentials, region(ctx), service)
+    credentials = AwsCredentials(key_id, secret, http.credential(ctx, "aws_session_token"))
+    return sign_request(method, url, headers, body, credentials, region(ctx), options(ctx).signing_service)
 
 
 def json_headers(accept: str = "application/json") -> dict[str, str]:
     return {"content-type": "application/json", "accept": accept}
 
 
-async def post(ctx: CallContext, url: str, body: Any, accept: str = "application/json") -> httpx.Response:
+async def post(ctx: CallContext, url: str, body: Any, accept: str = "application/json") -> UpstreamResponse:
     """POST a JSON body, authenticated; returns the response with its body read, or raises."""
-    content = orjson.dumps(body)
+    content = http.dumps(body)
     headers = auth_headers(ctx, "POST", url, json_headers(accept), content)
     response = await ctx.http.request("POST", url, headers=headers, content=content, deadline=ctx.deadline)
     await raise_for_status(response)
     return response
 
 
-def read_json(response: httpx.Response) -> Any:
-    try:
-        return orjson.loads(response.content or b"null")
-    except orjson.JSONDecodeError:
-        raise InvokeError("The provider returned a response that is not JSON") from None
+def read_json(response: UpstreamResponse) -> Any:
+    """A read 2xx body's JSON (None when empty). AWS reports errors by status, never in a 200."""
+    return http.json_body(response.content)
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -199,7 +197,7 @@ def _int(value: Any) -> int | None:
 
 def error_from(
     kind: str, message: str, status: int | None, body: dict[str, Any] | None = None,
-    headers: httpx.Headers | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> RuntimeFault:
     """Map an AWS error (its type, message, HTTP status and body) to the runtime's tree."""
     kind = error_type(kind)
@@ -238,19 +236,26 @@ def error_from(
     return error_for_status(status, text, headers)
 
 
-async def raise_for_status(response: httpx.Response) -> None:
-    """Raise the mapped error when the response is not 2xx (reads the error body)."""
+def _error_body(response: UpstreamResponse) -> dict[str, Any]:
+    body = http.loads(response.content) if response.content else None
+    return body if isinstance(body, dict) else {}
+
+
+def error_message(response: UpstreamResponse) -> str:
+    """The message of AWS's error body (``message`` or ``Message``)."""
+    body = _error_body(response)
+    return str(body.get("message") or body.get("Message") or "")
+
+
+async def raise_for_status(response: UpstreamResponse) -> None:
+    """Raise the mapped error when the response is not 2xx (reads the error body). AWS puts the
+    error type in a header, which a message extractor cannot report: hence not :func:`http.check_status`."""
     if response.status_code < 400:
         return
     await response.aread()
-    try:
-        body = orjson.loads(response.content) if response.content else None
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        body = {}
+    body = _error_body(response)
     kind = response.headers.get("x-amzn-errortype") or str(body.get("__type") or body.get("code") or "")
-    message = str(body.get("message") or body.get("Message") or "")
+    message = error_message(response)
     if not message and not body:
         ctype = response.headers.get("content-type", "")
         message = response.text[:200] if "text/plain" in ctype else ""

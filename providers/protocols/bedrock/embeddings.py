@@ -6,12 +6,13 @@ The body is the model's native JSON; two families:
   ``{"inputText", "dimensions"?, "normalize": true}`` → ``{"embedding", "inputTextTokenCount"}``.
   v2 takes ``dimensions`` 256, 512 or 1024; v1 none. Texts are sent in parallel (bounded). A text
   longer than the model's ``context_size`` is split and its piece vectors averaged and
-  L2-normalised, as Dify does (the helpers are shared with the OpenAI family).
+  L2-normalised, as Dify does (:func:`providers.kit.embeddings.embed_in_batches`).
 * **Cohere** (``cohere.embed-english-v3``, ``…-multilingual-v3``, ``cohere.embed-v4:0``): up to
   ``max_chunks`` (96) texts per request, ``{"texts", "input_type": search_document|search_query,
   "truncate": "END", "embedding_types": ["float"]}`` (+ ``output_dimension`` on v4) →
   ``{"embeddings": {"float": [[...]]}}`` (or a bare list of vectors). The body has no usage: the
-  count comes from the ``X-Amzn-Bedrock-Input-Token-Count`` response header.
+  count comes from the ``X-Amzn-Bedrock-Input-Token-Count`` response header. Texts are sent
+  whole (Bedrock truncates them), in concurrent batches.
 
 Token counts fall back to tiktoken's ``cl100k_base`` (also used by ``count_tokens``) when the
 provider reports none.
@@ -19,17 +20,14 @@ provider reports none.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import httpx
-
+from engine._http.response import UpstreamResponse
 from engine.adapter import CallContext
 from engine.errors import InvokeError, bad_request
 from engine.messages import EmbeddingResult
 from engine.tokenizers import get_encoding
-from providers.kit.concurrency import gather_all
-from providers.kit.embeddings import combine, decode_vector, plan
+from providers.kit.embeddings import decode_vector, embed_in_batches, int_prop
 
 from . import client
 from .transform import model_family
@@ -45,22 +43,14 @@ def approximate_tokens(text: str) -> int:
     return len(get_encoding("cl100k_base").encode(text, disallowed_special=())) if text else 0
 
 
-def int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
-    try:
-        value = int(props.get(name) or 0)
-    except (TypeError, ValueError):
-        return default
-    return value if value > 0 else default
-
-
 def _vector(raw: Any) -> list[float]:
     vector = decode_vector(raw)
-    if not vector or any(map(math.isnan, vector)):
-        raise InvokeError("The provider returned an empty embedding or one containing NaN")
-    return vector
+    if not vector:
+        raise InvokeError("The provider returned an empty embedding")
+    return vector  # NaN is refused by embed_in_batches
 
 
-def _header_tokens(response: httpx.Response) -> int | None:
+def _header_tokens(response: UpstreamResponse) -> int | None:
     try:
         return int(response.headers.get(TOKEN_COUNT_HEADER, ""))
     except ValueError:
@@ -98,21 +88,15 @@ class BedrockEmbeddings:
         elif dimensions:
             raise bad_request("dimensions", f"'{ctx.model}' has a fixed size")
         props = ctx.schema.model_properties if ctx.schema else {}
-        pieces, owners, counts = plan(texts, ctx.model, int_prop(props, "context_size", None))
         url = client.model_url(ctx, ctx.model, "invoke")
-        results = await gather_all([self._titan_one(ctx, url, dict(template, inputText=p)) for p in pieces])
 
-        grouped: list[list[list[float]]] = [[] for _ in texts]
-        weights: list[list[int]] = [[] for _ in texts]
-        tokens = 0
-        for owner, (vector, used), count in zip(owners, results, counts):
-            grouped[owner].append(vector)
-            weights[owner].append(count or used or 1)
-            tokens += used
-        embeddings = [g[0] if len(g) == 1 else combine(g, w) for g, w in zip(grouped, weights)]
-        return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
+        async def post(batch: list[str]) -> tuple[list[list[float]], int | None]:
+            return await self._titan_one(ctx, url, dict(template, inputText=batch[0]))
 
-    async def _titan_one(self, ctx: CallContext, url: str, body: dict[str, Any]) -> tuple[list[float], int]:
+        return await embed_in_batches(ctx, texts, post, max_chunks=1,
+                                      context_size=int_prop(props, "context_size", None))
+
+    async def _titan_one(self, ctx: CallContext, url: str, body: dict[str, Any]) -> tuple[list[list[float]], int]:
         response = await client.post(ctx, url, body)
         parsed = client.read_json(response)
         if not isinstance(parsed, dict):
@@ -120,7 +104,7 @@ class BedrockEmbeddings:
         used = parsed.get("inputTextTokenCount")
         if not isinstance(used, int):
             used = _header_tokens(response) or approximate_tokens(body["inputText"])
-        return _vector(parsed.get("embedding")), used
+        return [_vector(parsed.get("embedding"))], used
 
     # ---- Cohere -----------------------------------------------------------------------------
 
@@ -140,12 +124,12 @@ class BedrockEmbeddings:
             template["output_dimension"] = int(dimensions)
         props = ctx.schema.model_properties if ctx.schema else {}
         size = min(int_prop(props, "max_chunks", _COHERE_MAX_TEXTS) or 1, _COHERE_MAX_TEXTS)
-        batches = [texts[i:i + size] for i in range(0, len(texts), size)]
         url = client.model_url(ctx, ctx.model, "invoke")
-        results = await gather_all([self._cohere_batch(ctx, url, dict(template, texts=b)) for b in batches])
-        embeddings = [v for vectors, _ in results for v in vectors]
-        tokens = sum(used for _, used in results)
-        return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
+
+        async def post(batch: list[str]) -> tuple[list[list[float]], int | None]:
+            return await self._cohere_batch(ctx, url, dict(template, texts=batch))
+
+        return await embed_in_batches(ctx, texts, post, max_chunks=size, split=False)
 
     async def _cohere_batch(self, ctx: CallContext, url: str, body: dict[str, Any]) -> tuple[list[list[float]], int]:
         response = await client.post(ctx, url, body)

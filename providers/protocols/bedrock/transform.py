@@ -25,7 +25,8 @@ passed through under its own name.
 Responses: :func:`parse_converse` for ``{"output": {"message"}, "stopReason", "usage"}`` and
 :class:`StreamAssembler` for the ConverseStream events (``messageStart``,
 ``contentBlockStart`` (tool use only: text blocks get no start event), ``contentBlockDelta``,
-``contentBlockStop``, ``messageStop``, then ``metadata`` with the usage).
+``contentBlockStop``, ``messageStop``, then ``metadata`` with the usage); the block and usage
+bookkeeping it shares with Anthropic's Messages stream is :mod:`providers.kit.blocks`.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
-
-import orjson
 
 from engine.adapter import LLMRequest
 from engine.entities import AIModelEntity, ParameterRule
@@ -53,9 +52,9 @@ from engine.messages import (
     TokenCounts,
     Tool,
     ToolCall,
-    ToolCallDelta,
     ToolChoice,
 )
+from providers.kit.blocks import BlockAssembler, arguments, tool_input, usage_counts
 
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -205,24 +204,12 @@ def _blocks(message: PromptMessage, i: int, names: set[str]) -> list[dict[str, A
     return out
 
 
-def _tool_input(arguments: str, path: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        raise bad_request(path, "tool call arguments must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise bad_request(path, "tool call arguments must be a JSON object")
-    return value
-
-
 def _assistant_blocks(message: PromptMessage, i: int, names: set[str]) -> list[dict[str, Any]]:
     blocks = [b for b in _blocks(message, i, names) if "text" in b]
     for j, call in enumerate(message.tool_calls):
         blocks.append({"toolUse": {
             "toolUseId": call.id, "name": call.name,
-            "input": _tool_input(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
+            "input": tool_input(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
         }})
     return blocks
 
@@ -352,25 +339,16 @@ def build_converse_body(request: LLMRequest, traits: ModelTraits) -> dict[str, A
 
 def counts_from_usage(usage: Any) -> TokenCounts | None:
     """``inputTokens`` excludes prompt-cache reads and writes; our prompt count includes them."""
-    if not isinstance(usage, dict):
-        return None
-    base = int(usage.get("inputTokens") or 0)
-    read = int(usage.get("cacheReadInputTokens") or 0)
-    written = int(usage.get("cacheWriteInputTokens") or 0)
-    output = int(usage.get("outputTokens") or 0)
-    if not (base or read or written or output):
-        return None
-    return TokenCounts(prompt_tokens=base + read + written, completion_tokens=output, cached_prompt_tokens=read)
-
-
-def _arguments(value: Any) -> str:
-    return orjson.dumps(value if value is not None else {}).decode()
+    return usage_counts(usage, input="inputTokens", cache_read="cacheReadInputTokens",
+                        cache_write="cacheWriteInputTokens", output="outputTokens")
 
 
 def parse_converse(body: dict[str, Any], model: str) -> LLMResult:
     message = AssistantMessage()
-    output = body.get("output") if isinstance(body.get("output"), dict) else {}
-    wire = output.get("message") if isinstance(output.get("message"), dict) else {}
+    output = body.get("output")
+    output = output if isinstance(output, dict) else {}
+    wire = output.get("message")
+    wire = wire if isinstance(wire, dict) else {}
     texts: list[str] = []
     thoughts: list[str] = []
     for block in wire.get("content") or ():
@@ -382,7 +360,7 @@ def parse_converse(body: dict[str, Any], model: str) -> LLMResult:
             use = block["toolUse"]
             message.tool_calls.append(ToolCall(
                 id=str(use.get("toolUseId") or f"tooluse_{len(message.tool_calls)}"),
-                name=str(use.get("name") or ""), arguments=_arguments(use.get("input")),
+                name=str(use.get("name") or ""), arguments=arguments(use.get("input")),
             ))
         elif isinstance(block.get("reasoningContent"), dict):
             reasoning = block["reasoningContent"].get("reasoningText")
@@ -397,47 +375,39 @@ def parse_converse(body: dict[str, Any], model: str) -> LLMResult:
     )
 
 
-class StreamAssembler:
+class StreamAssembler(BlockAssembler):
     """ConverseStream events → chunks. ``stopped`` after ``messageStop``; ``done`` once the
-    ``metadata`` event that follows it (with the usage) has arrived."""
+    ``metadata`` event that follows it (with the usage) has arrived.
 
-    __slots__ = ("_tools", "_usage", "done", "id", "model", "stop_reason", "stopped")
+    The block numbering, tool-call indexes and usage are the kit's
+    (:class:`~providers.kit.blocks.BlockAssembler`); here are only Converse's event names.
+    ``id`` is the response's x-amzn-requestid (Converse has no message id).
+    """
+
+    __slots__ = ("stopped",)
 
     def __init__(self, model: str) -> None:
-        self.model = model
-        self.id = ""  # the x-amzn-requestid of the response (Converse has no message id)
-        self.stop_reason = ""
+        super().__init__(model)
         self.stopped = False
-        self.done = False
-        self._tools: dict[int, int] = {}  # contentBlockIndex -> tool-call index
-        self._usage: Any = None
 
-    def _chunk(self, **kw: Any) -> LLMChunk:
-        return LLMChunk(model=self.model, id=self.id, **kw)
-
-    def _call_index(self, block: int) -> int:
-        call = self._tools.get(block)
-        if call is None:
-            call = self._tools[block] = len(self._tools)
-        return call
+    @property
+    def complete(self) -> bool:
+        return self.stopped
 
     def feed(self, event: str, payload: dict[str, Any]) -> LLMChunk | None:
         if event == "contentBlockStart":
             start = payload.get("start") or {}
             use = start.get("toolUse") if isinstance(start, dict) else None
             if isinstance(use, dict):
-                call = self._call_index(int(payload.get("contentBlockIndex") or 0))
-                return self._chunk(tool_calls=[ToolCallDelta(
-                    index=call, id=str(use.get("toolUseId") or ""), name=str(use.get("name") or ""),
-                    type="function",
-                )])
+                return self.tool_start(int(payload.get("contentBlockIndex") or 0),
+                                       str(use.get("toolUseId") or ""), str(use.get("name") or ""))
         elif event == "contentBlockDelta":
             return self._delta(int(payload.get("contentBlockIndex") or 0), payload.get("delta") or {})
         elif event == "messageStop":
             self.stop_reason = str(payload.get("stopReason") or "")
             self.stopped = True
         elif event == "metadata":
-            self._usage = payload.get("usage")
+            self.add_usage(payload.get("usage"))
             if self.stopped:
                 self.done = True
         return None  # messageStart, contentBlockStop and unknown future events
@@ -445,22 +415,15 @@ class StreamAssembler:
     def _delta(self, block: int, delta: dict[str, Any]) -> LLMChunk | None:
         if not isinstance(delta, dict):
             return None
-        text = delta.get("text")
-        if isinstance(text, str) and text:
-            return self._chunk(content=text)
+        if isinstance(delta.get("text"), str):
+            return self.text(delta["text"])
         use = delta.get("toolUse")
         if isinstance(use, dict):
-            fragment = use.get("input")
-            if isinstance(fragment, str) and fragment:
-                return self._chunk(tool_calls=[ToolCallDelta(index=self._call_index(block), arguments=fragment)])
-            return None
+            return self.tool_fragment(block, use.get("input"))
         reasoning = delta.get("reasoningContent")
-        if isinstance(reasoning, dict) and isinstance(reasoning.get("text"), str) and reasoning["text"]:
-            return self._chunk(reasoning_content=reasoning["text"])
-        return None  # reasoning signatures, redacted reasoning, citations
+        if isinstance(reasoning, dict):
+            return self.reasoning(reasoning.get("text"))
+        return None  # redacted reasoning, citations
 
     def final(self) -> LLMChunk:
-        return self._chunk(
-            finish_reason=finish_reason(self.stop_reason), provider_finish_reason=self.stop_reason,
-            counts=counts_from_usage(self._usage),
-        )
+        return self.closing(finish_reason(self.stop_reason), counts_from_usage(self.usage))

@@ -23,14 +23,14 @@ class DashScopeAdapter(Adapter):
 
     def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
         super().__init__(entity, options)
-        self.rerank = DashScopeRerank()
-        self.tts = DashScopeSpeech()
+        self.rerank = self._rerank = DashScopeRerank()
+        self.tts = self._tts = DashScopeSpeech()
 
     async def validate_model_credentials(self, ctx: CallContext) -> None:
         if ctx.model_type is ModelType.RERANK:
-            await self.rerank.rerank(ctx, "ping", ["pong"], None, 1, "")
+            await self._rerank.rerank(ctx, "ping", ["pong"], None, 1, "")
         elif ctx.model_type is ModelType.TTS:
-            async for _ in self.tts.synthesize(ctx, "ping", "", "", None, ""):
+            async for _ in self._tts.synthesize(ctx, "ping", "", "", None, ""):
                 pass
         else:
             raise CredentialsValidateFailedError(f"DashScope's native API serves no {ctx.model_type.value} models")

@@ -18,6 +18,7 @@ from engine.entities import AIModelEntity, ModelType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
 from engine.options import ProtocolOptions
+from providers.kit.audio import silent_wav
 
 from . import client
 from .chat import OpenAIChat
@@ -107,8 +108,6 @@ class OpenAIAdapter(Adapter):
             async for _ in self.tts.synthesize(ctx, "ping", _first_voice(ctx), encoding, None, ""):
                 pass
         elif kind is ModelType.SPEECH2TEXT and self.speech2text is not None:
-            from .audio import silent_wav
-
             await self.speech2text.transcribe(ctx, silent_wav(), "wav", "", "", "")
         elif kind is ModelType.MODERATION and self.moderation is not None:
             await self.moderation.moderate(ctx, "ping", "")

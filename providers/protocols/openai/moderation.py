@@ -49,8 +49,9 @@ class _Merged:
         self.categories: dict[str, ModerationCategory] = {}
 
     def add(self, result: dict[str, Any]) -> None:
-        flags = result.get("categories") if isinstance(result.get("categories"), dict) else {}
-        scores = result.get("category_scores") if isinstance(result.get("category_scores"), dict) else {}
+        raw_flags, raw_scores = result.get("categories"), result.get("category_scores")
+        flags: dict[str, Any] = raw_flags if isinstance(raw_flags, dict) else {}
+        scores: dict[str, Any] = raw_scores if isinstance(raw_scores, dict) else {}
         for name in [*flags, *(k for k in scores if k not in flags)]:
             category = self.categories.get(name)
             if category is None:

@@ -39,9 +39,15 @@ gemini-embedding-001)::
 
 ``input_type`` picks the task type as on the Gemini API (query → RETRIEVAL_QUERY, document →
 RETRIEVAL_DOCUMENT). Long texts are split, batched (``max_chunks`` per request, from the model
-YAML: gemini-embedding-001 takes one instance per request on Vertex) and averaged by the
-shared Gemini embeddings code. Unlike the Gemini API, Vertex reports each instance's token
-count, so usage is Vertex's own count, not an estimate.
+YAML: gemini-embedding-001 takes one instance per request on Vertex) and averaged by the kit
+(:func:`providers.kit.embeddings.embed_in_batches`); only the ``:predict`` shapes are here, so
+the embeddings depend on no Gemini internals. Unlike the Gemini API, Vertex reports each
+instance's token count, so usage is Vertex's own count; a batch without one is estimated with
+tiktoken's ``o200k_base``, as the Gemini API's counts are. Error bodies are Google's
+``{"error": {"code", "message", "status"}}``, mapped by HTTP status.
+
+Options (:class:`~.options.VertexOptions`): ``base_url`` (the regional host template),
+``global_base_url``, ``base_url_credential`` (vertex_endpoint_url) and ``validate_model``.
 """
 
 from __future__ import annotations
@@ -62,22 +68,28 @@ from engine.messages import (
     Tool,
 )
 from engine.options import ProtocolOptions
+from engine.tokenizers import get_encoding
+from providers.kit import http
+from providers.kit.embeddings import decode_vector, embed_in_batches, int_prop
+from providers.protocols.anthropic.chat import AnthropicChat
+from providers.protocols.gemini.chat import GeminiChat
 
-from ..anthropic.chat import AnthropicChat
-from ..gemini.chat import GeminiChat
-from ..gemini.embeddings import GeminiEmbeddings, approximate_tokens
 from .auth import TokenCache
-from .endpoint import ClaudeEndpoint, GeminiEndpoint, is_claude, stream_with_token, with_token
+from .endpoint import ClaudeEndpoint, GeminiEndpoint, is_claude, options, stream_with_token, with_token
 from .options import VertexOptions
 
-DEFAULT_VALIDATE_MODEL = "gemini-2.5-flash-lite"
 PING_MAX_TOKENS = 5
 PREDICT_MAX_INSTANCES = 250  # Vertex's limit of instances in one text-embedding :predict call
+TASK_TYPES = {"query": "RETRIEVAL_QUERY", "document": "RETRIEVAL_DOCUMENT"}
 
 
 def _ping() -> LLMRequest:
     return LLMRequest(messages=[PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="ping")])],
                       parameters={"max_tokens": PING_MAX_TOKENS})
+
+
+def approximate_tokens(text: str) -> int:
+    return len(get_encoding("o200k_base").encode(text, disallowed_special=())) if text else 0
 
 
 # ---- capabilities ------------------------------------------------------------------------------
@@ -107,35 +119,31 @@ class VertexChat:
             ctx, self.tokens, lambda token: self._for(ctx, token).count_tokens(ctx, messages, tools))
 
 
-class _Predict(GeminiEmbeddings):
-    """One attempt of an embeddings call: the Gemini batching with Vertex's ``:predict`` shapes."""
+def predict_body(texts: list[str], task: str, dimensions: int | None) -> dict[str, Any]:
+    instances = [{"content": text, "task_type": task} if task else {"content": text} for text in texts]
+    body: dict[str, Any] = {"instances": instances}
+    if dimensions:
+        body["parameters"] = {"outputDimensionality": int(dimensions)}
+    return body
 
-    method = "predict"
-    default_max_chunks = PREDICT_MAX_INSTANCES
 
-    def _body(self, ctx: CallContext, task: str, dimensions: int | None, batch: list[str]) -> dict[str, Any]:
-        instances = [{"content": text, "task_type": task} if task else {"content": text} for text in batch]
-        body: dict[str, Any] = {"instances": instances}
-        if dimensions:
-            body["parameters"] = {"outputDimensionality": int(dimensions)}
-        return body
-
-    def _read(self, parsed: Any) -> tuple[Any, int | None]:
-        predictions = parsed.get("predictions") if isinstance(parsed, dict) else None
-        if not isinstance(predictions, list):
-            return None, None
-        items: list[Any] = []
-        tokens: int | None = 0
-        for prediction in predictions:
-            embedding = prediction.get("embeddings") if isinstance(prediction, dict) else None
-            items.append(embedding)
-            stats = embedding.get("statistics") if isinstance(embedding, dict) else None
-            count = stats.get("token_count") if isinstance(stats, dict) else None
-            if tokens is not None and isinstance(count, (int, float)) and not isinstance(count, bool):
-                tokens += int(count)
-            else:
-                tokens = None  # one instance without a count: estimate the whole call instead
-        return items, tokens
+def read_predictions(parsed: Any) -> tuple[list[list[float]], int | None]:
+    """(vectors in request order, Vertex's token count or None when an instance has none)."""
+    predictions = parsed.get("predictions") if isinstance(parsed, dict) else None
+    if not isinstance(predictions, list):
+        return [], None
+    vectors: list[list[float]] = []
+    tokens: int | None = 0
+    for prediction in predictions:
+        embedding = prediction.get("embeddings") if isinstance(prediction, dict) else None
+        vectors.append(decode_vector(embedding.get("values") if isinstance(embedding, dict) else None))
+        stats = embedding.get("statistics") if isinstance(embedding, dict) else None
+        count = stats.get("token_count") if isinstance(stats, dict) else None
+        if tokens is not None and isinstance(count, (int, float)) and not isinstance(count, bool):
+            tokens += int(count)
+        else:
+            tokens = None
+    return vectors, tokens
 
 
 class VertexEmbeddings:
@@ -147,9 +155,28 @@ class VertexEmbeddings:
     async def embed(
         self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
     ) -> EmbeddingResult:
-        return await with_token(
-            ctx, self.tokens,
-            lambda token: _Predict(GeminiEndpoint(token)).embed(ctx, texts, input_type, dimensions, user))
+        return await with_token(ctx, self.tokens,
+                                lambda token: self._embed(ctx, token, texts, input_type, dimensions))
+
+    async def _embed(self, ctx: CallContext, token: str, texts: list[str], input_type: str,
+                     dimensions: int | None) -> EmbeddingResult:
+        """One attempt with one access token (a 401 makes :func:`with_token` run it again)."""
+        target = GeminiEndpoint(token)
+        url = target.url(ctx, ctx.model, "predict")
+        headers = await target.headers(ctx)
+        task = TASK_TYPES.get(input_type or "document", "")
+
+        async def post(batch: list[str]) -> tuple[list[list[float]], int | None]:
+            response = await ctx.http.request("POST", url, headers=headers, deadline=ctx.deadline,
+                                              content=http.dumps(predict_body(batch, task, dimensions)))
+            await http.check_status(response, http.error_message)
+            vectors, tokens = read_predictions(http.json_body(response.content))
+            return vectors, tokens if tokens is not None else sum(approximate_tokens(t) for t in batch)
+
+        props = ctx.schema.model_properties if ctx.schema else {}
+        max_chunks = min(int_prop(props, "max_chunks", PREDICT_MAX_INSTANCES) or 1, PREDICT_MAX_INSTANCES)
+        return await embed_in_batches(ctx, texts, post, max_chunks=max_chunks,
+                                      context_size=int_prop(props, "context_size", None))
 
     async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:
         """An offline estimate (o200k_base), as for the Gemini API: exact counts would cost a
@@ -172,7 +199,7 @@ class VertexAdapter(Adapter):
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
         assert self.llm is not None
-        ctx.model = str(self.options.get("validate_model") or DEFAULT_VALIDATE_MODEL)
+        ctx.model = options(ctx).validate_model
         ctx.model_type = ModelType.LLM
         ctx.schema = self.predefined.get((ModelType.LLM, ctx.model))
         await self.llm.generate(ctx, _ping())

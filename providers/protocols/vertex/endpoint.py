@@ -12,10 +12,11 @@ proxy, a test mock). Publishers: ``google`` (Gemini: ``generateContent``,
 ``anthropic`` (Claude: ``rawPredict``, ``streamRawPredict``; token counting at the fixed
 model ``count-tokens:rawPredict``).
 
-The endpoint objects plug into the Gemini and Anthropic adapters (see
-:class:`providers.wire.gemini.client.ApiKeyEndpoint` and
-:class:`providers.wire.anthropic.chat.MessagesEndpoint`), so the request and response
-transforms are theirs, unchanged. Each object is made for one attempt and carries the access
+The endpoint objects plug into the Gemini and Anthropic chats (the declared composition: see
+:class:`providers.protocols.gemini.client.ApiKeyEndpoint` and
+:class:`providers.protocols.anthropic.chat.MessagesEndpoint` for the shape they take), so the
+request and response transforms are theirs, unchanged; the embeddings use only the URL and
+header. Each object is made for one attempt and carries the access
 token that attempt uses: on a 401 from Vertex (a token that expired early or was revoked),
 :func:`with_token` / :func:`stream_with_token` drop exactly that token and try once more with
 a new one, which for a stream is only possible before its first chunk went out.
@@ -30,14 +31,13 @@ from urllib.parse import quote
 
 from engine.adapter import CallContext
 from engine.errors import FieldViolation, InvokeAuthorizationError, InvokeBadRequestError
+from providers.kit import http
 
 from .auth import TokenCache, TokenExchangeError
+from .options import VertexOptions
 
 PROJECT_CREDENTIAL = "vertex_project_id"
 LOCATION_CREDENTIAL = "vertex_location"
-ENDPOINT_CREDENTIAL = "vertex_endpoint_url"
-REGIONAL_HOST = "https://{location}-aiplatform.googleapis.com"
-GLOBAL_HOST = "https://aiplatform.googleapis.com"
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 CLAUDE_PREFIX = "claude-"
 
@@ -54,20 +54,24 @@ def _bad(field: str, description: str) -> InvokeBadRequestError:
                                  field_violations=(FieldViolation(f"credentials.{field}", description),))
 
 
-def _credential(ctx: CallContext, name: str) -> str:
-    value = ctx.credentials.get(name)
-    return str(value).strip() if value else ""
+def options(ctx: CallContext) -> VertexOptions:
+    """The call's typed options (a plain mapping, as unit tests build contexts, is validated)."""
+    given: Any = ctx.options
+    if isinstance(given, VertexOptions):
+        return given
+    raw = dict(given) if isinstance(given, dict) else {}
+    return VertexOptions.model_validate({**raw, "protocol": "vertex"})
 
 
 def location(ctx: CallContext) -> str:
-    value = _credential(ctx, LOCATION_CREDENTIAL) or "us-central1"
+    value = http.credential(ctx, LOCATION_CREDENTIAL) or "us-central1"
     if not _LOCATION.match(value):
         raise _bad(LOCATION_CREDENTIAL, "must be a Google Cloud location such as us-central1 or global")
     return value
 
 
 def project(ctx: CallContext) -> str:
-    value = _credential(ctx, PROJECT_CREDENTIAL)
+    value = http.credential(ctx, PROJECT_CREDENTIAL)
     if not value:
         raise _bad(PROJECT_CREDENTIAL, "Variable vertex_project_id is required")
     if not _PROJECT.match(value):
@@ -76,15 +80,16 @@ def project(ctx: CallContext) -> str:
 
 
 def host(ctx: CallContext) -> str:
-    custom = _credential(ctx, ENDPOINT_CREDENTIAL)
+    o = options(ctx)
+    custom = http.credential(ctx, o.base_url_credential)
     if custom:
         if not custom.startswith(("http://", "https://")):
-            raise _bad(ENDPOINT_CREDENTIAL, "must be an http(s) URL")
+            raise _bad(o.base_url_credential, "must be an http(s) URL")
         return custom.rstrip("/").removesuffix("/v1")
     where = location(ctx)
     if where == "global":
-        return str(ctx.options.get("global_base_url") or GLOBAL_HOST).rstrip("/")
-    return str(ctx.options.get("base_url") or REGIONAL_HOST).rstrip("/").replace("{location}", where)
+        return o.global_base_url.rstrip("/")
+    return o.base_url.rstrip("/").replace("{location}", where)
 
 
 def model_url(ctx: CallContext, publisher: str, model: str, method: str) -> str:
@@ -111,7 +116,7 @@ class _Bearer:
 
 
 class GeminiEndpoint(_Bearer):
-    """Gemini models (publisher ``google``) for :class:`~providers.wire.gemini.chat.GeminiChat`
+    """Gemini models (publisher ``google``) for :class:`~providers.protocols.gemini.chat.GeminiChat`
     and the embeddings."""
 
     __slots__ = ()
@@ -125,7 +130,7 @@ class GeminiEndpoint(_Bearer):
 
 
 class ClaudeEndpoint(_Bearer):
-    """Claude models (publisher ``anthropic``) for :class:`~providers.wire.anthropic.chat.AnthropicChat`:
+    """Claude models (publisher ``anthropic``) for :class:`~providers.protocols.anthropic.chat.AnthropicChat`:
     the Messages body without ``model`` (it is in the URL) and with ``anthropic_version`` in
     the body instead of a header, as Anthropic's own Vertex client sends it."""
 

@@ -1,4 +1,5 @@
-"""Decoder for ``application/vnd.amazon.eventstream``, the binary framing of Bedrock streams.
+"""Decoder for ``application/vnd.amazon.eventstream``, AWS's binary stream framing (Bedrock
+ConverseStream and InvokeModelWithResponseStream, SageMaker, Transcribe, ...).
 
 A message (all integers big-endian)::
 
@@ -19,7 +20,10 @@ may be split anywhere, even inside the prelude, or several may arrive at once) a
 the messages completed so far. The prelude CRC is checked as soon as 12 bytes are there, so a
 corrupt length is refused before anything is buffered for it. Any framing fault raises
 :class:`EventStreamError`, an :class:`InvokeConnectionError`: the bytes received are not what
-the provider sent, and nothing after them can be trusted.
+the provider sent, and nothing after them can be trusted. :func:`aiter_eventstream` and
+:func:`aiter_eventstream_batches` are the stream driver's decoders over a response body
+(:mod:`providers.kit.stream`); a body that ends inside a message is left to the protocol's
+assembler, which sees no end-of-answer event and so reports truncation.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -181,3 +186,19 @@ def decode_message(frame: bytes) -> EventMessage:
         raise EventStreamError("Event stream message checksum mismatch")
     headers_end = PRELUDE_LENGTH + headers_length
     return EventMessage(parse_headers(frame[PRELUDE_LENGTH:headers_end]), frame[headers_end:-MESSAGE_CRC_LENGTH])
+
+
+async def aiter_eventstream_batches(body: AsyncIterator[bytes]) -> AsyncIterator[list[EventMessage]]:
+    """The messages each network read completed, together (reads that complete none are skipped)."""
+    decoder = EventStreamDecoder()
+    async for data in body:
+        messages = decoder.feed(data)
+        if messages:
+            yield messages
+
+
+async def aiter_eventstream(body: AsyncIterator[bytes]) -> AsyncIterator[EventMessage]:
+    """The messages of a body, one at a time."""
+    async for batch in aiter_eventstream_batches(body):
+        for message in batch:
+            yield message

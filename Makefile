@@ -8,7 +8,10 @@ PROTOS  := $(wildcard protos/modelruntime/v1/*.proto)
 GEN_OUT := clients/python
 CONFIG  ?= config/default.yaml
 # Type-checked by `make test` (protocol packages join as they are moved onto the kit).
-MYPY_PATHS := engine server providers/__init__.py providers/kit providers/protocols/openai providers/protocols/anthropic providers/protocols/bedrock providers/protocols/vertex providers/protocols/dashscope/adapter.py
+MYPY_PATHS := engine server providers/__init__.py providers/kit providers/protocols/openai providers/protocols/dashscope \
+	providers/protocols/retrieval providers/protocols/replicate providers/protocols/huggingface \
+	providers/protocols/triton providers/protocols/tencent_asr providers/protocols/anthropic \
+	providers/protocols/bedrock providers/protocols/vertex
 
 .PHONY: install proto proto-check sync-client lint test run bench clean
 

@@ -96,10 +96,6 @@ def _audio_of(event: dict[str, Any]) -> tuple[bytes, bool]:
 class DashScopeSpeech:
     """TTSModel for Qwen-TTS through DashScope's native streaming HTTP API."""
 
-    @classmethod
-    def from_runtime(cls, options: dict[str, Any], provider: str) -> DashScopeSpeech:
-        return cls()
-
     async def synthesize(
         self, ctx: CallContext, text: str, voice: str, encoding: str, speed: float | None, user: str
     ) -> AsyncIterator[AudioChunk]:
@@ -139,7 +135,7 @@ class DashScopeSpeech:
             "POST", client.service_url(ctx, SERVICE), headers=client.headers(ctx, stream=True),
             content=dumps(body), params=endpoint.query(ctx), deadline=ctx.deadline,
         ) as response:
-            await client.raise_for_status(response)
+            await client.check_status(response)
             if "json" in response.headers.get("content-type", ""):
                 # Not a stream: an error object (or an unstreamed reply) under 200.
                 client.read_json(await response.aread())

@@ -99,7 +99,8 @@ class HuggingFaceAdapter(Adapter):
             info = await client.read_json(response)
         if not isinstance(info, dict):
             raise CredentialsValidateFailedError(f"Model {ctx.model} not found.")
-        card = info.get("cardData") if isinstance(info.get("cardData"), dict) else {}
+        card = info.get("cardData")
+        card = card if isinstance(card, dict) else {}
         if "inference" in card and not card["inference"]:
             raise CredentialsValidateFailedError(f"Inference API has been turned off for this model {ctx.model}.")
         tag = str(info.get("pipeline_tag") or "")

@@ -1,5 +1,6 @@
 """Hugging Face text generation (serverless, Inference Endpoints, TGI), unary and streamed.
 
+Streams run on the kit's driver (:func:`providers.kit.stream.drive`) with :class:`_Assembler`.
 Stream rules (the same contract as every adapter):
 
 - nothing is yielded until the server answered 2xx: a cold model's 503 (with ``estimated_time``
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from engine._http.sse import aiter_sse
+from engine._http.sse import SSEEvent, aiter_sse_batches
 from engine.adapter import CallContext, LLMRequest
 from engine.errors import InvokeConnectionError
 from engine.messages import (
@@ -37,6 +38,7 @@ from engine.messages import (
     Tool,
 )
 from engine.tokenizers import count_text
+from providers.kit.stream import drive
 from providers.kit.textprompt import StopScanner, count_prompt_tokens, reject_tools, render
 
 from . import client
@@ -78,6 +80,59 @@ def _result(ctx: CallContext, generation: Generation, prompt: str, stop: list[st
     )
 
 
+async def one_per_token(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
+    """SSE events one at a time: each generated token is passed on as its own delta."""
+    async for batch in aiter_sse_batches(body):
+        for event in batch:
+            yield [event]
+
+
+class _Assembler:
+    """TGI stream events → token deltas; the event with ``details`` (or a stop word) ends it."""
+
+    def __init__(self, model: str, prompt: str, stop: list[str]) -> None:
+        self.model = model
+        self.prompt = prompt
+        self.reader = StreamReader()
+        self.scanner = StopScanner(stop)
+
+    @property
+    def complete(self) -> bool:
+        return self.reader.done or self.scanner.stopped
+
+    @property
+    def done(self) -> bool:
+        return self.complete
+
+    def feed(self, event: SSEEvent) -> LLMChunk | None:
+        data = event.data.strip()
+        if not data or data == "[DONE]":
+            return None
+        obj = client.loads(data)
+        if not isinstance(obj, dict):
+            raise InvokeConnectionError("The provider's stream broke off mid-event")
+        error = client.body_error(obj)
+        if error is not None:
+            raise error
+        text = self.scanner.feed(self.reader.feed(obj))
+        return LLMChunk(model=self.model, content=text) if text else None
+
+    def final(self) -> LLMChunk:
+        stopped, final = self.scanner.stopped, self.reader.final
+        return LLMChunk(
+            model=self.model, content=self.scanner.flush(),
+            finish_reason=FinishReason.STOP if stopped else finish_reason(final.raw_finish),
+            provider_finish_reason=final.raw_finish or ("stop_sequence" if stopped else ""),
+            counts=None if stopped else _counts(final, self.prompt),
+        )
+
+
+def _raise_body_error(parsed: object) -> None:
+    error = client.body_error(parsed)
+    if error is not None:
+        raise error
+
+
 class HuggingFaceChat:
     """LLMModel for Hugging Face text-generation and text2text-generation models."""
 
@@ -86,8 +141,7 @@ class HuggingFaceChat:
         async with ctx.http.stream("POST", url, headers=client.headers(ctx), content=body,
                                    deadline=ctx.deadline) as response:
             parsed = await client.read_json(response)
-        if isinstance(parsed, dict) and parsed.get("error"):
-            raise client.stream_error(parsed)
+        _raise_body_error(parsed)
         return _result(ctx, parse_reply(parsed), prompt, request.stop)
 
     async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
@@ -96,43 +150,20 @@ class HuggingFaceChat:
                 yield chunk
             return
         prompt, url, body, _ = _prepare(ctx, request, stream=True)
-        reader, scanner = StreamReader(), StopScanner(request.stop)
+        assembler = _Assembler(ctx.model, prompt, request.stop)
         async with ctx.http.stream("POST", url, headers=client.headers(ctx, stream=True), content=body,
                                    deadline=ctx.deadline) as response:
-            await client.raise_for_status(response)
+            await client.check_status(response)
             if "text/event-stream" not in response.headers.get("content-type", "event-stream"):
                 parsed = await client.read_json(response)
-                if isinstance(parsed, dict) and parsed.get("error"):
-                    raise client.stream_error(parsed)
+                _raise_body_error(parsed)
                 unary = _result(ctx, parse_reply(parsed), prompt, request.stop)
                 async for chunk in self._as_one_chunk(unary):
                     yield chunk
                 return
-            async for event in aiter_sse(response.aiter_bytes()):
-                data = event.data.strip()
-                if not data or data == "[DONE]":
-                    continue
-                obj = client.loads(data)
-                if not isinstance(obj, dict):
-                    raise InvokeConnectionError("The provider's stream broke off mid-event")
-                if obj.get("error"):
-                    raise client.stream_error(obj)
-                text = scanner.feed(reader.feed(obj))
-                if text:
-                    yield LLMChunk(model=ctx.model, content=text)
-                if reader.done or scanner.stopped:
-                    break
-            if not (reader.done or scanner.stopped):
-                raise InvokeConnectionError("The provider's stream ended before the response was complete")
-        tail = scanner.flush()
-        if tail:
-            yield LLMChunk(model=ctx.model, content=tail)
-        final = reader.final
-        yield LLMChunk(
-            model=ctx.model, finish_reason=FinishReason.STOP if scanner.stopped else finish_reason(final.raw_finish),
-            provider_finish_reason=final.raw_finish or ("stop_sequence" if scanner.stopped else ""),
-            counts=None if scanner.stopped else _counts(final, prompt),
-        )
+            async for chunk in drive(response.aiter_bytes(), one_per_token, assembler):
+                yield chunk
+        yield assembler.final()
 
     async def _as_one_chunk(self, result: LLMResult) -> AsyncIterator[LLMChunk]:
         if result.message.content:

@@ -21,17 +21,17 @@ Errors are ``{"error": "..." | [...], "error_type"?}``. A cold model answers **5
 ``{"error": "Model X is currently loading", "estimated_time": 20.0}``: InvokeServerUnavailableError
 whose retry delay is ``estimated_time``. TGI's ``error_type`` decides for errors under any status
 and inside a 200 stream: ``overloaded`` (429) is InvokeRateLimitError, ``validation`` (422)
-InvokeBadRequestError, ``generation``/``incomplete_generation`` (424/500) InvokeServerUnavailableError.
+InvokeBadRequestError, ``generation``/``incomplete_generation`` (424/500) InvokeServerUnavailableError;
+:func:`body_error` reads such an object under a 200 (a stream event or a unary body).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 from urllib.parse import quote
 
-import httpx
-import orjson
-
+from engine._http.response import UpstreamResponse
 from engine._http.status import error_for_status, retry_after_seconds
 from engine.adapter import CallContext
 from engine.errors import (
@@ -42,19 +42,22 @@ from engine.errors import (
     InvokeServerUnavailableError,
     RuntimeFault,
 )
+from providers.kit.http import credential as _credential
+from providers.kit.http import dumps, loads
+
+from .options import HuggingFaceOptions
+
+__all__ = ["ENDPOINTS", "HOSTED", "body_error", "check_status", "dumps", "embedding_url", "endpoint_url",
+           "endpoints_api_url", "generation_url", "headers", "hub_model_url", "loads", "options", "read_json"]
 
 HOSTED = "hosted_inference_api"
 ENDPOINTS = "inference_endpoints"
-DEFAULT_HOSTED_BASE = "https://router.huggingface.co/hf-inference/models"
-DEFAULT_HUB_API = "https://huggingface.co"
-DEFAULT_ENDPOINTS_API = "https://api.endpoints.huggingface.cloud"
 _MAX_MESSAGE = 500
 _TGI_SUFFIXES = ("/generate_stream", "/generate")
 
 
-def _credential(ctx: CallContext, name: str) -> str:
-    value = ctx.credentials.get(name)
-    return str(value).strip() if value else ""
+def options(ctx: CallContext) -> HuggingFaceOptions:
+    return cast(HuggingFaceOptions, ctx.options)
 
 
 def api_type(ctx: CallContext) -> str:
@@ -67,10 +70,6 @@ def token(ctx: CallContext) -> str:
 
 def task_type(ctx: CallContext, default: str) -> str:
     return _credential(ctx, "task_type") or default
-
-
-def _option(ctx: CallContext, name: str, default: str) -> str:
-    return str(ctx.options.get(name) or default).rstrip("/")
 
 
 def endpoint_url(ctx: CallContext) -> str:
@@ -90,7 +89,7 @@ def _model_path(ctx: CallContext) -> str:
 def generation_url(ctx: CallContext, stream: bool) -> tuple[str, bool]:
     """(URL, whether it is a TGI route, which takes no ``stream`` field)."""
     if api_type(ctx) != ENDPOINTS:
-        return f"{_option(ctx, 'hosted_base_url', DEFAULT_HOSTED_BASE)}/{_model_path(ctx)}", False
+        return f"{options(ctx).hosted_base_url.rstrip('/')}/{_model_path(ctx)}", False
     url = endpoint_url(ctx)
     for suffix in _TGI_SUFFIXES:
         if url.endswith(suffix):
@@ -101,16 +100,16 @@ def generation_url(ctx: CallContext, stream: bool) -> tuple[str, bool]:
 
 def embedding_url(ctx: CallContext) -> str:
     if api_type(ctx) != ENDPOINTS:
-        return f"{_option(ctx, 'hosted_base_url', DEFAULT_HOSTED_BASE)}/{_model_path(ctx)}/pipeline/feature-extraction"
+        return f"{options(ctx).hosted_base_url.rstrip('/')}/{_model_path(ctx)}/pipeline/feature-extraction"
     return endpoint_url(ctx)
 
 
 def hub_model_url(ctx: CallContext) -> str:
-    return f"{_option(ctx, 'hub_api_url', DEFAULT_HUB_API)}/api/models/{_model_path(ctx)}"
+    return f"{options(ctx).hub_api_url.rstrip('/')}/api/models/{_model_path(ctx)}"
 
 
 def endpoints_api_url(ctx: CallContext, namespace: str) -> str:
-    return f"{_option(ctx, 'endpoints_api_url', DEFAULT_ENDPOINTS_API)}/v2/endpoint/{quote(namespace, safe='')}"
+    return f"{options(ctx).endpoints_api_url.rstrip('/')}/v2/endpoint/{quote(namespace, safe='')}"
 
 
 def headers(ctx: CallContext, stream: bool = False) -> dict[str, str]:
@@ -119,17 +118,6 @@ def headers(ctx: CallContext, stream: bool = False) -> dict[str, str]:
     if key:
         out["authorization"] = f"Bearer {key}"
     return out
-
-
-def dumps(body: Any) -> bytes:
-    return orjson.dumps(body)
-
-
-def loads(data: bytes | str) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _message(body: dict[str, Any]) -> str:
@@ -151,7 +139,7 @@ def by_error_type(error_type: str, message: str, status: int | None, retry: floa
     return None
 
 
-def error_for(status: int, response_headers: httpx.Headers, body: Any, text: str = "") -> RuntimeFault:
+def error_for(status: int, response_headers: Mapping[str, str], body: Any, text: str = "") -> RuntimeFault:
     obj = body if isinstance(body, dict) else {}
     message = _message(obj) or text
     retry = retry_after_seconds(response_headers)
@@ -167,7 +155,7 @@ def error_for(status: int, response_headers: httpx.Headers, body: Any, text: str
     return error_for_status(status, message, response_headers)
 
 
-async def raise_for_status(response: httpx.Response) -> None:
+async def check_status(response: UpstreamResponse) -> None:
     if response.status_code < 400:
         return
     await response.aread()
@@ -177,16 +165,18 @@ async def raise_for_status(response: httpx.Response) -> None:
                     text)
 
 
-async def read_json(response: httpx.Response) -> Any:
+async def read_json(response: UpstreamResponse) -> Any:
     """Status check, then the whole body as JSON (an object or a list)."""
-    await raise_for_status(response)
+    await check_status(response)
     body = loads(await response.aread())
     if body is None:
         raise InvokeError("Hugging Face returned a response that is not JSON")
     return body
 
 
-def stream_error(obj: dict[str, Any]) -> RuntimeFault:
-    """A ``data:{"error", "error_type"}`` event under the 200 of a stream."""
+def body_error(obj: Any) -> RuntimeFault | None:
+    """The error an ``{"error", "error_type"?}`` object under a 200 carries (a stream event, a body)."""
+    if not isinstance(obj, dict) or not obj.get("error"):
+        return None
     message = _message(obj) or "error in stream"
     return by_error_type(str(obj.get("error_type") or ""), message, None, None) or InvokeServerUnavailableError(message)

@@ -2,7 +2,8 @@
 
 Serverless uses ``{hosted_base_url}/{model}/pipeline/feature-extraction``; an Inference Endpoint
 (TEI or the inference toolkit) its own URL. Texts go ``runtime.embed_batch`` (default 32) per
-request, batches concurrently. A pooled model answers one vector per text; a token-level model
+request, batches concurrently (the kit's :func:`~providers.kit.embeddings.embed_in_batches`,
+texts sent whole: the server truncates). A pooled model answers one vector per text; a token-level model
 answers ``[texts][tokens][dims]``, mean-pooled here to one vector per text (Dify's
 ``_mean_pooling``). A cold model's 503 carries ``estimated_time`` as the retry delay.
 Hugging Face reports no token counts; counts are local (tiktoken cl100k_base), as Dify counts
@@ -14,19 +15,10 @@ from __future__ import annotations
 from engine.adapter import CallContext
 from engine.messages import EmbeddingResult
 from engine.tokenizers import count_text
-from providers.kit.concurrency import gather_all
+from providers.kit.embeddings import embed_in_batches
 
 from . import client
 from .transform import pooled_vectors
-
-DEFAULT_BATCH = 32
-
-
-def _batch_size(ctx: CallContext) -> int:
-    try:
-        return max(1, int(ctx.options.get("embed_batch") or DEFAULT_BATCH))
-    except (TypeError, ValueError):
-        return DEFAULT_BATCH
 
 
 class HuggingFaceEmbeddings:
@@ -35,13 +27,10 @@ class HuggingFaceEmbeddings:
     async def embed(
         self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
     ) -> EmbeddingResult:
-        if not texts:
-            return EmbeddingResult(model=ctx.model, embeddings=[], tokens=0)
-        size = _batch_size(ctx)
-        batches = [texts[i:i + size] for i in range(0, len(texts), size)]
-        results = await gather_all([self._post(ctx, batch) for batch in batches])
-        embeddings = [vector for vectors in results for vector in vectors]
-        return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=sum(count_text(t) for t in texts))
+        async def post(batch: list[str]) -> tuple[list[list[float]], int | None]:
+            return await self._post(ctx, batch), sum(count_text(t) for t in batch)
+
+        return await embed_in_batches(ctx, texts, post, max_chunks=client.options(ctx).embed_batch, split=False)
 
     async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:
         return [count_text(t) for t in texts]
@@ -50,6 +39,7 @@ class HuggingFaceEmbeddings:
         async with ctx.http.stream("POST", client.embedding_url(ctx), headers=client.headers(ctx),
                                    content=client.dumps({"inputs": batch}), deadline=ctx.deadline) as response:
             parsed = await client.read_json(response)
-        if isinstance(parsed, dict) and parsed.get("error"):
-            raise client.stream_error(parsed)
+        error = client.body_error(parsed)
+        if error is not None:
+            raise error
         return pooled_vectors(parsed, len(batch))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from providers.kit.options import HTTPOptions
 
 
 class HuggingFaceOptions(HTTPOptions):
-    hosted_base_url: str | None = None  # the serverless router root
-    hub_api_url: str | None = None  # the Hub API root
-    endpoints_api_url: str | None = None  # the Inference Endpoints API root
-    embed_batch: int | None = None  # texts per embeddings request
+    hosted_base_url: str = "https://router.huggingface.co/hf-inference/models"  # the serverless router root
+    hub_api_url: str = "https://huggingface.co"  # the Hub API root
+    endpoints_api_url: str = "https://api.endpoints.huggingface.cloud"  # the Inference Endpoints API root
+    embed_batch: int = Field(32, gt=0)  # texts per embeddings request

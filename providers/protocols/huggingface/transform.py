@@ -36,18 +36,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine.entities import (
-    AIModelEntity,
-    FetchFrom,
-    I18nObject,
-    LLMMode,
-    ModelType,
-    ParameterRule,
-    ParameterType,
-)
+from engine.entities import AIModelEntity, LLMMode, ModelType, ParameterRule, ParameterType
 from engine.errors import InvokeError
 from engine.messages import FinishReason
-from engine.templates import fill_customizable_rule
+from providers.kit.customizable import embedding_schema as _embedding_schema
+from providers.kit.customizable import rule, schema
 
 TEXT_GENERATION = "text-generation"
 TEXT2TEXT = "text2text-generation"
@@ -66,9 +59,7 @@ def finish_reason(raw: str) -> FinishReason:
 
 def _rule(name: str, kind: ParameterType, en: str, zh: str, help_en: str, help_zh: str,
           template: str | None = None, **kw: Any) -> ParameterRule:
-    rule = ParameterRule(name=name, type=kind, use_template=template, label=I18nObject(en_US=en, zh_Hans=zh),
-                         help=I18nObject(en_US=help_en, zh_Hans=help_zh), **kw)
-    return fill_customizable_rule(rule) if template else rule
+    return rule(name, kind, (en, zh), (help_en, help_zh), template, **kw)
 
 
 def llm_rules() -> list[ParameterRule]:
@@ -90,17 +81,11 @@ def llm_rules() -> list[ParameterRule]:
 
 
 def llm_schema(model: str) -> AIModelEntity:
-    return AIModelEntity(
-        model=model, label=I18nObject.plain(model), model_type=ModelType.LLM, fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-        model_properties={"mode": LLMMode.COMPLETION.value}, parameter_rules=llm_rules(),
-    )
+    return schema(model, ModelType.LLM, {"mode": LLMMode.COMPLETION.value}, rules=llm_rules())
 
 
 def embedding_schema(model: str) -> AIModelEntity:
-    return AIModelEntity(
-        model=model, label=I18nObject.plain(model), model_type=ModelType.TEXT_EMBEDDING,
-        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL, model_properties={"context_size": 10000, "max_chunks": 1},
-    )
+    return _embedding_schema(model, context_size=10000)
 
 
 # ---- generation ------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 - ``base_model`` (Azure deployments): the predefined schema of the chosen base model of
   another provider, renamed to the deployment.
 - OpenAI fine-tunes (``ft:<base>:<org>:...``): the base model's predefined schema.
+
+The rule and schema builders are the kit's (:mod:`providers.kit.customizable`).
 """
 
 from __future__ import annotations
@@ -22,37 +24,24 @@ from engine.entities import (
     ParameterRule,
     ParameterType,
 )
-from engine.templates import fill_customizable_rule
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(float(value)) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
-def _rule(name: str, kind: ParameterType, template: str | None = None, **kw: Any) -> ParameterRule:
-    rule = ParameterRule(name=name, type=kind, use_template=template, label=I18nObject.plain(name), **kw)
-    return fill_customizable_rule(rule) if template else rule
-
+from providers.kit.customizable import form_int, rule, schema
 
 _MODES = {"chat": "chat", "chat_completion": "chat", "completion": "completion"}
 
 
 def _llm_rules(credentials: dict[str, Any]) -> list[ParameterRule]:
-    max_tokens = _int(credentials.get("max_tokens_to_sample") or credentials.get("max_tokens"), 4096)
+    max_tokens = form_int(credentials.get("max_tokens_to_sample") or credentials.get("max_tokens"), 4096)
+    f, i = ParameterType.FLOAT, ParameterType.INT
     return [
-        _rule("temperature", ParameterType.FLOAT, "temperature", min=0, max=2, default=0.7, precision=2),
-        _rule("top_p", ParameterType.FLOAT, "top_p", min=0, max=1, default=1, precision=2),
-        _rule("presence_penalty", ParameterType.FLOAT, "presence_penalty", min=-2, max=2, default=0, precision=2),
-        _rule("frequency_penalty", ParameterType.FLOAT, "frequency_penalty", min=-2, max=2, default=0,
-              precision=2),
-        _rule("max_tokens", ParameterType.INT, "max_tokens", min=1, max=max_tokens, default=min(512, max_tokens),
-              precision=0),
-        _rule("seed", ParameterType.INT),
-        _rule("response_format", ParameterType.STRING, options=["text", "json_object", "json_schema"]),
-        _rule("json_schema", ParameterType.TEXT, "json_schema"),
+        rule("temperature", f, template="temperature", min=0, max=2, default=0.7, precision=2),
+        rule("top_p", f, template="top_p", min=0, max=1, default=1, precision=2),
+        rule("presence_penalty", f, template="presence_penalty", min=-2, max=2, default=0, precision=2),
+        rule("frequency_penalty", f, template="frequency_penalty", min=-2, max=2, default=0, precision=2),
+        rule("max_tokens", i, template="max_tokens", min=1, max=max_tokens, default=min(512, max_tokens),
+             precision=0),
+        rule("seed", i),
+        rule("response_format", ParameterType.STRING, options=["text", "json_object", "json_schema"]),
+        rule("json_schema", ParameterType.TEXT, template="json_schema"),
     ]
 
 
@@ -71,12 +60,12 @@ def compatible_schema(model: str, model_type: ModelType, credentials: dict[str, 
         if credentials.get("vision_support") == "support":
             features.append(ModelFeature.VISION)
         mode = _MODES.get(str(credentials.get("mode") or credentials.get("completion_type") or "chat"), "chat")
-        properties = {"mode": mode, "context_size": _int(credentials.get("context_size"), 4096)}
+        properties = {"mode": mode, "context_size": form_int(credentials.get("context_size"), 4096)}
         rules = _llm_rules(credentials)
     elif model_type is ModelType.TEXT_EMBEDDING:
-        properties = {"context_size": _int(credentials.get("context_size"), 512), "max_chunks": 1}
+        properties = {"context_size": form_int(credentials.get("context_size"), 512), "max_chunks": 1}
     elif model_type is ModelType.RERANK:
-        properties = {"context_size": _int(credentials.get("context_size"), 512)}
+        properties = {"context_size": form_int(credentials.get("context_size"), 512)}
     elif model_type is ModelType.TTS:
         voices = [v.strip() for v in str(credentials.get("voices") or "").split(",") if v.strip()] or ["alloy"]
         properties = {
@@ -86,10 +75,7 @@ def compatible_schema(model: str, model_type: ModelType, credentials: dict[str, 
         }
     label = I18nObject(en_US=str(credentials.get("model_label_en_US") or model),
                        zh_Hans=str(credentials.get("model_label_zh_Hans") or "") or None)
-    return AIModelEntity(
-        model=model, label=label, model_type=model_type, features=features,
-        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL, model_properties=properties, parameter_rules=rules,
-    )
+    return schema(model, model_type, properties, rules=rules, features=features, label=label)
 
 
 def apply_model_info(info: dict[str, Any], credentials: dict[str, Any]) -> None:

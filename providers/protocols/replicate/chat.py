@@ -24,12 +24,47 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from engine._http.sse import SSEEvent
 from engine.adapter import CallContext, LLMRequest
 from engine.messages import FinishReason, LLMChunk, LLMResult, PromptMessage, Tool
 from providers.kit.textprompt import StopScanner, count_prompt_tokens
 
 from . import client, predictions
 from .transform import build_input, counts_from, result
+
+
+class _Assembler:
+    """A prediction's SSE events → deltas with stop words cut; complete on ``done`` (or a stop
+    word, which ends the call and cancels the prediction)."""
+
+    def __init__(self, model: str, prediction: predictions.Prediction, scanner: StopScanner) -> None:
+        self.model = model
+        self.prediction = prediction
+        self.scanner = scanner
+        self.finished = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished or self.scanner.stopped
+
+    @property
+    def done(self) -> bool:
+        return self.complete
+
+    def feed(self, event: SSEEvent) -> LLMChunk | None:
+        piece = self.prediction.read_event(event)
+        if piece is None:
+            return None
+        if event.event == "done":
+            self.finished = True
+            return None
+        text = self.scanner.feed(piece)
+        return LLMChunk(model=self.model, content=text) if text else None
+
+    def final(self) -> LLMChunk:
+        # The SSE stream has no counts, so the runtime counts.
+        return LLMChunk(model=self.model, content=self.scanner.flush(), finish_reason=FinishReason.STOP,
+                        provider_finish_reason="stop_sequence" if self.scanner.stopped else "succeeded")
 
 
 class ReplicateChat:
@@ -59,25 +94,28 @@ class ReplicateChat:
         prediction = await predictions.create(ctx, info, inputs, stream=True, wait=None)
         scanner = StopScanner(request.stop)
         async with predictions.abandon_on_exit(prediction):
-            use_sse = bool(prediction.stream_url()) and not prediction.terminal
-            output = prediction.stream_output() if use_sse else prediction.poll_output()
-            try:
-                async for piece in output:
-                    text = scanner.feed(piece)
-                    if text:
-                        yield LLMChunk(model=ctx.model, content=text)
-                    if scanner.stopped:
-                        break
-            finally:
-                await output.aclose()
-            tail = scanner.flush()
-            if tail:
-                yield LLMChunk(model=ctx.model, content=tail)
-        yield LLMChunk(
-            model=ctx.model, finish_reason=FinishReason.STOP,
-            provider_finish_reason="stop_sequence" if scanner.stopped else "succeeded",
-            counts=None if (scanner.stopped or use_sse) else counts_from(prediction.obj),
-        )
+            if prediction.stream_url() and not prediction.terminal:
+                assembler = _Assembler(ctx.model, prediction, scanner)
+                async for chunk in prediction.stream(assembler):
+                    yield chunk
+                final = assembler.final()
+            else:
+                output = prediction.poll_output()
+                try:
+                    async for piece in output:
+                        text = scanner.feed(piece)
+                        if text:
+                            yield LLMChunk(model=ctx.model, content=text)
+                        if scanner.stopped:
+                            break
+                finally:
+                    await output.aclose()
+                final = LLMChunk(
+                    model=ctx.model, content=scanner.flush(), finish_reason=FinishReason.STOP,
+                    provider_finish_reason="stop_sequence" if scanner.stopped else "succeeded",
+                    counts=None if scanner.stopped else counts_from(prediction.obj),
+                )
+        yield final
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         return count_prompt_tokens(messages)

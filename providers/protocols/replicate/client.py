@@ -1,6 +1,6 @@
 """Reaching Replicate: base URL, Bearer auth, RFC 7807 errors, and model/version metadata.
 
-``runtime:`` options of the provider YAML (all optional):
+``runtime:`` options of the provider YAML (all optional; typed in :mod:`.options`):
 
     base_url             API root, default https://api.replicate.com (``/v1/...`` is appended)
     base_url_credential  credential that overrides it (``replicate_base_url``); a trailing ``/v1``
@@ -26,41 +26,33 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
-import httpx
-import orjson
-
+from engine._http.response import UpstreamResponse
 from engine._http.status import error_for_status
 from engine.adapter import CallContext
-from engine.errors import FieldViolation, InvokeBadRequestError, InvokeError, bad_request
+from engine.errors import InvokeError, bad_request
+from providers.kit import http
+from providers.kit.http import dumps, loads
 
-DEFAULT_BASE_URL = "https://api.replicate.com"
-DEFAULT_TTL = 300.0
+from .options import ReplicateOptions
+
+__all__ = ["ModelInfo", "api", "base_url", "check_status", "dumps", "get_json", "headers", "loads", "model_info",
+           "model_path", "options", "read_json", "split_model", "token", "trusted", "version"]
+
 _MAX_MESSAGE = 500
 _CACHE_SIZE = 512
 
 
-def _credential(ctx: CallContext, option: str, default: str) -> str:
-    name = str(ctx.options.get(option) or default)
-    value = ctx.credentials.get(name)
-    return str(value).strip() if value else ""
+def options(ctx: CallContext) -> ReplicateOptions:
+    return cast(ReplicateOptions, ctx.options)
 
 
 def base_url(ctx: CallContext) -> str:
-    custom = _credential(ctx, "base_url_credential", "replicate_base_url")
-    if custom:
-        if not custom.startswith(("http://", "https://")):
-            name = ctx.options.get("base_url_credential") or "replicate_base_url"
-            raise InvokeBadRequestError(
-                "The Replicate base URL must start with http:// or https://",
-                field_violations=(FieldViolation(f"credentials.{name}", "must be an http(s) URL"),),
-            )
-        root = custom
-    else:
-        root = str(ctx.options.get("base_url") or DEFAULT_BASE_URL)
-    return root.rstrip("/").removesuffix("/v1")
+    o = options(ctx)
+    root = http.base_url(ctx, default=o.base_url, credential_name=o.base_url_credential)
+    return root.removesuffix("/v1")
 
 
 def api(ctx: CallContext, path: str) -> str:
@@ -68,11 +60,11 @@ def api(ctx: CallContext, path: str) -> str:
 
 
 def token(ctx: CallContext) -> str:
-    return _credential(ctx, "api_key_credential", "replicate_api_token")
+    return http.credential(ctx, options(ctx).api_key_credential)
 
 
 def version(ctx: CallContext) -> str:
-    return _credential(ctx, "version_credential", "model_version")
+    return http.credential(ctx, options(ctx).version_credential)
 
 
 def headers(ctx: CallContext, *, accept: str = "application/json", wait: int | None = None) -> dict[str, str]:
@@ -104,18 +96,7 @@ def model_path(model: str) -> str:
     return f"{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
-def dumps(body: Any) -> bytes:
-    return orjson.dumps(body)
-
-
-def loads(data: bytes | str) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def error_message(response: httpx.Response) -> str:
+def error_message(response: UpstreamResponse) -> str:
     body = loads(response.content) if response.content else None
     if isinstance(body, dict):
         message = body.get("detail") or body.get("title") or body.get("error")
@@ -126,15 +107,15 @@ def error_message(response: httpx.Response) -> str:
     return response.text[:200] if "text/plain" in ctype else ""
 
 
-async def raise_for_status(response: httpx.Response) -> None:
+async def check_status(response: UpstreamResponse) -> None:
     if response.status_code < 400:
         return
     await response.aread()
     raise error_for_status(response.status_code, error_message(response), response.headers)
 
 
-async def read_json(response: httpx.Response) -> dict[str, Any]:
-    await raise_for_status(response)
+async def read_json(response: UpstreamResponse) -> dict[str, Any]:
+    await check_status(response)
     body = loads(await response.aread())
     if not isinstance(body, dict):
         raise InvokeError("Replicate returned a response that is not a JSON object")
@@ -197,6 +178,6 @@ async def model_info(ctx: CallContext, *, fresh: bool = False) -> ModelInfo:
     )
     if len(_cache) >= _CACHE_SIZE:
         _cache.clear()
-    ttl = float(ctx.options.get("metadata_ttl") or DEFAULT_TTL)
+    ttl = options(ctx).metadata_ttl
     _cache[key] = (now + ttl, info)
     return info

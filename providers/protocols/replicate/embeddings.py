@@ -22,16 +22,6 @@ from . import client, predictions
 from .client import ModelInfo
 from .transform import embedding_inputs, text_input_key, vectors_from
 
-DEFAULT_BATCH = 32
-DEFAULT_PARALLEL = 4
-
-
-def _int_option(ctx: CallContext, name: str, default: int) -> int:
-    try:
-        return max(1, int(ctx.options.get(name) or default))
-    except (TypeError, ValueError):
-        return default
-
 
 class ReplicateEmbeddings:
     """TextEmbeddingModel for Replicate embedding models."""
@@ -47,12 +37,12 @@ class ReplicateEmbeddings:
             raise InvokeBadRequestError(
                 f"Replicate model '{ctx.model}' takes no text, texts or inputs input, so it cannot embed text")
         if key == "texts":
-            size = _int_option(ctx, "embed_batch", DEFAULT_BATCH)
+            size = client.options(ctx).embed_batch
             batches = [texts[i:i + size] for i in range(0, len(texts), size)]
         else:
             batches = [[t] for t in texts]
         results = await gather_all([self._run(ctx, info, key, batch) for batch in batches],
-                                   limit=_int_option(ctx, "embed_parallel", DEFAULT_PARALLEL))
+                                   limit=client.options(ctx).embed_parallel)
         embeddings = [vector for vectors in results for vector in vectors]
         return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=sum(count_text(t) for t in texts))
 

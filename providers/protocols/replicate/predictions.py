@@ -13,7 +13,9 @@
   events ``output`` (data is raw text, not JSON: leading spaces are part of the token),
   ``logs`` (ignored), ``error`` (``{"detail"}``) and ``done`` (``{}`` or ``{"reason": "canceled"}``).
   A stream that ends without ``done`` is truncated: InvokeConnectionError. The token goes only to a
-  stream URL on Replicate's own hosts (or the configured API host).
+  stream URL on Replicate's own hosts (or the configured API host). The stream runs on the kit's
+  driver (:func:`providers.kit.stream.drive`); the caller's assembler reads the events
+  (:func:`read_event` tells it what each one means).
 * **cancel**: ``POST /v1/predictions/{id}/cancel``, best effort and in the background, whenever a
   prediction is left before it is terminal: the caller cancelled (gRPC cancel), the deadline
   passed, the stream broke, or a stop word was reached (as Dify does). The caller's deadline also
@@ -28,11 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from engine._http.sse import aiter_sse
+from engine._http.sse import SSEEvent, aiter_sse_batches
 from engine.adapter import CallContext
 from engine.errors import (
     InvokeBadRequestError,
@@ -41,6 +43,8 @@ from engine.errors import (
     InvokeServerUnavailableError,
     RuntimeFault,
 )
+from engine.messages import LLMChunk
+from providers.kit.stream import Assembler, drive
 
 from . import client
 from .client import ModelInfo
@@ -49,31 +53,21 @@ log = logging.getLogger("modelruntime.replicate")
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 FIRST_POLL = 0.1
-DEFAULT_POLL_INTERVAL = 1.0
-DEFAULT_PREFER_WAIT = 10
 CANCEL_TIMEOUT = 5.0
 _background: set[asyncio.Task[None]] = set()
 
 
-def _option(ctx: CallContext, name: str, default: float) -> float:
-    try:
-        return float(ctx.options.get(name) or default)
-    except (TypeError, ValueError):
-        return default
-
-
 def prefer_wait(ctx: CallContext) -> int | None:
     """Seconds for ``Prefer: wait`` (1-60), capped by the caller's deadline; None: do not wait."""
-    wait = int(min(max(_option(ctx, "prefer_wait", DEFAULT_PREFER_WAIT), 0), 60))
+    wait = min(client.options(ctx).prefer_wait, 60)
     if ctx.deadline is not None:
         wait = min(wait, int(ctx.deadline - asyncio.get_running_loop().time()) - 1)
     return wait if wait >= 1 else None
 
 
 def deadline_error() -> InvokeConnectionError:
-    err = InvokeConnectionError("The prediction did not finish before the caller's deadline")
-    err.deadline_exceeded = True  # type: ignore[attr-defined]
-    return err
+    return InvokeConnectionError("The prediction did not finish before the caller's deadline",
+                                 deadline_exceeded=True)
 
 
 def output_text(output: Any) -> str:
@@ -82,6 +76,14 @@ def output_text(output: Any) -> str:
     if isinstance(output, list):
         return "".join(str(item) for item in output if item is not None)
     return str(output)
+
+
+async def one_per_event(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
+    """SSE events one at a time: each ``output`` event is passed on as its own delta, exactly as
+    Replicate sent it (one token per chunk)."""
+    async for batch in aiter_sse_batches(body):
+        for event in batch:
+            yield [event]
 
 
 class Prediction:
@@ -133,7 +135,7 @@ class Prediction:
     async def _polls(self) -> AsyncIterator[None]:
         """Yields now and after every poll until the prediction is terminal (deadline-bounded)."""
         loop = asyncio.get_running_loop()
-        cap = _option(self.ctx, "poll_interval", DEFAULT_POLL_INTERVAL)
+        cap = client.options(self.ctx).poll_interval
         delay = min(FIRST_POLL, cap)
         while True:
             yield
@@ -154,7 +156,7 @@ class Prediction:
             pass
         self.raise_if_failed()
 
-    async def poll_output(self) -> AsyncIterator[str]:
+    async def poll_output(self) -> AsyncGenerator[str, None]:
         """New output text as polling finds it; ends when the prediction succeeded."""
         sent = 0
         async for _ in self._polls():
@@ -164,31 +166,36 @@ class Prediction:
                 sent = len(text)
         self.raise_if_failed()
 
-    async def stream_output(self) -> AsyncIterator[str]:
-        """Output tokens from the prediction's SSE stream; ends on ``done``."""
+    def read_event(self, event: SSEEvent) -> str | None:
+        """One stream event: an ``output`` event's raw text; ``""`` once ``done`` ends a succeeded
+        prediction; None for events that carry nothing (``logs``). ``error``, or a ``done`` that
+        says failed or canceled, raises."""
+        if event.event == "output":
+            return event.data
+        if event.event == "error":
+            detail = client.loads(event.data)
+            text = detail.get("detail") if isinstance(detail, dict) else event.data
+            self.obj = dict(self.obj, status="failed", error=str(text or event.data))
+            self.raise_if_failed()
+        elif event.event == "done":
+            done = client.loads(event.data) if event.data.strip() else {}
+            reason = done.get("reason") if isinstance(done, dict) else None
+            status = {"canceled": "canceled", "error": "failed"}.get(str(reason), "succeeded")
+            self.obj = dict(self.obj, status=status)
+            self.raise_if_failed()
+            return ""
+        return None
+
+    async def stream(self, assembler: Assembler) -> AsyncIterator[LLMChunk]:
+        """The deltas of the prediction's SSE stream, read by ``assembler`` (no closing chunk)."""
         url = self.stream_url()
         headers = {"accept": "text/event-stream", "cache-control": "no-store"}
         if client.trusted(self.ctx, url) and client.token(self.ctx):
             headers["authorization"] = f"Bearer {client.token(self.ctx)}"
         async with self.ctx.http.stream("GET", url, headers=headers, deadline=self.ctx.deadline) as response:
-            await client.raise_for_status(response)
-            async for event in aiter_sse(response.aiter_bytes()):
-                if event.event == "output":
-                    yield event.data
-                elif event.event == "error":
-                    detail = client.loads(event.data)
-                    text = detail.get("detail") if isinstance(detail, dict) else event.data
-                    self.obj = dict(self.obj, status="failed", error=str(text or event.data))
-                    self.raise_if_failed()
-                elif event.event == "done":
-                    done = client.loads(event.data) if event.data.strip() else {}
-                    reason = done.get("reason") if isinstance(done, dict) else None
-                    status = {"canceled": "canceled", "error": "failed"}.get(str(reason), "succeeded")
-                    self.obj = dict(self.obj, status=status)
-                    self.raise_if_failed()
-                    return
-                # "logs" and unknown events carry nothing for the answer
-        raise InvokeConnectionError("The prediction's stream ended before its done event")
+            await client.check_status(response)
+            async for chunk in drive(response.aiter_bytes(), one_per_event, assembler):
+                yield chunk
 
     def cancel_soon(self) -> None:
         """Best-effort ``POST /v1/predictions/{id}/cancel`` in the background."""

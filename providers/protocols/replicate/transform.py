@@ -35,18 +35,12 @@ from typing import Any
 import orjson
 
 from engine.adapter import LLMRequest
-from engine.entities import (
-    AIModelEntity,
-    FetchFrom,
-    I18nObject,
-    LLMMode,
-    ModelType,
-    ParameterRule,
-    ParameterType,
-)
+from engine.entities import AIModelEntity, LLMMode, ModelType, ParameterRule, ParameterType
 from engine.errors import InvokeError
 from engine.messages import AssistantMessage, FinishReason, LLMResult, TokenCounts
-from engine.templates import fill_customizable_rule
+from providers.kit.customizable import embedding_schema as _embedding_schema
+from providers.kit.customizable import rule as _rule
+from providers.kit.customizable import schema
 from providers.kit.embeddings import decode_vector
 from providers.kit.textprompt import reject_tools, render
 
@@ -63,13 +57,6 @@ EMBED_CONTEXT_SIZE = 4096
 
 
 # ---- schemas ---------------------------------------------------------------------------------
-
-
-def _rule(name: str, kind: ParameterType, label: str, help_text: str, template: str | None = None,
-          **kw: Any) -> ParameterRule:
-    rule = ParameterRule(name=name, type=kind, use_template=template, label=I18nObject.plain(label),
-                         help=I18nObject.plain(help_text), **kw)
-    return fill_customizable_rule(rule) if template else rule
 
 
 def llm_rules() -> list[ParameterRule]:
@@ -96,17 +83,11 @@ def llm_rules() -> list[ParameterRule]:
 
 def llm_schema(model: str) -> AIModelEntity:
     mode = LLMMode.CHAT if model.endswith("-chat") else LLMMode.COMPLETION
-    return AIModelEntity(
-        model=model, label=I18nObject.plain(model), model_type=ModelType.LLM, fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-        model_properties={"mode": mode.value}, parameter_rules=llm_rules(),
-    )
+    return schema(model, ModelType.LLM, {"mode": mode.value}, rules=llm_rules())
 
 
 def embedding_schema(model: str) -> AIModelEntity:
-    return AIModelEntity(
-        model=model, label=I18nObject.plain(model), model_type=ModelType.TEXT_EMBEDDING,
-        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL, model_properties={"context_size": EMBED_CONTEXT_SIZE, "max_chunks": 1},
-    )
+    return _embedding_schema(model, context_size=EMBED_CONTEXT_SIZE)
 
 
 # ---- LLM -------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The retrieval adapter family: Jina, Voyage, Mixedbread and Nomic are YAML folders over this class.
 
-The dialects are parsed once, when the registry first builds the adapter, so a YAML mistake
-names the provider and the key instead of failing on some later request.
+The dialects are typed options (:mod:`.dialect`), validated when the registry loads the
+provider, so a YAML mistake names the provider and the key instead of failing on some later
+request; a provider offering a model type without its dialect fails there too.
 
 Credential checks follow Dify: the provider check embeds "ping" with ``runtime.validate_model``
 (Dify: jina-embeddings-v*, voyage-3, mxbai-embed-large-v1, nomic-embed-text-v1.5); a model check
@@ -10,25 +11,18 @@ embeds "ping" with that model, or reranks one document for a rerank model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from engine.adapter import Adapter, CallContext
-from engine.entities import AIModelEntity, ConfigurateMethod, FetchFrom, I18nObject, ModelType, ProviderEntity
+from engine.entities import AIModelEntity, ConfigurateMethod, ModelType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError
 from engine.options import ProtocolOptions
+from providers.kit.customizable import form_int, schema
 
 from .dialect import EmbeddingDialect, RerankDialect
 from .embeddings import RetrievalEmbeddings
 from .options import RetrievalOptions
 from .rerank import RetrievalRerank
-
-
-def _positive_int(value: Any, default: int) -> int:
-    try:
-        number = int(float(value)) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-    return number if number > 0 else default
 
 
 class RetrievalAdapter(Adapter):
@@ -38,10 +32,13 @@ class RetrievalAdapter(Adapter):
         super().__init__(entity, options)
         types = set(entity.supported_model_types)
         if ModelType.TEXT_EMBEDDING in types:
-            self.text_embedding = RetrievalEmbeddings(EmbeddingDialect.parse(self.options.get("embedding"),
-                                                                              entity.provider))
+            self.text_embedding = RetrievalEmbeddings(EmbeddingDialect.parse(self.typed.embedding, entity.provider))
         if ModelType.RERANK in types:
-            self.rerank = RetrievalRerank(RerankDialect.parse(self.options.get("rerank"), entity.provider))
+            self.rerank = RetrievalRerank(RerankDialect.parse(self.typed.rerank, entity.provider))
+
+    @property
+    def typed(self) -> RetrievalOptions:
+        return cast(RetrievalOptions, self.options)
 
     def customizable_schema(
         self, model: str, model_type: ModelType, credentials: dict[str, Any]
@@ -52,17 +49,15 @@ class RetrievalAdapter(Adapter):
             return None
         if model_type not in (ModelType.TEXT_EMBEDDING, ModelType.RERANK) or self.capability(model_type) is None:
             return None
-        default_context = _positive_int(self.options.get("customizable_context_size"), 512)
-        properties: dict[str, Any] = {"context_size": _positive_int(credentials.get("context_size"), default_context)}
+        default_context = self.typed.customizable_context_size
+        properties: dict[str, Any] = {"context_size": form_int(credentials.get("context_size"), default_context,
+                                                                positive=True)}
         if model_type is ModelType.TEXT_EMBEDDING:
-            properties["max_chunks"] = _positive_int(self.options.get("customizable_max_chunks"), 1)
-        return AIModelEntity(
-            model=model, label=I18nObject.plain(model), model_type=model_type,
-            fetch_from=FetchFrom.CUSTOMIZABLE_MODEL, model_properties=properties,
-        )
+            properties["max_chunks"] = self.typed.customizable_max_chunks
+        return schema(model, model_type, properties)
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
-        model = self.options.get("validate_model")
+        model = self.typed.validate_model
         if not model or self.text_embedding is None:
             raise CredentialsValidateFailedError("provider has no validation model configured")
         ctx.model, ctx.model_type = str(model), ModelType.TEXT_EMBEDDING

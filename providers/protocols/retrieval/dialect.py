@@ -1,5 +1,9 @@
 """What differs between the retrieval specialists, read from the provider YAML's ``runtime:`` block.
 
+The ``embedding:`` and ``rerank:`` blocks are typed (:class:`EmbeddingDialect`,
+:class:`RerankDialect`, fields of :class:`.options.RetrievalOptions`), so a misspelt key or a
+wrong type stops start-up with the provider and the key.
+
 Reaching the provider uses the kit's endpoint keys (:class:`providers.kit.options.EndpointOptions`):
 ``base_url``, ``base_url_credential``, ``api_key_credential`` (Bearer auth), ``query`` /
 ``query_credentials`` (MiniMax's ``?GroupId=``), and ``status_envelope``: errors a provider
@@ -43,97 +47,58 @@ reports inside an HTTP 200 body (MiniMax: ``base_resp.status_code`` 1004 → 401
 Document echoes (``document``, ``document.text``, ``input``) are never read: the text of a
 result is always taken from the caller's own list by index.
 
-The same classes serve a provider of another family for the one model type it lacks: MiniMax
-(OpenAI family, chat) names ``RetrievalEmbeddings`` in ``runtime.capabilities`` and describes
-``embo-01``'s API (``texts`` in, bare ``vectors`` out, ``type: db|query``) in ``embedding:``.
+The same protocol serves a provider of another family for the one model type it lacks: MiniMax
+(OpenAI family, chat) declares ``runtime.capabilities: {text-embedding: retrieval}`` and describes
+``embo-01``'s API (``texts`` in, bare ``vectors`` out, ``type: db|query``) in
+``capability_options.retrieval.embedding``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, Self
 
-from engine.adapter import CallContext
-from providers.kit import endpoint
-
-from .options import RetrievalOptions
-
-
-def _names(raw: Any, where: str) -> frozenset[str]:
-    if raw is None:
-        return frozenset()
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise TypeError(f"{where}: expected a list of model names")
-    return frozenset(raw)
-
-
-def _mapping(raw: Any, where: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise TypeError(f"{where}: expected a mapping")
-    return {str(k): v for k, v in raw.items()}
-
-
-def _text(raw: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str) or (not value and default is None):
-        raise TypeError(f"{where}.{key}: expected a non-empty string")
-    return value
-
-
-def wire_model(ctx: CallContext) -> str:
-    """The model id sent on the wire: the model name, with the provider's prefix if it has one."""
-    model = endpoint.model_id(ctx)
-    prefix = cast(RetrievalOptions, ctx.options).model_prefix or ""
-    return model if not prefix or model.startswith(prefix) else prefix + model
-
-
-def raise_status_envelope(ctx: CallContext, parsed: Any) -> None:
-    """Raise the error a 200 reply carries in its body (``runtime.status_envelope``), if any."""
-    envelope = cast(RetrievalOptions, ctx.options).status_envelope
-    error = envelope.body_error(parsed) if envelope is not None else None
-    if error is not None:
-        raise error
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 def _inputs(texts: list[str], as_objects: bool) -> list[Any]:
     return [{"text": t} for t in texts] if as_objects else list(texts)
 
 
-@dataclass(frozen=True, slots=True)
-class EmbeddingDialect:
-    path: str
-    texts_field: str
-    vectors: str
-    vector_key: str
-    usage: str
-    text_objects: frozenset[str] = frozenset()
-    input_type_field: str = ""
-    input_type_values: dict[str, Any] = field(default_factory=dict)
-    input_type_models: frozenset[str] | None = None
-    dimensions_field: str = ""
-    static: dict[str, Any] = field(default_factory=dict)
+class _Dialect(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    block: ClassVar[str]  # the key under runtime:
+    serves: ClassVar[str]  # the model type that needs it
 
     @classmethod
-    def parse(cls, raw: Any, provider: str) -> EmbeddingDialect:
-        where = f"provider {provider}: runtime.embedding"
+    def parse(cls, raw: Any, provider: str) -> Self:
+        """The dialect of a provider (a validated block, or its raw mapping); errors name both."""
+        where = f"provider {provider}: runtime.{cls.block}"
+        if isinstance(raw, cls):
+            return raw
         if not isinstance(raw, dict):
-            raise TypeError(f"{where}: missing (a text-embedding provider must describe its dialect)")
-        models = raw.get("input_type_models")
-        return cls(
-            path=_text(raw, "path", where, "embeddings"),
-            texts_field=_text(raw, "texts_field", where, "input"),
-            vectors=_text(raw, "vectors", where, "data"),
-            vector_key=str(raw.get("vector_key", "embedding") or ""),
-            usage=_text(raw, "usage", where, "usage"),
-            text_objects=_names(raw.get("text_objects"), f"{where}.text_objects"),
-            input_type_field=str(raw.get("input_type_field") or ""),
-            input_type_values=_mapping(raw.get("input_type_values"), f"{where}.input_type_values"),
-            input_type_models=None if models is None else _names(models, f"{where}.input_type_models"),
-            dimensions_field=str(raw.get("dimensions_field") or ""),
-            static=_mapping(raw.get("static"), f"{where}.static"),
-        )
+            raise TypeError(f"{where}: missing (a {cls.serves} provider must describe its dialect)")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = [f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise TypeError("; ".join(problems)) from None
+
+
+class EmbeddingDialect(_Dialect):
+    block: ClassVar[str] = "embedding"
+    serves: ClassVar[str] = "text-embedding"
+
+    path: str = "embeddings"
+    texts_field: str = "input"
+    vectors: str = "data"
+    vector_key: str = "embedding"
+    usage: str = "usage"
+    text_objects: frozenset[str] = frozenset()
+    input_type_field: str = ""
+    input_type_values: dict[str, Any] = Field(default_factory=dict)
+    input_type_models: frozenset[str] | None = None
+    dimensions_field: str = ""
+    static: dict[str, Any] = Field(default_factory=dict)
 
     def template(self, model: str, input_type: str, dimensions: int | None) -> dict[str, Any]:
         """The request body without its inputs."""
@@ -151,30 +116,17 @@ class EmbeddingDialect:
         return _inputs(texts, model in self.text_objects)
 
 
-@dataclass(frozen=True, slots=True)
-class RerankDialect:
-    path: str
-    documents_field: str
-    top_n_field: str
-    results: str
-    score_key: str
-    text_objects: frozenset[str] = frozenset()
-    static: dict[str, Any] = field(default_factory=dict)
+class RerankDialect(_Dialect):
+    block: ClassVar[str] = "rerank"
+    serves: ClassVar[str] = "rerank"
 
-    @classmethod
-    def parse(cls, raw: Any, provider: str) -> RerankDialect:
-        where = f"provider {provider}: runtime.rerank"
-        if not isinstance(raw, dict):
-            raise TypeError(f"{where}: missing (a rerank provider must describe its dialect)")
-        return cls(
-            path=_text(raw, "path", where, "rerank"),
-            documents_field=_text(raw, "documents_field", where, "documents"),
-            top_n_field=_text(raw, "top_n_field", where, "top_n"),
-            results=_text(raw, "results", where, "results"),
-            score_key=_text(raw, "score_key", where, "relevance_score"),
-            text_objects=_names(raw.get("text_objects"), f"{where}.text_objects"),
-            static=_mapping(raw.get("static"), f"{where}.static"),
-        )
+    path: str = "rerank"
+    documents_field: str = "documents"
+    top_n_field: str = "top_n"
+    results: str = "results"
+    score_key: str = "relevance_score"
+    text_objects: frozenset[str] = frozenset()
+    static: dict[str, Any] = Field(default_factory=dict)
 
     def body(self, model: str, query: str, docs: list[str], limit: int) -> dict[str, Any]:
         body: dict[str, Any] = dict(self.static)

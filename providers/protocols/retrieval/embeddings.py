@@ -8,7 +8,9 @@ Batching: at most ``max_chunks`` inputs per request and, when the model declares
 ``max_batch_tokens`` (Voyage answers 400 above its per-request token budget), at most that many
 UTF-8 bytes per request. A token is at least one byte, so a byte budget can never overrun the
 provider's token budget, and it costs no tokenising. A single piece larger than the budget still
-goes out alone (it is within ``context_size``, which is below every budget).
+goes out alone (it is within ``context_size``, which is below every budget). The kit's
+:func:`~providers.kit.embeddings.embed_in_batches` batches by count only, so this loop is kept
+here; planning, decoding, combining and local counting are the kit's.
 
 A reply that does not match the request (no vector list, a wrong count, bad indexes, NaN,
 vectors of different sizes) raises :class:`InvokeError` — gRPC INTERNAL, like the OpenAI
@@ -21,12 +23,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine._http.status import raise_for_status
 from engine.adapter import CallContext
 from engine.errors import FieldViolation, InvokeBadRequestError, InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import encoding_for_model
-from providers.kit import endpoint
 from providers.kit.concurrency import gather_all
 from providers.kit.embeddings import (
     THREAD_TOKENIZE_BYTES,
@@ -34,11 +34,12 @@ from providers.kit.embeddings import (
     combine,
     decode_vector,
     int_prop,
+    local_count,
     plan,
 )
-from providers.kit.http import dumps, error_message, read_json
 
-from .dialect import EmbeddingDialect, raise_status_envelope, wire_model
+from . import client
+from .dialect import EmbeddingDialect
 
 
 def plan_batches(pieces: list[str], max_chunks: int, byte_budget: int | None) -> list[tuple[int, int]]:
@@ -100,11 +101,6 @@ class RetrievalEmbeddings:
     def __init__(self, dialect: EmbeddingDialect) -> None:
         self.dialect = dialect
 
-    @classmethod
-    def from_runtime(cls, options: dict[str, Any], provider: str) -> RetrievalEmbeddings:
-        """Built from a provider YAML's ``runtime:`` block (``runtime.capabilities`` uses this)."""
-        return cls(EmbeddingDialect.parse(options.get("embedding"), provider))
-
     async def embed(
         self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
     ) -> EmbeddingResult:
@@ -126,7 +122,7 @@ class RetrievalEmbeddings:
         else:
             pieces, owners, counts = plan(texts, ctx.model, context_size)
 
-        model = wire_model(ctx)
+        model = client.wire_model(ctx)
         template = dialect.template(model, input_type, dimensions)
         ranges = plan_batches(pieces, max_chunks, byte_budget)
         results = await gather_all([
@@ -156,19 +152,9 @@ class RetrievalEmbeddings:
     ) -> tuple[list[list[float]], int]:
         body = dict(template)
         body[self.dialect.texts_field] = self.dialect.inputs(model, batch)
-        response = await ctx.http.request(
-            "POST", endpoint.url(ctx, self.dialect.path), headers=endpoint.bearer_headers(ctx), content=dumps(body),
-            params=endpoint.query(ctx), deadline=ctx.deadline,
-        )
-        await raise_for_status(response, error_message)
-        parsed = read_json(response)
-        raise_status_envelope(ctx, parsed)
+        parsed = await client.post(ctx, self.dialect.path, body)
         vectors = read_vectors(self.dialect, parsed, len(batch))
         tokens = reported_tokens(parsed.get(self.dialect.usage))
         if tokens is None:  # no usage in the reply: count locally (pieces already counted are reused)
-            missing = [text for text, n in zip(batch, known) if n is None and text]
-            tokens = sum(n for n in known if n)
-            if missing:
-                enc = encoding_for_model(ctx.model)
-                tokens += sum(len(enc.encode(t, disallowed_special=())) for t in missing)
+            tokens = local_count(ctx.model, batch, known)
         return vectors, tokens

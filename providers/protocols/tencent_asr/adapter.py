@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
 from engine._http.status import error_for_status
 from engine.adapter import Adapter, CallContext
 from engine.entities import ModelType, ProviderEntity
@@ -48,6 +46,7 @@ from engine.errors import (
 )
 from engine.options import ProtocolOptions
 from providers.kit.audio import silent_wav
+from providers.kit.http import loads
 
 from . import protocol
 from .options import TencentASROptions
@@ -69,11 +68,11 @@ def _credential(ctx: CallContext, name: str) -> str:
 
 def engine_for(ctx: CallContext, language: str) -> str:
     primary = (language or "").strip().lower().replace("_", "-").split("-")[0]
-    return LANGUAGE_ENGINES.get(primary) or str(ctx.options.get("engine_type") or DEFAULT_ENGINE)
+    return LANGUAGE_ENGINES.get(primary) or protocol.options(ctx).engine_type or DEFAULT_ENGINE
 
 
 def _first_channel_only(ctx: CallContext) -> str:
-    return "1" if str(ctx.options.get("first_channel_only", 0)).strip().lower() in ("1", "true") else "0"
+    return "1" if protocol.options(ctx).first_channel_only else "0"
 
 
 class TencentFlashASR:
@@ -108,10 +107,7 @@ class TencentFlashASR:
         headers = {"host": host, "authorization": authorization, "content-type": "application/octet-stream",
                    "accept": "application/json"}
         response = await ctx.http.request("POST", url, headers=headers, content=audio, deadline=ctx.deadline)
-        try:
-            body = orjson.loads(response.content) if response.content else None
-        except orjson.JSONDecodeError:
-            body = None
+        body = loads(response.content) if response.content else None
         if response.status_code >= 400:
             message = str(body.get("message") or "") if isinstance(body, dict) else ""
             raise error_for_status(response.status_code, message, response.headers)
@@ -125,10 +121,10 @@ class TencentASRAdapter(Adapter):
 
     def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
         super().__init__(entity, options)
-        self.speech2text = TencentFlashASR()
+        self.speech2text = self._asr = TencentFlashASR()
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
-        await self.speech2text.transcribe(ctx, silent_wav(CHECK_SECONDS), "wav", "", "", "")
+        await self._asr.transcribe(ctx, silent_wav(CHECK_SECONDS), "wav", "", "", "")
 
     async def validate_model_credentials(self, ctx: CallContext) -> None:
         if ctx.model_type is not ModelType.SPEECH2TEXT:

@@ -6,6 +6,7 @@ from providers.kit.options import HTTPOptions
 
 
 class TencentASROptions(HTTPOptions):
-    endpoint_credential: str | None = None  # credential that overrides the endpoint host
-    engine_type: str | None = None  # default EngSerViceType, e.g. 16k_zh
-    first_channel_only: int | None = None  # ChannelNum / first-channel switch sent to the API
+    base_url: str | None = "https://asr.cloud.tencent.com"  # scheme and host of the flash API
+    endpoint_credential: str = "tencent_asr_endpoint"  # credential that overrides the endpoint host
+    engine_type: str = "16k_zh"  # EngSerViceType when the request's language has none of its own
+    first_channel_only: bool = False  # recognise the first channel only (Dify sends 1)

@@ -41,7 +41,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 from engine.adapter import CallContext
@@ -55,6 +55,8 @@ from engine.errors import (
     bad_request,
 )
 from providers.kit.audio import sniff_format
+
+from .options import TencentASROptions
 
 DEFAULT_ENDPOINT = "https://asr.cloud.tencent.com"
 PATH_PREFIX = "/asr/flash/v1/"
@@ -70,10 +72,15 @@ _MAX_MESSAGE = 300
 # ---- signing ---------------------------------------------------------------------------------
 
 
+def options(ctx: CallContext) -> TencentASROptions:
+    return cast(TencentASROptions, ctx.options)
+
+
 def endpoint(ctx: CallContext) -> tuple[str, str]:
     """(scheme, host[:port]) to call: the override credential, else the runtime default."""
-    name = str(ctx.options.get("endpoint_credential") or "tencent_asr_endpoint")
-    raw = str(ctx.credentials.get(name) or "").strip() or str(ctx.options.get("base_url") or DEFAULT_ENDPOINT)
+    o = options(ctx)
+    name = o.endpoint_credential
+    raw = str(ctx.credentials.get(name) or "").strip() or (o.base_url or DEFAULT_ENDPOINT)
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query \
             or parts.fragment or "@" in parts.netloc:
@@ -153,6 +160,11 @@ def code_error(code: int, message: str) -> RuntimeFault:
     return InvokeBadRequestError(text)
 
 
+def _channel(result: dict[str, Any]) -> int:
+    channel = result.get("channel_id")
+    return channel if isinstance(channel, int) else 0
+
+
 def transcript(body: dict[str, Any]) -> str:
     """The text of a reply: raises the mapped error for a non-zero code."""
     code = body.get("code")
@@ -164,5 +176,5 @@ def transcript(body: dict[str, Any]) -> str:
     if not isinstance(results, list):
         raise InvokeError("The provider returned no flash_result")
     channels = [r for r in results if isinstance(r, dict)]
-    channels.sort(key=lambda r: r.get("channel_id") if isinstance(r.get("channel_id"), int) else 0)
+    channels.sort(key=_channel)
     return "\n".join(str(r.get("text")) for r in channels if r.get("text"))

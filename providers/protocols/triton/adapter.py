@@ -22,19 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adapter import Adapter, CallContext, LLMRequest
-from engine.entities import (
-    AIModelEntity,
-    FetchFrom,
-    I18nObject,
-    ModelType,
-    ParameterRule,
-    ParameterType,
-    ProviderEntity,
-)
+from engine.entities import AIModelEntity, ModelType, ParameterRule, ParameterType, ProviderEntity
 from engine.errors import CredentialsValidateFailedError
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
 from engine.options import ProtocolOptions
-from engine.templates import fill_customizable_rule
+from providers.kit.customizable import form_int, rule, schema
 
 from . import client
 from .chat import TritonChat
@@ -44,16 +36,8 @@ PING_TOKENS = 5
 DEFAULT_CONTEXT = 2048
 
 
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(float(value)) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
 def _rule(name: str, kind: ParameterType, en: str, zh: str, **kw: Any) -> ParameterRule:
-    return fill_customizable_rule(ParameterRule(name=name, type=kind, use_template=name,
-                                                label=I18nObject(en_US=en, zh_Hans=zh), **kw))
+    return rule(name, kind, (en, zh), template=name, **kw)
 
 
 def llm_rules(context: int) -> list[ParameterRule]:
@@ -70,14 +54,9 @@ def llm_rules(context: int) -> list[ParameterRule]:
 
 
 def llm_schema(model: str, credentials: dict[str, Any]) -> AIModelEntity:
-    context = max(1, _int(credentials.get("context_size"), DEFAULT_CONTEXT))
+    context = max(1, form_int(credentials.get("context_size"), DEFAULT_CONTEXT))
     mode = "completion" if credentials.get("completion_type") == "completion" else "chat"
-    return AIModelEntity(
-        model=model, label=I18nObject.plain(model), model_type=ModelType.LLM,
-        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-        model_properties={"mode": mode, "context_size": context},
-        parameter_rules=llm_rules(context),
-    )
+    return schema(model, ModelType.LLM, {"mode": mode, "context_size": context}, rules=llm_rules(context))
 
 
 class TritonAdapter(Adapter):
@@ -85,7 +64,7 @@ class TritonAdapter(Adapter):
 
     def __init__(self, entity: ProviderEntity, options: ProtocolOptions | None = None) -> None:
         super().__init__(entity, options)
-        self.llm = TritonChat()
+        self.llm = self._chat = TritonChat()
 
     def customizable_schema(
         self, model: str, model_type: ModelType, credentials: dict[str, Any]
@@ -114,4 +93,4 @@ class TritonAdapter(Adapter):
             )
         request = LLMRequest(messages=[PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="ping")])],
                              parameters={"max_tokens": PING_TOKENS})
-        await self.llm.generate(ctx, request)
+        await self._chat.generate(ctx, request)

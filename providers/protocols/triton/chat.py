@@ -1,6 +1,7 @@
 """Triton generate over HTTP: unary (``/generate``), streaming (``/generate_stream``), token counts.
 
-Stream rules (the same contract as every adapter):
+The stream runs on the kit's driver (:func:`providers.kit.stream.stream_chunks`) with
+:class:`_Assembler`. Stream rules (the same contract as every adapter):
 - nothing is yielded until the server answered 2xx (an unknown model is a 400 before any byte
   of the answer: NotFoundError; other 400s: InvokeBadRequestError);
 - the body is SSE, one ``data: {"text_output": ...}`` per model response, delta or cumulative
@@ -22,12 +23,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from engine._http.sse import aiter_sse
+from engine._http.sse import SSEEvent, aiter_sse_batches
 from engine.adapter import CallContext, LLMRequest
 from engine.entities import LLMMode
 from engine.errors import InvokeConnectionError, InvokeError
 from engine.messages import AssistantMessage, LLMChunk, LLMResult, PromptMessage, TokenCounts, Tool
 from engine.tokenizers import count_text
+from providers.kit.stream import stream_chunks
 
 from . import client
 from .transform import (
@@ -54,6 +56,64 @@ def _counts(prompt: str, completion: str) -> TokenCounts:
     return TokenCounts(prompt_tokens=count_text(prompt), completion_tokens=count_text(completion))
 
 
+async def one_per_response(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
+    """SSE events one at a time: each Triton response is passed on as its own delta (a model
+    step is one response; callers see the answer grow step by step, as before the kit)."""
+    async for batch in aiter_sse_batches(body):
+        for event in batch:
+            yield [event]
+
+
+class _Assembler:
+    """Triton stream events → deltas: delta or cumulative output, stop words cut locally.
+
+    There is no end event: the answer is complete once at least one response arrived and the
+    body ended; a stop word ends it early (``done``, which closes the upstream request)."""
+
+    def __init__(self, model: str, prompt: str, cutter: StopCutter) -> None:
+        self.model = model
+        self.prompt = prompt
+        self.cutter = cutter
+        self.tracker = OutputTracker(prompt)
+        self.responses = 0
+        self.raw = ""
+        self.pieces: list[str] = []
+
+    @property
+    def complete(self) -> bool:
+        return self.responses > 0
+
+    @property
+    def done(self) -> bool:
+        return self.cutter.hit
+
+    def feed(self, event: SSEEvent) -> LLMChunk | None:
+        if not event.data.strip():
+            return None
+        obj = client.loads(event.data)
+        if not isinstance(obj, dict):
+            raise InvokeConnectionError("The provider's stream broke off mid-event")
+        error = client.body_error(obj)
+        if error is not None:
+            raise error
+        self.responses += 1
+        self.raw = finish_of(obj) or self.raw
+        text = text_output(obj)
+        new = self.cutter.feed(self.tracker.feed(text)) if text else ""
+        return self._piece(new) if new else None
+
+    def _piece(self, text: str) -> LLMChunk:
+        self.pieces.append(text)
+        return LLMChunk(model=self.model, content=text)
+
+    def final(self) -> LLMChunk:
+        rest = self.cutter.flush()
+        if rest:
+            self.pieces.append(rest)
+        return LLMChunk(model=self.model, content=rest, finish_reason=finish_reason(self.raw, self.cutter.hit),
+                        provider_finish_reason=self.raw, counts=_counts(self.prompt, "".join(self.pieces)))
+
+
 class TritonChat:
     """LLMModel for Triton's generate extension."""
 
@@ -75,13 +135,14 @@ class TritonChat:
             "POST", client.model_url(ctx, "generate"), headers=client.HEADERS, content=client.dumps(body),
             deadline=ctx.deadline,
         ) as response:
-            await client.raise_for_status(response)
+            await client.check_status(response)
             raw = await response.aread()
         parsed = client.loads(raw.strip() or b"null")
         if not isinstance(parsed, dict):
             raise InvokeError("The provider returned a response that is not a JSON object")
-        if parsed.get("error"):
-            raise client.in_stream_error(parsed)
+        error = client.body_error(parsed)
+        if error is not None:
+            raise error
         text = text_output(parsed)
         if text is None:
             raise InvokeError("The provider's response has no text_output")
@@ -91,48 +152,21 @@ class TritonChat:
         reject_tools(request)
         prompt = build_prompt(request.messages, _mode(ctx))
         cutter = StopCutter(request.stop)
-        pieces: list[str] = []
-        raw = ""
-        if not streaming_supported(ctx):
-            text, raw = await self._unary(ctx, prompt, request)
-            content = cutter.cut(OutputTracker.whole(text, prompt))
-            if content:
-                pieces.append(content)
-                yield LLMChunk(model=ctx.model, content=content)
-        else:
-            tracker = OutputTracker(prompt)
-            body = build_body(prompt, request.parameters, stream=True)
-            async with ctx.http.stream(
-                "POST", client.model_url(ctx, "generate_stream"), headers=client.HEADERS,
-                content=client.dumps(body), deadline=ctx.deadline,
-            ) as response:
-                await client.raise_for_status(response)
-                responses = 0
-                async for event in aiter_sse(response.aiter_bytes()):
-                    if not event.data.strip():
-                        continue
-                    obj = client.loads(event.data)
-                    if not isinstance(obj, dict):
-                        raise InvokeConnectionError("The provider's stream broke off mid-event")
-                    if obj.get("error"):
-                        raise client.in_stream_error(obj)
-                    responses += 1
-                    raw = finish_of(obj) or raw
-                    text = text_output(obj)
-                    new = cutter.feed(tracker.feed(text)) if text else ""
-                    if new:
-                        pieces.append(new)
-                        yield LLMChunk(model=ctx.model, content=new)
-                    if cutter.hit:
-                        break  # leaving the block closes the upstream request
-                if not responses:
-                    raise InvokeConnectionError("The provider's stream ended before any response")
-            rest = cutter.flush()
-            if rest:
-                pieces.append(rest)
-                yield LLMChunk(model=ctx.model, content=rest)
+        if streaming_supported(ctx):
+            async for chunk in stream_chunks(
+                ctx, client.model_url(ctx, "generate_stream"), headers=client.HEADERS,
+                body=client.dumps(build_body(prompt, request.parameters, stream=True)),
+                errors=client.error_message, check=client.check_status,
+                assembler=_Assembler(ctx.model, prompt, cutter), decode=one_per_response,
+            ):
+                yield chunk
+            return
+        text, raw = await self._unary(ctx, prompt, request)
+        content = cutter.cut(OutputTracker.whole(text, prompt))
+        if content:
+            yield LLMChunk(model=ctx.model, content=content)
         yield LLMChunk(model=ctx.model, finish_reason=finish_reason(raw, cutter.hit), provider_finish_reason=raw,
-                       counts=_counts(prompt, "".join(pieces)))
+                       counts=_counts(prompt, content))
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         if not messages:

@@ -17,17 +17,15 @@ Errors are ``{"error": "<message>"}``, usually with 400 (an unknown model is 400
 unknown model: 'x' is not found``, reported here as NotFoundError). ``/generate_stream`` fixes
 its HTTP status with the first response, so an inference failure after that arrives as an
 ``{"error": ...}`` event under the 200; Triton gives it no status and it is reported as the server
-failing (InvokeServerUnavailableError).
+failing (InvokeServerUnavailableError); :func:`body_error` reads it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
-import httpx
-import orjson
-
+from engine._http.response import UpstreamResponse
 from engine._http.status import error_for_status
 from engine.adapter import CallContext
 from engine.errors import (
@@ -37,13 +35,22 @@ from engine.errors import (
     NotFoundError,
     RuntimeFault,
 )
+from providers.kit.http import dumps, loads
+
+from .options import TritonOptions
+
+__all__ = ["HEADERS", "body_error", "check_status", "dumps", "error_message", "loads", "model_url", "server_url"]
 
 _MAX_MESSAGE = 500
 HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
+def options(ctx: CallContext) -> TritonOptions:
+    return cast(TritonOptions, ctx.options)
+
+
 def server_url(ctx: CallContext) -> str:
-    name = str(ctx.options.get("server_url_credential") or "server_url")
+    name = options(ctx).server_url_credential
     url = str(ctx.credentials.get(name) or "").strip()
     if not url:
         raise InvokeBadRequestError(
@@ -62,24 +69,13 @@ def model_url(ctx: CallContext, endpoint: str) -> str:
     return f"{server_url(ctx)}/v2/models/{quote(ctx.model, safe='')}/{endpoint}"
 
 
-def dumps(body: Any) -> bytes:
-    return orjson.dumps(body)
-
-
-def loads(data: bytes | str) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-
-
 def _error_text(err: Any) -> str:
     if isinstance(err, dict):
         err = err.get("message") or err.get("error")
     return str(err or "")[:_MAX_MESSAGE]
 
 
-def error_message(response: httpx.Response) -> str:
+def error_message(response: UpstreamResponse) -> str:
     body = loads(response.content) if response.content else None
     if isinstance(body, dict):
         return _error_text(body.get("error") or body.get("message"))
@@ -93,7 +89,7 @@ def http_error(status: int, message: str, headers: Any = None) -> RuntimeFault:
     return error_for_status(status, message, headers)
 
 
-async def raise_for_status(response: httpx.Response) -> None:
+async def check_status(response: UpstreamResponse) -> None:
     """Raise the mapped error when the response is not 2xx (reads the error body)."""
     if response.status_code < 400:
         return
@@ -101,6 +97,8 @@ async def raise_for_status(response: httpx.Response) -> None:
     raise http_error(response.status_code, error_message(response), response.headers)
 
 
-def in_stream_error(obj: dict[str, Any]) -> RuntimeFault:
-    """An ``{"error": ...}`` object under a 200 (a stream event, or a unary body)."""
+def body_error(obj: dict[str, Any]) -> RuntimeFault | None:
+    """The error an ``{"error": ...}`` object under a 200 carries (a stream event, or a unary body)."""
+    if not obj.get("error"):
+        return None
     return InvokeServerUnavailableError(_error_text(obj.get("error")) or "error in stream")

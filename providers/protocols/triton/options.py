@@ -6,4 +6,4 @@ from providers.kit.options import HTTPOptions
 
 
 class TritonOptions(HTTPOptions):
-    server_url_credential: str | None = None  # credential holding the server URL
+    server_url_credential: str = "server_url"  # credential holding the server URL

@@ -11,7 +11,8 @@ CONFIG  ?= config/default.yaml
 MYPY_PATHS := engine server providers/__init__.py providers/kit providers/protocols/openai providers/protocols/dashscope \
 	providers/protocols/retrieval providers/protocols/replicate providers/protocols/huggingface \
 	providers/protocols/triton providers/protocols/tencent_asr providers/protocols/anthropic \
-	providers/protocols/bedrock providers/protocols/vertex
+	providers/protocols/bedrock providers/protocols/vertex providers/protocols/gemini providers/protocols/cohere \
+	providers/protocols/ollama
 
 .PHONY: install proto proto-check sync-client lint test run bench clean
 

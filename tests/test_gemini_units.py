@@ -30,6 +30,7 @@ from engine.messages import (
 )
 from providers.protocols.gemini import client
 from providers.protocols.gemini.chat import _StreamState
+from providers.protocols.gemini.options import GeminiOptions
 from providers.protocols.gemini.schema import SchemaError, function_parameters, sanitize
 from providers.protocols.gemini.transform import (
     build_body,
@@ -49,7 +50,8 @@ def text(role: Role, value: str) -> PromptMessage:
 
 def ctx(credentials: dict) -> CallContext:
     return CallContext(provider_entity=GOOGLE.entity, model="gemini-2.5-flash", model_type=ModelType.LLM, schema=None,
-                       credentials=credentials, http=None, options=GOOGLE.entity.runtime)  # type: ignore[arg-type]
+                       credentials=credentials, http=None,  # type: ignore[arg-type]
+                       options=GeminiOptions.model_validate(GOOGLE.entity.runtime))
 
 
 # ---- schema ---------------------------------------------------------------------------------

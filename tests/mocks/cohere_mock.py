@@ -27,6 +27,7 @@ body), :func:`trial_rate_limit` (429 with the trial-key message), :func:`truncat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -235,4 +236,5 @@ class CohereMock(ServerMock):
                         return
                     break
             await sse.event(event, event=event["type"])
+            await asyncio.sleep(0.001)  # an event per generated token, paced as a real server sends them
         await sse.close()

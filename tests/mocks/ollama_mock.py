@@ -30,6 +30,7 @@ line), :func:`hang`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -375,5 +376,6 @@ class OllamaMock(ServerMock):
                     await writer.raw(json.dumps(obj).encode()[:25])
                 break
             await writer.line(obj)
+            await asyncio.sleep(0.001)  # a line per generated token, paced as a real server sends them
         await writer.flush()
         await resp.end()

@@ -16,7 +16,7 @@ embeddings: ``embed-v4.0`` for ``embed-v4*`` names, else ``embed-multilingual-v3
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from engine.adapter import Adapter, CallContext, LLMRequest
 from engine.entities import AIModelEntity, FetchFrom, I18nObject, ModelType, ProviderEntity
@@ -53,9 +53,9 @@ class CohereAdapter(Adapter):
             self.rerank = CohereRerank()
 
     def _base_name(self, model: str, model_type: ModelType) -> str:
-        configured = self.options.get("customizable_base")
-        if isinstance(configured, dict) and configured.get(model_type.value):
-            return str(configured[model_type.value])
+        configured = cast(CohereOptions, self.options).customizable_base.get(model_type.value)
+        if configured:
+            return configured
         if model_type is ModelType.TEXT_EMBEDDING and model.startswith("embed-v4"):
             return "embed-v4.0"
         return BASE_MODELS.get(model_type, "")
@@ -74,7 +74,7 @@ class CohereAdapter(Adapter):
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
         if self.rerank is None:
             raise CredentialsValidateFailedError("provider has no rerank model to validate with")
-        ctx.model = str(self.options.get("validate_model") or DEFAULT_VALIDATE_MODEL)
+        ctx.model = cast(CohereOptions, self.options).validate_model or DEFAULT_VALIDATE_MODEL
         ctx.model_type = ModelType.RERANK
         ctx.schema = self.predefined.get((ModelType.RERANK, ctx.model))
         await self.rerank.rerank(ctx, "ping", ["pong"], None, 1, "")

@@ -1,14 +1,17 @@
 """Cohere chat over HTTP: ``POST /v2/chat``, unary and streamed.
 
-Stream rules (the same contract as every adapter):
+Streaming runs on the kit's driver (:func:`providers.kit.stream.stream_chunks`) with
+:class:`_Assembler`; the contract is every adapter's:
 - nothing is yielded until Cohere answered 2xx, so early failures stay retryable;
 - events are SSE with ``event:`` names (``message-start``, ``content-delta``,
   ``tool-plan-delta``, ``tool-call-start``/``-delta``/``-end``, ``message-end``, ...) and no
   ``[DONE]`` (one is ignored if a proxy adds it);
-- text, thinking and tool-call fragments are yielded as they arrive; ``message-end`` carries
-  the finish reason and the usage, which go out on one final chunk;
+- text, thinking and tool-call fragments are yielded as they arrive (the events of one
+  network read as one merged chunk, except that a tool call starts a chunk of its own); ``message-end`` carries the finish reason and the usage,
+  which go out on one final chunk;
 - ``finish_reason`` ERROR or TIMEOUT (Cohere's way to report a failure under the 200) raises
-  InvokeServerUnavailableError; an ``event: error`` raises the error for its status;
+  InvokeServerUnavailableError; an ``event: error`` raises the error for its status
+  (:func:`.client.body_error`), in both cases after the content before it;
 - a stream that ends without ``message-end``, or breaks off inside an event, is truncated:
   InvokeConnectionError, never a silently short answer.
 
@@ -19,13 +22,14 @@ is an approximation of Cohere's tokenizer; invocations themselves report Cohere'
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-from engine._http.sse import aiter_sse
+from engine._http.sse import SSEEvent, aiter_sse_batches
 from engine.adapter import CallContext, LLMRequest
-from engine.errors import InvokeConnectionError, RuntimeFault
+from engine.errors import InvokeConnectionError
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool
 from engine.tokenizers import count_text
+from providers.kit import http
+from providers.kit.stream import stream_chunks
 
 from . import client
 from .transform import FAILED, StreamAssembler, build_chat_body, parse_chat
@@ -33,19 +37,58 @@ from .transform import FAILED, StreamAssembler, build_chat_body, parse_chat
 _PER_MESSAGE = 4  # role and turn markers of Cohere's chat template, roughly
 
 
-def _stream_error(obj: dict[str, Any]) -> RuntimeFault:
-    status = obj.get("status_code") or obj.get("status")
-    message = str(obj.get("message") or obj.get("error") or "error in stream")
-    error = client.error_for(status if isinstance(status, int) and 400 <= status < 600 else 500, message)
-    error.upstream_status = None  # the HTTP status was 200
-    return error
+async def _events(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
+    """The SSE events of each network read, cut before every ``tool-call-start``: a tool call
+    starts its own chunk, so callers get the tool plan before the call it announces."""
+    async for batch in aiter_sse_batches(body):
+        start = 0
+        for i, event in enumerate(batch):
+            if event.event == "tool-call-start" and i > start:
+                yield batch[start:i]
+                start = i
+        yield batch[start:]
+
+
+class _Assembler:
+    """Named SSE events → deltas (:class:`.transform.StreamAssembler` reads each event)."""
+
+    __slots__ = ("_events",)
+
+    def __init__(self, model: str) -> None:
+        self._events = StreamAssembler(model)
+
+    @property
+    def complete(self) -> bool:
+        return self._events.done
+
+    @property
+    def done(self) -> bool:
+        return self._events.done
+
+    def feed(self, event: SSEEvent) -> LLMChunk | None:
+        data = event.data.strip()
+        if not data or data == "[DONE]":
+            return None
+        obj = http.loads(data)
+        if not isinstance(obj, dict):
+            raise InvokeConnectionError("The provider's stream broke off mid-event")
+        error = client.body_error(obj, event.event)
+        if error is not None:
+            raise error
+        chunk = self._events.feed(obj)
+        if self._events.raw_finish in FAILED:
+            raise client.finish_error(self._events.raw_finish, self._events.error)
+        return chunk
+
+    def final(self) -> LLMChunk:
+        return self._events.final()
 
 
 class CohereChat:
     """LLMModel for Cohere's v2 Chat API."""
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
-        body = client.dumps(build_chat_body(ctx.model, request, stream=False))
+        body = http.dumps(build_chat_body(ctx.model, request, stream=False))
         async with ctx.http.stream(
             "POST", client.url(ctx, "chat"), headers=client.headers(ctx), content=body, deadline=ctx.deadline,
         ) as response:
@@ -55,33 +98,11 @@ class CohereChat:
             raise client.finish_error(raw, str(parsed.get("error") or ""))
         return parse_chat(parsed, ctx.model)
 
-    async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
-        body = client.dumps(build_chat_body(ctx.model, request, stream=True))
-        assembler = StreamAssembler(ctx.model)
-        async with ctx.http.stream(
-            "POST", client.url(ctx, "chat"), headers=client.headers(ctx, stream=True), content=body,
-            deadline=ctx.deadline,
-        ) as response:
-            await client.raise_for_status(response)
-            async for event in aiter_sse(response.aiter_bytes()):
-                data = event.data.strip()
-                if not data or data == "[DONE]":
-                    continue
-                obj = client.loads(data)
-                if not isinstance(obj, dict):
-                    raise InvokeConnectionError("The provider's stream broke off mid-event")
-                if event.event == "error" or obj.get("type") == "error":
-                    raise _stream_error(obj)
-                chunk = assembler.feed(obj)
-                if chunk is not None:
-                    yield chunk
-                if assembler.done:
-                    break
-            if not assembler.done:
-                raise InvokeConnectionError("The provider's stream ended before the response was complete")
-        if assembler.raw_finish in FAILED:
-            raise client.finish_error(assembler.raw_finish, assembler.error)
-        yield assembler.final()
+    def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        body = http.dumps(build_chat_body(ctx.model, request, stream=True))
+        return stream_chunks(ctx, client.url(ctx, "chat"), body=body, headers=client.headers(ctx, stream=True),
+                             errors=http.error_message, check=client.check_status,
+                             assembler=_Assembler(ctx.model), decode=_events)
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         total = 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.adapter import CallContext
 from engine.messages import RerankResult
+from providers.kit import http
 from providers.kit import rerank as kit
 
 from . import client
@@ -47,7 +48,7 @@ class CohereRerank:
         async def post(batch: list[str], limit: int) -> list[tuple[int, float]]:
             body = build_rerank_body(ctx, query, batch, limit)
             async with ctx.http.stream(
-                "POST", client.url(ctx, "rerank"), headers=client.headers(ctx), content=client.dumps(body),
+                "POST", client.url(ctx, "rerank"), headers=client.headers(ctx), content=http.dumps(body),
                 deadline=ctx.deadline,
             ) as response:
                 parsed = await client.read_json(response)

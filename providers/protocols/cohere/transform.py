@@ -236,7 +236,7 @@ def counts_from_usage(usage: Any) -> TokenCounts | None:
 
 def _call(raw: Any, n: int) -> ToolCall:
     raw = raw if isinstance(raw, dict) else {}
-    function = raw.get("function") if isinstance(raw.get("function"), dict) else {}
+    function = _obj(raw.get("function"))
     arguments = function.get("arguments")
     if not isinstance(arguments, str):
         arguments = orjson.dumps(arguments if arguments is not None else {}).decode()
@@ -244,9 +244,13 @@ def _call(raw: Any, n: int) -> ToolCall:
                     arguments=arguments or "{}")
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def parse_chat(body: dict[str, Any], model: str) -> LLMResult:
     """A unary ``/v2/chat`` reply (the caller has checked ``finish_reason`` for failures)."""
-    message = body.get("message") if isinstance(body.get("message"), dict) else {}
+    message = _obj(body.get("message"))
     texts: list[str] = []
     thoughts: list[str] = []
     for part in message.get("content") or ():
@@ -305,7 +309,7 @@ class StreamAssembler:
 
     def feed(self, event: dict[str, Any]) -> LLMChunk | None:
         kind = event.get("type")
-        delta = event.get("delta") if isinstance(event.get("delta"), dict) else {}
+        delta = _obj(event.get("delta"))
         if kind == "message-start":
             self.id = str(event.get("id") or self.id)
         elif kind in ("content-start", "content-delta"):
@@ -328,7 +332,7 @@ class StreamAssembler:
             call = call[0] if isinstance(call, list) and call else call
             if not isinstance(call, dict):
                 return None
-            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            function = _obj(call.get("function"))
             index = self._call_index(event, new=True)
             return self._chunk(tool_calls=[ToolCallDelta(
                 index=index, id=str(call.get("id") or f"call_{index}"), name=str(function.get("name") or ""),

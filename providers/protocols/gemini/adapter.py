@@ -8,6 +8,8 @@ spends money, unlike a tiny generateContent on a thinking model.
 
 from __future__ import annotations
 
+from typing import cast
+
 from engine.adapter import Adapter, CallContext
 from engine.entities import ModelType, ProviderEntity
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
@@ -37,7 +39,7 @@ class GeminiAdapter(Adapter):
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
         assert self.llm is not None
-        ctx.model = str(self.options.get("validate_model") or DEFAULT_VALIDATE_MODEL)
+        ctx.model = cast(GeminiOptions, self.options).validate_model or DEFAULT_VALIDATE_MODEL
         ctx.schema = self.predefined.get((ModelType.LLM, ctx.model))
         await self.llm.count_tokens(ctx, _ping(), [])
 

@@ -1,28 +1,31 @@
 """Gemini chat over HTTP: ``:generateContent``, ``:streamGenerateContent?alt=sse``, ``:countTokens``.
 
-Stream rules (the same contract as every adapter):
+Streaming runs on the kit's driver (:func:`providers.kit.stream.stream_chunks`) with
+:class:`_Assembler` over :class:`_StreamState`; the contract is every adapter's:
 - nothing is yielded until Gemini answered 2xx, so early failures stay retryable;
-- events are data-only SSE (often CRLF) with no ``[DONE]``; each holds only new parts;
+- events are data-only SSE (often CRLF) with no ``[DONE]``; each holds only new parts; the
+  events of one network read go out as one merged chunk;
 - ``usageMetadata`` is repeated in every event as running totals: the last one wins;
 - function calls arrive whole, so each becomes one ToolCallDelta with its full arguments;
 - ``finishReason`` comes on the last event; it, the raw counts, and the finish of a blocked
   prompt go out on one final chunk;
-- ``data: {"error": ...}`` under a 200 raises the mapped error;
+- ``data: {"error": ...}`` under a 200 raises the mapped error (:func:`.client.body_error`),
+  after the content before it;
 - a stream that ends with neither a finish reason nor a prompt block is truncated: an error
   (InvokeConnectionError), never a silently short answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
-import orjson
-
-from engine._http.sse import aiter_sse
+from engine._http.sse import SSEEvent
 from engine.adapter import CallContext, LLMRequest
 from engine.errors import InvokeConnectionError, InvokeError
 from engine.messages import FinishReason, LLMChunk, LLMResult, PromptMessage, Tool, ToolCallDelta
+from providers.kit import http
+from providers.kit.stream import stream_chunks
 
 from . import client
 from .transform import (
@@ -35,12 +38,6 @@ from .transform import (
     parse_response,
     tools_to_wire,
 )
-
-
-def _in_body_error(obj: dict[str, Any]) -> InvokeError:
-    error = client.error_from_body(obj, 0)
-    error.upstream_status = None  # the HTTP status was 200; only the body's code counts
-    return error  # type: ignore[return-value]
 
 
 class _StreamState:
@@ -70,7 +67,8 @@ class _StreamState:
         if not isinstance(candidates, list) or not candidates or not isinstance(candidates[0], dict):
             return None
         candidate = candidates[0]
-        content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
+        given = candidate.get("content")
+        content: dict[str, Any] = given if isinstance(given, dict) else {}
         first_call = self.reader.calls
         text, reasoning, calls = self.reader.read(content.get("parts"))
         raw = candidate.get("finishReason")
@@ -93,6 +91,38 @@ class _StreamState:
         return final
 
 
+class _Assembler:
+    """SSE events → deltas: each event's JSON goes to :class:`_StreamState`. Gemini sends no
+    end marker, so the body is read to its end (``done`` stays False); a finish reason or a
+    blocked prompt makes the answer complete."""
+
+    __slots__ = ("_state",)
+    done = False
+
+    def __init__(self, model: str) -> None:
+        self._state = _StreamState(model)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._state.raw_finish)
+
+    def feed(self, event: SSEEvent) -> LLMChunk | None:
+        if not event.data:
+            return None
+        obj = http.loads(event.data)
+        if obj is None:
+            raise InvokeConnectionError("The provider's stream broke off mid-message")
+        if not isinstance(obj, dict):
+            return None
+        error = client.body_error(obj)
+        if error is not None:
+            raise error
+        return self._state.feed(obj)
+
+    def final(self) -> LLMChunk:
+        return self._state.finish()
+
+
 class GeminiChat:
     """LLMModel for the Gemini API, or for another host of its protocol given its ``endpoint``
     (URLs and auth headers; see :class:`.client.ApiKeyEndpoint`)."""
@@ -101,48 +131,35 @@ class GeminiChat:
         self.endpoint = endpoint
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
-        body = client.dumps(build_body(request))
+        body = http.dumps(build_body(request))
         async with ctx.http.stream(
             "POST", self.endpoint.url(ctx, ctx.model, "generateContent"),
             headers=await self.endpoint.headers(ctx), content=body, deadline=ctx.deadline,
         ) as response:
             await client.raise_for_status(response)
             raw = await response.aread()
-        try:
-            parsed = orjson.loads(raw or b"{}")
-        except orjson.JSONDecodeError:
-            raise InvokeError("The provider returned a response that is not JSON") from None
+        parsed = http.json_body(raw or b"{}")
         if not isinstance(parsed, dict):
             raise InvokeError("The provider returned a response that is not a JSON object")
-        if parsed.get("error") and not parsed.get("candidates"):
-            raise _in_body_error(parsed)
+        error = None if parsed.get("candidates") else client.body_error(parsed)
+        if error is not None:
+            raise error
         return parse_response(parsed, ctx.model)
 
     async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
-        body = client.dumps(build_body(request))
-        state = _StreamState(ctx.model)
-        async with ctx.http.stream(
-            "POST", self.endpoint.url(ctx, ctx.model, "streamGenerateContent"),
-            headers=await self.endpoint.headers(ctx), content=body, params={"alt": "sse"}, deadline=ctx.deadline,
-        ) as response:
-            await client.raise_for_status(response)
-            async for event in aiter_sse(response.aiter_bytes()):
-                if not event.data:
-                    continue
-                try:
-                    obj = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise InvokeConnectionError("The provider's stream broke off mid-message") from None
-                if not isinstance(obj, dict):
-                    continue
-                if obj.get("error"):
-                    raise _in_body_error(obj)
-                chunk = state.feed(obj)
-                if chunk is not None:
-                    yield chunk
-            if not state.raw_finish:
-                raise InvokeConnectionError("The provider's stream ended before the response was complete")
-        yield state.finish()
+        body = http.dumps(build_body(request))
+        # The endpoint's headers are awaited (Vertex fetches a token), hence this generator;
+        # closing it closes the driver's at once, so a cancel reaches the upstream connection.
+        chunks = cast(AsyncGenerator[LLMChunk, None], stream_chunks(
+            ctx, self.endpoint.url(ctx, ctx.model, "streamGenerateContent"), body=body,
+            headers=await self.endpoint.headers(ctx), params={"alt": "sse"}, errors=http.error_message,
+            check=client.raise_for_status, assembler=_Assembler(ctx.model),
+        ))
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         """Gemini's own tokenizer via ``:countTokens`` (a real, free request): local
@@ -150,20 +167,18 @@ class GeminiChat:
         contents, instruction = build_contents(messages)
         if not contents and instruction is None:
             return 0
-        inner: dict[str, Any] = {"contents": contents or [{"role": "user", "parts": instruction["parts"]}]}
+        # Only system text: send it as the one user turn (countTokens needs contents).
+        inner: dict[str, Any] = {"contents": contents or [{"role": "user", "parts": (instruction or {})["parts"]}]}
         if instruction is not None and contents:
             inner["systemInstruction"] = instruction
         if tools:
             inner["tools"] = tools_to_wire(tools)
         response = await ctx.http.request(
             "POST", self.endpoint.url(ctx, ctx.model, "countTokens"), headers=await self.endpoint.headers(ctx),
-            content=client.dumps(self.endpoint.count_tokens_body(ctx.model, inner)), deadline=ctx.deadline,
+            content=http.dumps(self.endpoint.count_tokens_body(ctx.model, inner)), deadline=ctx.deadline,
         )
         await client.raise_for_status(response)
-        try:
-            parsed = orjson.loads(response.content or b"{}")
-        except orjson.JSONDecodeError:
-            raise InvokeError("The provider returned a response that is not JSON") from None
+        parsed = http.json_body(response.content or b"{}")
         total = parsed.get("totalTokens") if isinstance(parsed, dict) else None
         if not isinstance(total, int):
             raise InvokeError("The provider's token count has no totalTokens")

@@ -1,7 +1,8 @@
 """Reaching the Gemini API: base URL, auth header, model paths, and Google's error shape.
 
 The key goes in the ``x-goog-api-key`` header and never in the URL (``?key=`` ends up in
-httpx exceptions, proxy logs and stack traces). ``runtime:`` options of the provider YAML:
+exceptions, proxy logs and stack traces). ``runtime:`` options (:class:`~.options.GeminiOptions`,
+defaults declared there; credentials and URLs come from :mod:`providers.kit.http`):
 
     base_url             default base URL including the API version
                          (https://generativelanguage.googleapis.com/v1beta)
@@ -14,58 +15,45 @@ httpx exceptions, proxy logs and stack traces). ``runtime:`` options of the prov
 Errors: ``{"error": {"code", "message", "status", "details": [...]}}``. A bad key is a 400
 whose ``ErrorInfo`` reason is ``API_KEY_INVALID`` (Google does not answer 401), so it is
 mapped to InvokeAuthorizationError, as is 403 PERMISSION_DENIED; a 429 takes its retry delay
-from ``RetryInfo.retryDelay`` (then the retry-after header).
+from ``RetryInfo.retryDelay`` (then the retry-after header). An error under a 200 (a unary
+body or a stream event) is :func:`body_error`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 from urllib.parse import quote
-
-import httpx
-import orjson
 
 from engine._http.status import error_for_status, retry_after_seconds
 from engine.adapter import CallContext
-from engine.errors import (
-    FieldViolation,
-    InvokeAuthorizationError,
-    InvokeBadRequestError,
-    InvokeRateLimitError,
-    RuntimeFault,
-)
+from engine.errors import InvokeAuthorizationError, InvokeRateLimitError, RuntimeFault
+from providers.kit import http
 
-DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+from .options import GeminiOptions
+
 _VERSIONED = re.compile(r"/v\d+(?:alpha|beta)?\d*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _AUTH_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED", "ACCESS_TOKEN_EXPIRED"}
 _MAX_MESSAGE = 500
 
 
-def _credential(ctx: CallContext, option: str, default: str) -> str:
-    name = str(ctx.options.get(option) or default)
-    value = ctx.credentials.get(name)
-    return str(value).strip() if value else ""
+def options(ctx: CallContext) -> GeminiOptions:
+    return cast(GeminiOptions, ctx.options)
 
 
 def base_url(ctx: CallContext) -> str:
-    custom = _credential(ctx, "base_url_credential", "google_base_url")
-    if not custom:
-        return str(ctx.options.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-    if not custom.startswith(("http://", "https://")):
-        field = ctx.options.get("base_url_credential") or "google_base_url"
-        raise InvokeBadRequestError(
-            "base URL must start with http:// or https://",
-            field_violations=(FieldViolation(f"credentials.{field}", "must be an http(s) URL"),),
-        )
-    custom = custom.rstrip("/")
-    return custom if _VERSIONED.search(custom) else custom + "/v1beta"
+    o = options(ctx)
+    url = http.base_url(ctx, default=o.base_url, credential_name=o.base_url_credential)
+    if http.credential(ctx, o.base_url_credential) and not _VERSIONED.search(url):
+        url += "/v1beta"  # Dify's form takes the bare host, as Google's SDK does
+    return url
 
 
 def headers(ctx: CallContext) -> dict[str, str]:
     out = {"content-type": "application/json"}
-    key = _credential(ctx, "api_key_credential", "google_api_key")
+    key = http.credential(ctx, options(ctx).api_key_credential)
     if key:
         out["x-goog-api-key"] = key
     return out
@@ -83,16 +71,12 @@ def url(ctx: CallContext, model: str, method: str) -> str:
     return f"{base_url(ctx)}/{model_path(model)}:{method}"
 
 
-def dumps(body: Any) -> bytes:
-    return orjson.dumps(body)
-
-
 class ApiKeyEndpoint:
     """Where Gemini calls go and how they authenticate: the Gemini API with its key header.
 
     :class:`~.chat.GeminiChat` and :class:`~.embeddings.GeminiEmbeddings` take an endpoint, so
     another host of the same contents/parts protocol (Vertex AI: its own URLs and an OAuth
-    bearer token, :mod:`providers.wire.vertex`) reuses them by passing its own object with
+    bearer token, :mod:`providers.protocols.vertex`) reuses them by passing its own object with
     these three members.
     """
 
@@ -125,8 +109,11 @@ def _duration(value: Any) -> float | None:
     return None
 
 
-def error_from_body(body: Any, status: int, response_headers: httpx.Headers | None = None) -> RuntimeFault:
-    """Map a Google error object (``{"error": {...}}``) with the HTTP ``status`` it came with."""
+def error_from_body(body: Any, status: int, response_headers: Mapping[str, str] | None = None, *,
+                    in_body: bool = False) -> RuntimeFault:
+    """Map a Google error object (``{"error": {...}}``) with the HTTP ``status`` it came with
+    (0: none, the body's code decides); ``in_body``: it came under a 200, so no upstream HTTP
+    status is recorded."""
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         err = {"message": str(err)} if err else {}
@@ -134,6 +121,7 @@ def error_from_body(body: Any, status: int, response_headers: httpx.Headers | No
     if not status:
         status = code if isinstance(code, int) and 400 <= code < 600 else 503
     message = str(err.get("message") or "")[:_MAX_MESSAGE]
+    upstream = None if in_body else status
     grpc_status = str(err.get("status") or "")
     reasons: set[str] = set()
     retry: float | None = None
@@ -147,23 +135,29 @@ def error_from_body(body: Any, status: int, response_headers: httpx.Headers | No
             retry = _duration(detail.get("retryDelay"))
     if reasons & _AUTH_REASONS or grpc_status in ("UNAUTHENTICATED", "PERMISSION_DENIED") or status in (401, 403):
         # The vendor text is dropped on purpose: it may quote the rejected key.
-        return InvokeAuthorizationError(upstream_status=status)
+        return InvokeAuthorizationError(upstream_status=upstream)
     if status == 429 or grpc_status == "RESOURCE_EXHAUSTED":
         if retry is None and response_headers is not None:
             retry = retry_after_seconds(response_headers)
-        return InvokeRateLimitError(message or "Rate limit exceeded", retry_after=retry, upstream_status=status)
-    return error_for_status(status, message or grpc_status, response_headers)
+        return InvokeRateLimitError(message or "Rate limit exceeded", retry_after=retry, upstream_status=upstream)
+    return error_for_status(status, message or grpc_status, response_headers, in_body=in_body)
 
 
-async def raise_for_status(response: httpx.Response) -> None:
-    """Raise the mapped error when the response is not 2xx (reads the error body)."""
+def body_error(obj: Any) -> RuntimeFault | None:
+    """The error an ``{"error": ...}`` object under a 200 carries (a stream event or a unary
+    body), or None."""
+    if not isinstance(obj, dict) or not obj.get("error"):
+        return None
+    return error_from_body(obj, 0, in_body=True)
+
+
+async def raise_for_status(response: http.UpstreamResponse) -> None:
+    """Raise the mapped error when the response is not 2xx (reads the error body). Not the
+    kit's plain check: the body's reason and retry info decide the class, not only the status."""
     if response.status_code < 400:
         return
     await response.aread()
-    try:
-        body = orjson.loads(response.content) if response.content else None
-    except orjson.JSONDecodeError:
-        body = None
+    body = http.loads(response.content) if response.content else None
     if isinstance(body, list) and body and isinstance(body[0], dict):
         body = body[0]  # the JSON-array stream form wraps its error in a list
     if not isinstance(body, dict):

@@ -7,8 +7,9 @@ type (query → RETRIEVAL_QUERY, document → RETRIEVAL_DOCUMENT), the asymmetri
 retrieval quality depends on.
 
 As in Dify's Gemini plugin, a text longer than the model's ``context_size`` is split and its
-piece vectors are averaged (weighted by length) and L2-normalised (the helpers are shared with
-the OpenAI family). Vectors are otherwise returned as Gemini sends them: with a reduced
+piece vectors are averaged (weighted by length) and L2-normalised: the kit's
+:func:`~providers.kit.embeddings.embed_in_batches` does that and the batching; this module
+posts one batch. Vectors are otherwise returned as Gemini sends them: with a reduced
 ``outputDimensionality`` they are not unit length, exactly as from Google's SDK.
 
 Token counts: the Gemini API reports no usage for embeddings and has no tokenizer we can run
@@ -23,14 +24,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import orjson
-
 from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import get_encoding
-from providers.kit.concurrency import gather_all
-from providers.kit.embeddings import combine, decode_vector, plan
+from providers.kit import http
+from providers.kit.embeddings import decode_vector, embed_in_batches, int_prop
 
 from . import client
 
@@ -40,14 +39,6 @@ _DEFAULT_MAX_CHUNKS = 100  # the Gemini API's limit on requests per batchEmbedCo
 
 def approximate_tokens(text: str) -> int:
     return len(get_encoding("o200k_base").encode(text, disallowed_special=())) if text else 0
-
-
-def int_prop(props: dict[str, Any], name: str, default: int | None) -> int | None:
-    try:
-        value = int(props.get(name) or 0)
-    except (TypeError, ValueError):
-        return default
-    return value if value > 0 else default
 
 
 class GeminiEmbeddings:
@@ -67,31 +58,24 @@ class GeminiEmbeddings:
     async def embed(
         self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
     ) -> EmbeddingResult:
-        if not texts:
-            return EmbeddingResult(model=ctx.model, embeddings=[], tokens=0)
         props = ctx.schema.model_properties if ctx.schema else {}
-        context_size = int_prop(props, "context_size", None)
         limit = self.default_max_chunks
-        max_chunks = min(int_prop(props, "max_chunks", limit) or 1, limit)
-        pieces, owners, counts = plan(texts, ctx.model, context_size)
-
         task = TASK_TYPES.get(input_type or "document", "")
-        batches = [pieces[start:start + max_chunks] for start in range(0, len(pieces), max_chunks)]
-        results = await gather_all([self._post(ctx, task, dimensions, batch) for batch in batches])
-        vectors = [vector for batch_vectors, _ in results for vector in batch_vectors]
+        uncounted: list[bool] = []  # one entry per batch the provider did not count
 
-        grouped: list[list[list[float]]] = [[] for _ in texts]
-        weights: list[list[int]] = [[] for _ in texts]
-        for owner, vector, count in zip(owners, vectors, counts):
-            grouped[owner].append(vector)
-            weights[owner].append(count or 1)
-        embeddings = [g[0] if len(g) == 1 else combine(g, w) for g, w in zip(grouped, weights)]
-        reported = [batch_tokens for _, batch_tokens in results]
-        if all(n is not None for n in reported):  # the provider counted (Vertex does)
-            tokens = sum(reported)  # type: ignore[arg-type]
-        else:
-            tokens = sum(approximate_tokens(t) for t in texts)
-        return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
+        async def post(batch: list[str]) -> tuple[list[list[float]], int]:
+            vectors, tokens = await self._post(ctx, task, dimensions, batch)
+            if tokens is None:
+                uncounted.append(True)
+            return vectors, tokens or 0
+
+        result = await embed_in_batches(
+            ctx, texts, post, max_chunks=min(int_prop(props, "max_chunks", limit) or 1, limit),
+            context_size=int_prop(props, "context_size", None),
+        )
+        if uncounted:  # the Gemini API counts nothing (Vertex does): estimate the whole call
+            result.tokens = sum(approximate_tokens(t) for t in texts)
+        return result
 
     async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:
         return [approximate_tokens(t) for t in texts]
@@ -101,13 +85,10 @@ class GeminiEmbeddings:
     ) -> tuple[list[list[float]], int | None]:
         response = await ctx.http.request(
             "POST", self.endpoint.url(ctx, ctx.model, self.method), headers=await self.endpoint.headers(ctx),
-            content=client.dumps(self._body(ctx, task, dimensions, batch)), deadline=ctx.deadline,
+            content=http.dumps(self._body(ctx, task, dimensions, batch)), deadline=ctx.deadline,
         )
         await client.raise_for_status(response)
-        try:
-            parsed = orjson.loads(response.content or b"{}")
-        except orjson.JSONDecodeError:
-            raise InvokeError("The provider returned a response that is not JSON") from None
+        parsed = http.json_body(response.content or b"{}")
         items, tokens = self._read(parsed)
         if not isinstance(items, list) or len(items) != len(batch):
             raise InvokeError(

@@ -360,7 +360,8 @@ def parse_response(body: dict[str, Any], model: str) -> LLMResult:
         return result
     candidates = body.get("candidates") or [{}]
     candidate = candidates[0] if isinstance(candidates[0], dict) else {}
-    content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
+    given = candidate.get("content")
+    content: dict[str, Any] = given if isinstance(given, dict) else {}
     message.content, message.reasoning_content, message.tool_calls = PartReader().read(content.get("parts"))
     raw = str(candidate.get("finishReason") or "STOP")
     result.finish_reason = finish_reason(raw, bool(message.tool_calls))

@@ -34,6 +34,7 @@ from engine.errors import CredentialsValidateFailedError, RuntimeFault
 from engine.messages import ContentPart, PartKind, PromptMessage, Role
 from engine.options import ProtocolOptions
 from engine.templates import fill_customizable_rule
+from providers.kit import http
 from providers.kit.concurrency import gather_all
 
 from . import client
@@ -120,7 +121,8 @@ def _kind(name: str, tag: dict[str, Any], info: dict[str, Any] | None) -> ModelT
     if isinstance(capabilities, list) and capabilities:
         return ModelType.TEXT_EMBEDDING if "embedding" in capabilities and "completion" not in capabilities \
             else ModelType.LLM
-    details = tag.get("details") if isinstance(tag.get("details"), dict) else {}
+    given = tag.get("details")
+    details: dict[str, Any] = given if isinstance(given, dict) else {}
     families = [str(details.get("family") or "")] + [str(f) for f in details.get("families") or ()]
     if any("bert" in f.lower() for f in families) or "embed" in name.lower():
         return ModelType.TEXT_EMBEDDING
@@ -177,8 +179,8 @@ class OllamaAdapter(Adapter):
             return []
         async with ctx.http.stream("GET", client.url(ctx, "tags"), headers=client.headers(ctx),
                                    deadline=ctx.deadline) as response:
-            await client.raise_for_status(response)
-            listed = client.loads(await response.aread())
+            await http.check_status(response, http.error_message)
+            listed = http.loads(await response.aread())
         tags = [m for m in (listed.get("models") if isinstance(listed, dict) else None) or ()
                 if isinstance(m, dict) and (m.get("model") or m.get("name"))]
         infos = await gather_all([self._show(ctx, str(t.get("model") or t.get("name"))) for t in tags],
@@ -207,10 +209,10 @@ class OllamaAdapter(Adapter):
         """``/api/show`` of one model; None when the server cannot describe it."""
         try:
             async with ctx.http.stream("POST", client.url(ctx, "show"), headers=client.headers(ctx),
-                                       content=client.dumps({"model": name}), deadline=ctx.deadline) as response:
+                                       content=http.dumps({"model": name}), deadline=ctx.deadline) as response:
                 if response.status_code >= 400:
                     return None
-                info = client.loads(await response.aread())
+                info = http.loads(await response.aread())
         except RuntimeFault:
             return None
         return info if isinstance(info, dict) else None

@@ -1,13 +1,16 @@
 """Ollama chat over HTTP: ``POST /api/chat`` (or ``/api/generate`` in completion mode).
 
-Stream rules (the same contract as every adapter):
+Streaming runs on the kit's driver (:func:`providers.kit.stream.stream_chunks`) with the
+kit's NDJSON decoder and :class:`_Assembler`; the contract is every adapter's:
 - nothing is yielded until the server answered 2xx (a model that is not pulled is a 404
   before any byte of the answer: NotFoundError);
 - the body is NDJSON (``application/x-ndjson``), one object per line, lines split across
-  reads or several per read; no SSE and no ``[DONE]``;
+  reads or several per read; no SSE and no ``[DONE]``; the lines of one read go out as one
+  merged chunk;
 - content, thinking and tool calls (whole, one line) are yielded as they arrive; the
   ``done: true`` line's reason and counts go out on one final chunk;
-- an ``{"error": ...}`` line under the 200 raises InvokeServerUnavailableError;
+- an ``{"error": ...}`` line under the 200 raises InvokeServerUnavailableError, after the
+  content before it;
 - a body that ends without a ``done: true`` line, or on a line that is not JSON, is
   truncated: InvokeConnectionError, never a silently short answer.
 
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from engine._http.sse import aiter_ndjson_lines
 from engine.adapter import CallContext, LLMRequest
 from engine.entities import LLMMode
 from engine.errors import InvokeConnectionError, InvokeError
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool
 from engine.tokenizers import count_text
+from providers.kit import http
+from providers.kit.ndjson import aiter_ndjson_batches
+from providers.kit.stream import stream_chunks
 
 from . import client
 from .transform import LineReader, endpoint_and_body, parse_response
@@ -36,46 +41,59 @@ def _mode(ctx: CallContext) -> LLMMode:
     return ctx.schema.mode if ctx.schema is not None else LLMMode.CHAT
 
 
+class _Assembler:
+    """NDJSON lines → deltas (:class:`.transform.LineReader` reads each object)."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, model: str) -> None:
+        self._reader = LineReader(model)
+
+    @property
+    def complete(self) -> bool:
+        return self._reader.done
+
+    @property
+    def done(self) -> bool:
+        return self._reader.done
+
+    def feed(self, line: bytes) -> LLMChunk | None:
+        obj = http.loads(line)
+        if not isinstance(obj, dict):
+            raise InvokeConnectionError("The provider's stream broke off mid-line")
+        error = client.body_error(obj)
+        if error is not None:
+            raise error
+        return self._reader.feed(obj)
+
+    def final(self) -> LLMChunk:
+        return self._reader.final()
+
+
 class OllamaChat:
     """LLMModel for Ollama's native API."""
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
         endpoint, body = endpoint_and_body(ctx.model, _mode(ctx), request, stream=False)
         async with ctx.http.stream(
-            "POST", client.url(ctx, endpoint), headers=client.headers(ctx), content=client.dumps(body),
+            "POST", client.url(ctx, endpoint), headers=client.headers(ctx), content=http.dumps(body),
             deadline=ctx.deadline,
         ) as response:
-            await client.raise_for_status(response)
+            await http.check_status(response, http.error_message)
             raw = await response.aread()
-        parsed = client.loads(raw.strip() or b"null")
+        parsed = http.loads(raw.strip() or b"null")
         if not isinstance(parsed, dict):
             raise InvokeError("The provider returned a response that is not a JSON object")
-        if parsed.get("error"):
-            raise client.in_stream_error(parsed)
+        error = client.body_error(parsed)
+        if error is not None:
+            raise error
         return parse_response(parsed, ctx.model)
 
-    async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+    def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         endpoint, body = endpoint_and_body(ctx.model, _mode(ctx), request, stream=True)
-        reader = LineReader(ctx.model)
-        async with ctx.http.stream(
-            "POST", client.url(ctx, endpoint), headers=client.headers(ctx), content=client.dumps(body),
-            deadline=ctx.deadline,
-        ) as response:
-            await client.raise_for_status(response)
-            async for line in aiter_ndjson_lines(response.aiter_bytes()):
-                obj = client.loads(line)
-                if not isinstance(obj, dict):
-                    raise InvokeConnectionError("The provider's stream broke off mid-line")
-                if obj.get("error"):
-                    raise client.in_stream_error(obj)
-                chunk = reader.feed(obj)
-                if chunk is not None:
-                    yield chunk
-                if reader.done:
-                    break
-            if not reader.done:
-                raise InvokeConnectionError("The provider's stream ended before the response was complete")
-        yield reader.final()
+        return stream_chunks(ctx, client.url(ctx, endpoint), body=http.dumps(body), headers=client.headers(ctx),
+                             errors=http.error_message, assembler=_Assembler(ctx.model),
+                             decode=aiter_ndjson_batches)
 
     async def count_tokens(self, ctx: CallContext, messages: list[PromptMessage], tools: list[Tool]) -> int:
         if not messages and not tools:

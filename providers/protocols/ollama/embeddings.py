@@ -4,7 +4,8 @@ Request ``{"model", "input": str | [str], "truncate": true, "dimensions"?}``; re
 ``{"model", "embeddings": [[...]], "prompt_eval_count"}``, one vector per input in input order
 (also when ``input`` was a single string). ``/api/embed`` vectors are already L2-normalised.
 
-Texts go out in batches of ``runtime.embed_batch`` (default 32) per request: Dify's
+Texts go out in batches of ``runtime.embed_batch`` (default 32) per request, through the kit's
+:func:`~providers.kit.embeddings.embed_in_batches` (no client-side splitting): Dify's
 customizable schema says ``max_chunks: 1`` but its plugin sends every text in one request, and
 one request per text would be needlessly slow against a local server. The server truncates a
 text longer than the model's context (``truncate: true``), as Dify's plugin relies on.
@@ -21,20 +22,10 @@ from engine.adapter import CallContext
 from engine.errors import InvokeError
 from engine.messages import EmbeddingResult
 from engine.tokenizers import count_text
-from providers.kit.concurrency import gather_all
-from providers.kit.embeddings import decode_vector
+from providers.kit import http
+from providers.kit.embeddings import decode_vector, embed_in_batches
 
 from . import client
-
-DEFAULT_BATCH = 32
-
-
-def _batch_size(ctx: CallContext) -> int:
-    try:
-        size = int(ctx.options.get("embed_batch") or DEFAULT_BATCH)
-    except (TypeError, ValueError):
-        size = DEFAULT_BATCH
-    return max(1, size)
 
 
 class OllamaEmbeddings:
@@ -43,36 +34,28 @@ class OllamaEmbeddings:
     async def embed(
         self, ctx: CallContext, texts: list[str], input_type: str, dimensions: int | None, user: str
     ) -> EmbeddingResult:
-        if not texts:
-            return EmbeddingResult(model=ctx.model, embeddings=[], tokens=0)
-        size = _batch_size(ctx)
-        batches = [texts[start:start + size] for start in range(0, len(texts), size)]
-        results = await gather_all([self._post(ctx, batch, dimensions) for batch in batches])
-        embeddings: list[list[float]] = []
-        tokens = 0
-        for batch, (vectors, counted) in zip(batches, results):
-            embeddings.extend(vectors)
-            tokens += counted if counted is not None else sum(count_text(t) for t in batch)
-        return EmbeddingResult(model=ctx.model, embeddings=embeddings, tokens=tokens)
+        return await embed_in_batches(ctx, texts, lambda batch: self._post(ctx, batch, dimensions),
+                                      max_chunks=client.options(ctx).embed_batch, split=False)
 
     async def count_tokens(self, ctx: CallContext, texts: list[str]) -> list[int]:
         return [count_text(t) for t in texts]
 
-    async def _post(self, ctx: CallContext, batch: list[str], dimensions: int | None) -> tuple[list[list[float]], int | None]:
+    async def _post(self, ctx: CallContext, batch: list[str], dimensions: int | None) -> tuple[list[list[float]], int]:
         body: dict[str, Any] = {"model": ctx.model, "input": batch[0] if len(batch) == 1 else batch,
                                 "truncate": True}
         if dimensions:
             body["dimensions"] = int(dimensions)
         async with ctx.http.stream(
-            "POST", client.url(ctx, "embed"), headers=client.headers(ctx), content=client.dumps(body),
+            "POST", client.url(ctx, "embed"), headers=client.headers(ctx), content=http.dumps(body),
             deadline=ctx.deadline,
         ) as response:
-            await client.raise_for_status(response)
-            parsed = client.loads(await response.aread())
+            await http.check_status(response, http.error_message)
+            parsed = http.loads(await response.aread())
         if not isinstance(parsed, dict):
             raise InvokeError("The provider returned a response that is not a JSON object")
-        if parsed.get("error"):
-            raise client.in_stream_error(parsed)
+        error = client.body_error(parsed)
+        if error is not None:
+            raise error
         items = parsed.get("embeddings")
         if not isinstance(items, list) or len(items) != len(batch):
             raise InvokeError(
@@ -86,4 +69,5 @@ class OllamaEmbeddings:
                 raise InvokeError("The provider returned an empty embedding or one containing NaN")
             vectors.append(vector)
         counted = parsed.get("prompt_eval_count")
-        return vectors, counted if isinstance(counted, int) else None
+        # The server's count; without one, our own over the batch (cl100k_base, as before).
+        return vectors, counted if isinstance(counted, int) else sum(count_text(t) for t in batch)

@@ -179,10 +179,10 @@ def _common(model: str, request: LLMRequest, stream: bool) -> dict[str, Any]:
             value = params.pop(name)
             if value is not None and value != "":
                 body[name] = value
-    options = {k: v for k, v in params.items() if v is not None}
+    sampling = {k: v for k, v in params.items() if v is not None}  # Ollama's own ``options``
     if request.stop:
-        options["stop"] = list(request.stop)
-    body["options"] = options
+        sampling["stop"] = list(request.stop)
+    body["options"] = sampling
     return body
 
 
@@ -251,12 +251,14 @@ class LineReader:
         self.counts: TokenCounts | None = None
 
     def feed(self, obj: dict[str, Any]) -> LLMChunk | None:
-        message = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+        raw = obj.get("message")
+        message: dict[str, Any] = raw if isinstance(raw, dict) else {}
         content = message.get("content") if message else obj.get("response")
         thinking = message.get("thinking") if message else obj.get("thinking")
         chunk = LLMChunk(model=self.model, content=str(content or ""), reasoning_content=str(thinking or ""))
         for call in message.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) and isinstance(call.get("function"), dict) else {}
+            given = call.get("function") if isinstance(call, dict) else None
+            function: dict[str, Any] = given if isinstance(given, dict) else {}
             index = self.calls
             self.calls += 1
             chunk.tool_calls.append(ToolCallDelta(

@@ -69,8 +69,14 @@ class LoadReport:
     def warn(self, file: Path | str, reason: str) -> None:
         self.problems.append(LoadProblem(str(file), reason, WARNING))
 
+    def skip(self, name: str, file: Path | str, reason: str) -> None:
+        """A provider file that failed: an error, and the provider listed as skipped."""
+        self.error(file, reason)
+        self.providers.append(ProviderLoad(name, SKIPPED, str(file), reason))
+
     def provider(self, name: str) -> ProviderLoad | None:
-        return next((p for p in reversed(self.providers) if p.provider == name), None)
+        """The entry of a provider that was loaded (or replaced), if any."""
+        return next((p for p in reversed(self.providers) if p.provider == name and p.status != SKIPPED), None)
 
     @property
     def errors(self) -> list[LoadProblem]:
@@ -128,10 +134,11 @@ def load_root(root: Path, report: LoadReport) -> list[tuple[ProviderDefinition, 
 
 
 def _in_tree(folder: Path, report: LoadReport) -> list[tuple[ProviderDefinition, Path]]:
+    path = folder / f"{folder.name}.yaml"
     try:
-        return [(load_provider(folder, report.error, report.warn), folder / f"{folder.name}.yaml")]
+        return [(load_provider(folder, report.error, report.warn), path)]
     except SchemaLoadError as exc:
-        report.error(folder / f"{folder.name}.yaml", _reason(exc, folder / f"{folder.name}.yaml"))
+        report.skip(folder.name, path, _reason(exc, path))
         return []
 
 
@@ -202,6 +209,7 @@ def _plugin_provider(folder: Path, path: Path, report: LoadReport, shown: Any) -
     def warn(file: Path, reason: str) -> None:
         report.warn(shown(file), reason)
 
+    raw: Any = None
     try:
         raw = read_yaml(path)
         if not isinstance(raw, dict):
@@ -209,10 +217,10 @@ def _plugin_provider(folder: Path, path: Path, report: LoadReport, shown: Any) -
         raw = drop_dify_only(raw, "supported_model_types", DIFY_ONLY_MODEL_TYPES, path, warn)
         entity = ProviderEntity.model_validate(raw)
     except SchemaLoadError as exc:
-        error(path, _reason(exc, path))
+        report.skip(_name_in(raw, path), shown(path), _reason(exc, path))
         return None
     except ValueError as exc:  # pydantic ValidationError
-        error(path, str(exc))
+        report.skip(_name_in(raw, path), shown(path), str(exc))
         return None
     schema = ProviderDefinition(entity=entity, folder=folder)
     blocks = raw.get("models") if isinstance(raw.get("models"), dict) else None
@@ -250,6 +258,12 @@ def _model_files(folder: Path, path: Path, model_type: ModelType, blocks: dict |
     elif isinstance(positions.get(model_type.folder), list):  # the SDK's provider-level position block
         order = {str(n): i for i, n in enumerate(positions[model_type.folder])}
     return files, order
+
+
+def _name_in(raw: object, path: Path) -> str:
+    """The provider name a file gives, or its file name when it gives none."""
+    name = raw.get("provider") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) and name else path.stem
 
 
 def _reason(exc: Exception, path: Path) -> str:

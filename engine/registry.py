@@ -26,7 +26,7 @@ from .entities import ModelType, ProviderEntity
 from .errors import NotFoundError
 from .loader import ProviderDefinition, load_providers
 from .options import OptionsError, ProtocolOptions
-from .plugins import LOADED, REPLACED, LoadOptions, LoadReport, ProviderLoad, load_root
+from .plugins import LOADED, REPLACED, SKIPPED, LoadOptions, LoadReport, ProviderLoad, load_root
 
 log = logging.getLogger("modelruntime.loader")
 
@@ -68,7 +68,7 @@ class Registry:
         self._overlay(options.overlays)
         self.protocols = dict(protocols)
         self._adapters: dict[str, Adapter] = {}
-        added = {p.provider for p in self.report.providers}
+        added = {p.provider for p in self.report.providers if p.status != SKIPPED}
         problems: list[str] = []
         for name, definition in self.definitions.items():
             if "protocol" not in definition.entity.runtime:

@@ -134,6 +134,7 @@ class CredentialFormSchema(_Entity):
     placeholder: I18nObject | None = None
     max_length: int = 0
     show_on: list[ShowOn] = Field(default_factory=list)
+    help: I18nObject | None = None  # plugin-era YAML: a hint shown under the field
 
 
 class ProviderCredentialSchema(_Entity):
@@ -143,6 +144,7 @@ class ProviderCredentialSchema(_Entity):
 class FieldModelSchema(_Entity):
     label: I18nObject
     placeholder: I18nObject | None = None
+    help: I18nObject | None = None
 
 
 class ModelCredentialSchema(_Entity):
@@ -167,6 +169,32 @@ class ParameterRule(_Entity):
     max: float | None = None
     precision: int | None = None
     options: list[str] = Field(default_factory=list)
+    # Plugin-era YAML: the rule applies only when these conditions hold, and an input hint.
+    show_on: list[ShowOn] = Field(default_factory=list)
+    placeholder: I18nObject | None = None
+
+
+class PriceTier(_Entity):
+    """One prompt-size tier: applies when ``min < prompt_tokens <= max`` (``max`` None = no ceiling).
+
+    The whole request is billed at the tier its prompt falls in (DashScope's rule), so
+    ``input``/``output``/``cached`` replace the base prices; a missing one keeps the base price.
+    ``range: [min, max]`` is accepted as a spelling of the two bounds.
+    """
+
+    min: int = 0
+    max: int | None = None
+    input: Decimal | None = None
+    output: Decimal | None = None
+    cached: Decimal | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _range(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("range"), list | tuple) and len(data["range"]) == 2:
+            low, high = data["range"]
+            data = {**data, "min": low or 0, "max": high}
+        return data
 
 
 class PriceConfig(_Entity):
@@ -174,6 +202,18 @@ class PriceConfig(_Entity):
     output: Decimal | None = None
     unit: Decimal
     currency: str
+    # Price of a prompt token read from the provider's cache (None: billed as input).
+    cached: Decimal | None = None
+    # Prompt-size tiers, checked in order; a prompt beyond every tier keeps the base prices.
+    tiered_pricing: list[PriceTier] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cached(cls, data: Any) -> Any:
+        # ``cached: {input: x}`` is read as ``cached: x``.
+        if isinstance(data, dict) and isinstance(data.get("cached"), dict):
+            data = {**data, "cached": data["cached"].get("input", data["cached"].get("read"))}
+        return data
 
 
 class AIModelEntity(_Entity):

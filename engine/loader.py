@@ -7,12 +7,20 @@
 
 Parameter-rule templates are merged into predefined rules as Dify does. Any error names
 the file it came from. Loading happens once at start-up.
+
+The built-in folders load strictly (a mistake there is ours and stops the server). Folders an
+operator adds through ``provider_dirs`` go through :mod:`engine.plugins`, which also reads Dify's
+plugin packaging and passes an ``on_error`` callback here so one bad model file is reported and
+skipped instead of stopping the load. Enum values Dify accepts but this runtime does not serve
+(a model feature such as ``polling``) are dropped with a warning through ``on_warning``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -22,6 +30,27 @@ from .templates import merge_predefined_rule
 
 class SchemaLoadError(ValueError):
     pass
+
+
+# (file, reason) -> None
+Report = Callable[[Path, str], None]
+
+# Values Dify (its plugin SDK or daemon) accepts that this runtime does not serve: a file using
+# them still loads, without them, and the loading report says so.
+DIFY_ONLY_FEATURES = frozenset({"polling"})
+DIFY_ONLY_MODEL_TYPES = frozenset({"text2img", "multimodal-embedding", "multimodal-rerank"})
+
+
+def drop_dify_only(raw: dict[str, Any], key: str, allowed: frozenset[str], path: Path,
+                   on_warning: Report | None) -> dict[str, Any]:
+    """``raw`` without the values of list ``key`` in ``allowed`` (each one reported)."""
+    values = raw.get(key)
+    if not isinstance(values, list) or not any(isinstance(v, str) and v in allowed for v in values):
+        return raw
+    for v in values:
+        if isinstance(v, str) and v in allowed and on_warning is not None:
+            on_warning(path, f"{key}: '{v}' is a Dify value this runtime does not serve; ignored")
+    return {**raw, key: [v for v in values if not (isinstance(v, str) and v in allowed)]}
 
 
 @dataclass(slots=True)
@@ -36,7 +65,7 @@ class ProviderDefinition:
         return self.index.get((model_type, model))
 
 
-def _read_yaml(path: Path) -> object:
+def read_yaml(path: Path) -> object:
     try:
         with path.open("rb") as fh:
             return yaml.safe_load(fh)
@@ -44,20 +73,20 @@ def _read_yaml(path: Path) -> object:
         raise SchemaLoadError(f"{path}: invalid YAML: {exc}") from None
 
 
-def _position(path: Path) -> dict[str, int]:
+def position_map(path: Path) -> dict[str, int]:
     if not path.exists():
         return {}
-    names = _read_yaml(path) or []
+    names = read_yaml(path) or []
     if not isinstance(names, list):
         raise SchemaLoadError(f"{path}: expected a list of names")
     return {str(n).strip(): i for i, n in enumerate(n for n in names if n and str(n).strip())}
 
 
-def load_model_file(path: Path, model_type: ModelType) -> AIModelEntity:
-    raw = _read_yaml(path)
+def load_model_file(path: Path, model_type: ModelType, on_warning: Report | None = None) -> AIModelEntity:
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SchemaLoadError(f"{path}: expected a mapping")
-    raw = dict(raw)
+    raw = drop_dify_only(dict(raw), "features", DIFY_ONLY_FEATURES, path, on_warning)
     raw["parameter_rules"] = [merge_predefined_rule(dict(r)) for r in raw.get("parameter_rules") or []]
     raw["fetch_from"] = FetchFrom.PREDEFINED_MODEL.value  # Dify forces this for YAML models
     raw.setdefault("model_type", model_type.value)
@@ -67,10 +96,13 @@ def load_model_file(path: Path, model_type: ModelType) -> AIModelEntity:
         raise SchemaLoadError(f"{path}: {exc}") from None
 
 
-def load_provider(folder: Path) -> ProviderDefinition:
+def load_provider(folder: Path, on_error: Report | None = None,
+                  on_warning: Report | None = None) -> ProviderDefinition:
     name = folder.name
     path = folder / f"{name}.yaml"
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
+    if isinstance(raw, dict):
+        raw = drop_dify_only(raw, "supported_model_types", DIFY_ONLY_MODEL_TYPES, path, on_warning)
     try:
         entity = ProviderEntity.model_validate(raw)
     except ValueError as exc:  # pydantic ValidationError is a ValueError
@@ -80,23 +112,33 @@ def load_provider(folder: Path) -> ProviderDefinition:
     schema = ProviderDefinition(entity=entity, folder=folder)
     for model_type in entity.supported_model_types:
         type_dir = folder / model_type.folder
-        if not type_dir.is_dir():
-            schema.models[model_type] = []
-            continue
-        order = _position(type_dir / "_position.yaml")
-        files = [p for p in type_dir.glob("*.yaml") if not p.name.startswith("_")]
-        models = [load_model_file(p, model_type) for p in sorted(files)]
-        # Stable sort: listed models first in listed order, then the rest alphabetically.
-        models.sort(key=lambda m: order.get(m.model, len(order)))
-        schema.models[model_type] = models
-        for m in models:
-            schema.index[(model_type, m.model)] = m
+        files = [p for p in type_dir.glob("*.yaml") if not p.name.startswith("_")] if type_dir.is_dir() else []
+        add_models(schema, model_type, files, position_map(type_dir / "_position.yaml"), on_error, on_warning)
     return schema
+
+
+def add_models(schema: ProviderDefinition, model_type: ModelType, files: Iterable[Path],
+               order: dict[str, int], on_error: Report | None = None, on_warning: Report | None = None) -> None:
+    """Load ``files`` as ``model_type`` models of ``schema``, in ``order`` (unlisted ones last,
+    alphabetically). Without ``on_error`` the first bad file raises; with it, each is reported."""
+    models: list[AIModelEntity] = []
+    for path in sorted(set(files)):
+        try:
+            models.append(load_model_file(path, model_type, on_warning))
+        except SchemaLoadError as exc:
+            if on_error is None:
+                raise
+            on_error(path, str(exc).removeprefix(f"{path}: "))
+    # Stable sort: listed models first in listed order, then the rest alphabetically.
+    models.sort(key=lambda m: order.get(m.model, len(order)))
+    schema.models[model_type] = models
+    for m in models:
+        schema.index[(model_type, m.model)] = m
 
 
 def load_providers(root: Path) -> dict[str, ProviderDefinition]:
     """All provider folders under ``root`` in ``_position.yaml`` order (unlisted ones last)."""
-    order = _position(root / "_position.yaml")
+    order = position_map(root / "_position.yaml")
     found = [
         d for d in sorted(root.iterdir())
         if d.is_dir() and not d.name.startswith(("_", ".")) and (d / f"{d.name}.yaml").exists()

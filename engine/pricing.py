@@ -4,6 +4,11 @@
 multiplier per token (``0.000001`` = price per 1M tokens). A model without pricing, or an
 output price that is not configured, costs zero in "USD". Money stays ``Decimal`` here; the wire
 layer turns it into text with ``decimal_str``.
+
+Plugin-era YAML adds two things Dify's plugins price by: ``tiered_pricing`` (the prompt size picks
+one tier, and the whole request is billed at that tier's prices) and ``cached`` (the price of a
+prompt token served from the provider's cache). Both are applied here, so a 200,000-token
+qwen-flash prompt costs what the vendor charges for it, not the first tier's price.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Literal, NamedTuple
 
-from engine.entities import PriceConfig
+from engine.entities import PriceConfig, PriceTier
 from engine.messages import EmbeddingUsage, LLMUsage, TokenCounts
 
 PriceType = Literal["input", "output"]
@@ -49,9 +54,38 @@ def get_price(pricing: PriceConfig | None, price_type: PriceType, tokens: int) -
     return PriceInfo(unit_price, pricing.unit, total, pricing.currency)
 
 
+def tier_for(pricing: PriceConfig | None, prompt_tokens: int) -> PriceConfig | None:
+    """The prices that apply to a request with ``prompt_tokens`` prompt tokens."""
+    if pricing is None or not pricing.tiered_pricing:
+        return pricing
+    tier: PriceTier | None = next(
+        (t for t in pricing.tiered_pricing
+         if prompt_tokens > t.min and (t.max is None or prompt_tokens <= t.max)), None)
+    if tier is None and prompt_tokens == 0:
+        tier = pricing.tiered_pricing[0]
+    if tier is None:
+        return pricing
+    return pricing.model_copy(update={
+        "input": tier.input if tier.input is not None else pricing.input,
+        "output": tier.output if tier.output is not None else pricing.output,
+        "cached": tier.cached if tier.cached is not None else pricing.cached,
+    })
+
+
+def _prompt_price(pricing: PriceConfig | None, tokens: int, cached: int) -> PriceInfo:
+    """Input price of the prompt; cached tokens at the cached price when the model has one."""
+    price = get_price(pricing, "input", tokens)
+    if pricing is None or pricing.cached is None or cached <= 0 or price.unit_price == _ZERO:
+        return price
+    cached = min(cached, tokens)
+    total = ((tokens - cached) * pricing.input + cached * pricing.cached) * pricing.unit
+    return price._replace(total_amount=total.quantize(_QUANTUM, rounding=ROUND_HALF_UP))
+
+
 def llm_usage(pricing: PriceConfig | None, counts: TokenCounts, latency: float) -> LLMUsage:
-    """Dify's ``_calc_response_usage`` plus our cached/reasoning counts (not priced separately)."""
-    prompt = get_price(pricing, "input", counts.prompt_tokens)
+    """Dify's ``_calc_response_usage``, with the prompt-size tier and the cached-token price applied."""
+    pricing = tier_for(pricing, counts.prompt_tokens)
+    prompt = _prompt_price(pricing, counts.prompt_tokens, counts.cached_prompt_tokens or 0)
     completion = get_price(pricing, "output", counts.completion_tokens)
     return LLMUsage(
         prompt_tokens=counts.prompt_tokens,
@@ -73,7 +107,7 @@ def llm_usage(pricing: PriceConfig | None, counts: TokenCounts, latency: float) 
 
 def embedding_usage(pricing: PriceConfig | None, tokens: int, latency: float) -> EmbeddingUsage:
     """One INPUT price lookup, ``total_tokens = tokens`` (as the embedding providers do)."""
-    price = get_price(pricing, "input", tokens)
+    price = get_price(tier_for(pricing, tokens), "input", tokens)
     return EmbeddingUsage(
         tokens=tokens,
         total_tokens=tokens,

@@ -5,12 +5,19 @@ table of protocols (name -> ``"module:Class"`` of the adapter) by whoever builds
 providers wing publishes it as :data:`providers.PROTOCOLS` — and imports a protocol lazily
 the first time a provider needs it. So the engine knows no protocol and no provider: an
 OpenAI-compatible provider is a YAML folder and nothing else.
+
+The first root holds the built-in definitions and loads strictly. Further roots (the operator's
+``provider_dirs``) load through :mod:`engine.plugins` into a :class:`LoadReport`: a published
+folder for a provider the runtime already serves keeps the runtime's ``runtime:`` options (its own
+are laid over them), config overlays make an unknown vendor callable, and a bad file or option
+block is reported instead of stopping the server (unless the operator asked for strict mode).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +26,9 @@ from .entities import ModelType, ProviderEntity
 from .errors import NotFoundError
 from .loader import ProviderDefinition, load_providers
 from .options import OptionsError, ProtocolOptions
+from .plugins import LOADED, REPLACED, SKIPPED, LoadOptions, LoadReport, ProviderLoad, load_root
+
+log = logging.getLogger("modelruntime.loader")
 
 
 class DefinitionsError(ValueError):
@@ -43,22 +53,79 @@ class Registry:
     together (:class:`DefinitionsError`), not the first one.
     """
 
-    def __init__(self, roots: list[Path], protocols: Mapping[str, str]) -> None:
+    def __init__(self, roots: list[Path], protocols: Mapping[str, str], options: LoadOptions | None = None) -> None:
+        options = options or LoadOptions()
         self.definitions: dict[str, ProviderDefinition] = {}
-        for root in roots:
+        self.report = LoadReport()
+        for note in options.notes:
+            self.report.warn("config", note)
+        for root in roots[:1]:
             self.definitions.update(load_providers(root))
+        builtin = set(self.definitions)
+        for root in roots[1:]:
+            for definition, source in load_root(root, self.report):
+                self._add(definition, source, builtin)
+        self._overlay(options.overlays)
         self.protocols = dict(protocols)
         self._adapters: dict[str, Adapter] = {}
+        added = {p.provider for p in self.report.providers if p.status != SKIPPED}
         problems: list[str] = []
         for name, definition in self.definitions.items():
             if "protocol" not in definition.entity.runtime:
+                if name in added:
+                    self.report.warn(self.report.provider(name).source,  # type: ignore[union-attr]
+                                     f"provider {name}: no runtime.protocol, so its models are listed but "
+                                     f"cannot be called (give it plugins.overlays.{name} in the server config)")
                 continue  # catalog-only: its models are listed but cannot be called
             try:
                 self._adapters[name] = self._build(definition)
             except OptionsError as exc:
-                problems.append(str(exc))
+                if name in added:
+                    self.report.error(self.report.provider(name).source, str(exc))  # type: ignore[union-attr]
+                else:
+                    problems.append(str(exc))
+        if options.strict and self.report.errors:
+            problems += [f"{p.file}: {p.reason}" for p in self.report.errors]
         if problems:
             raise DefinitionsError(problems)
+        self._log()
+
+    def _add(self, definition: ProviderDefinition, source: Path, builtin: set[str]) -> None:
+        """Add an operator's provider; one of the same name is replaced, keeping its runtime options."""
+        name = definition.entity.provider
+        before = self.definitions.get(name)
+        if before is None:
+            self.report.providers.append(ProviderLoad(name, LOADED, str(source)))
+        else:
+            own = definition.entity.runtime
+            definition.entity.runtime = {**before.entity.runtime, **own}
+            kept = "kept" if not own else "merged its runtime: options over"
+            origin = "the built-in" if name in builtin else f"the one from {self.report.provider(name).source}"  # type: ignore[union-attr]
+            detail = f"replaces {origin}; {kept} the runtime's own runtime: options"
+            if not before.entity.runtime:
+                detail = f"replaces {origin}"
+            self.report.providers.append(ProviderLoad(name, REPLACED, str(source), detail))
+        self.definitions[name] = definition
+
+    def _overlay(self, overlays: Mapping[str, Mapping]) -> None:
+        for name, overlay in overlays.items():
+            definition = self.definitions.get(name)
+            if definition is None:
+                self.report.error("config", f"plugins.overlays.{name}: no provider '{name}' was loaded")
+                continue
+            definition.entity.runtime = {**definition.entity.runtime, **overlay}
+            entry = self.report.provider(name)
+            if entry is not None:
+                entry.detail = "; ".join(filter(None, [entry.detail, "runtime options from plugins.overlays"]))
+
+    def _log(self) -> None:
+        if not self.report.providers and not self.report.problems:
+            return
+        for entry in self.report.providers:
+            log.info("provider %s: %s from %s%s", entry.provider, entry.status, entry.source,
+                     f" ({entry.detail})" if entry.detail else "")
+        for problem in self.report.problems:
+            (log.error if problem.severity == "error" else log.warning)("%s: %s", problem.file, problem.reason)
 
     def definition(self, provider: str) -> ProviderDefinition:
         found = self.definitions.get(provider)

@@ -1,8 +1,9 @@
 """Dify's parameter-rule templates and the two ways Dify merges them into a rule.
 
 A model YAML can say ``use_template: max_tokens`` instead of spelling out label, help, type,
-range and precision. The table below has Dify's eight templates (names, types and numbers as in
-v0.15.3 ``entities/defaults.py``; the help texts are our own wording).
+range and precision. The table below has the Dify plugin SDK's nine templates (v0.15.3's eight of
+``entities/defaults.py`` plus ``encouraged_response_prefix``), with the SDK's labels and help texts, so
+a plugin's YAML shows the same words here as in Dify.
 
 Two merge semantics exist in Dify and both are reproduced here:
 
@@ -24,9 +25,11 @@ PARAMETER_RULE_TEMPLATE: dict[str, dict[str, Any]] = {
         "label": {"en_US": "Temperature", "zh_Hans": "温度"},
         "type": "float",
         "help": {
-            "en_US": "Sampling randomness. Low values give focused, repeatable answers;"
-            " high values give more varied ones.",
-            "zh_Hans": "采样的随机程度。数值越低，回答越集中、越可复现；数值越高，回答越多样。",
+            "en_US": "Controls randomness. Lower temperature results in less random completions."
+            " As the temperature approaches zero, the model will become deterministic and repetitive."
+            " Higher temperature results in more random completions.",
+            "zh_Hans": "温度控制随机性。较低的温度会导致较少的随机完成。随着温度接近零，模型将变得确定性和重复性。"
+            "较高的温度会导致更多的随机完成。",
         },
         "required": False,
         "default": 0.0,
@@ -38,9 +41,9 @@ PARAMETER_RULE_TEMPLATE: dict[str, dict[str, Any]] = {
         "label": {"en_US": "Top P", "zh_Hans": "Top P"},
         "type": "float",
         "help": {
-            "en_US": "Nucleus sampling: only the most likely tokens whose probabilities add up to"
-            " this value are considered.",
-            "zh_Hans": "核采样：只在累计概率达到该值的最可能的词元中进行选择。",
+            "en_US": "Controls diversity via nucleus sampling:"
+            " 0.5 means half of all likelihood-weighted options are considered.",
+            "zh_Hans": "通过核心采样控制多样性：0.5表示考虑了一半的所有可能性加权选项。",
         },
         "required": False,
         "default": 1.0,
@@ -52,8 +55,8 @@ PARAMETER_RULE_TEMPLATE: dict[str, dict[str, Any]] = {
         "label": {"en_US": "Top K", "zh_Hans": "Top K"},
         "type": "int",
         "help": {
-            "en_US": "At each step, choose only among the k most likely tokens.",
-            "zh_Hans": "每一步只在概率最高的 k 个词元中进行选择。",
+            "en_US": "Limits the number of tokens to consider for each step by keeping only the k most likely tokens.",
+            "zh_Hans": "通过只保留每一步中最可能的 k 个标记来限制要考虑的标记数量。",
         },
         "required": False,
         "default": 50,
@@ -65,8 +68,8 @@ PARAMETER_RULE_TEMPLATE: dict[str, dict[str, Any]] = {
         "label": {"en_US": "Presence Penalty", "zh_Hans": "存在惩罚"},
         "type": "float",
         "help": {
-            "en_US": "Penalises tokens that have already appeared, nudging the model towards new topics.",
-            "zh_Hans": "对已经出现过的词元施加惩罚，使模型更倾向于谈论新的内容。",
+            "en_US": "Applies a penalty to the log-probability of tokens already in the text.",
+            "zh_Hans": "对文本中已有的标记的对数概率施加惩罚。",
         },
         "required": False,
         "default": 0.0,
@@ -78,8 +81,8 @@ PARAMETER_RULE_TEMPLATE: dict[str, dict[str, Any]] = {
         "label": {"en_US": "Frequency Penalty", "zh_Hans": "频率惩罚"},
         "type": "float",
         "help": {
-            "en_US": "Penalises tokens in proportion to how often they already appear, reducing repetition.",
-            "zh_Hans": "按词元已出现的次数施加惩罚，以减少重复。",
+            "en_US": "Applies a penalty to the log-probability of tokens that appear in the text.",
+            "zh_Hans": "对文本中出现的标记的对数概率施加惩罚。",
         },
         "required": False,
         "default": 0.0,
@@ -88,11 +91,12 @@ PARAMETER_RULE_TEMPLATE: dict[str, dict[str, Any]] = {
         "precision": 2,
     },
     "max_tokens": {
-        "label": {"en_US": "Max Tokens", "zh_Hans": "最大 Token 数"},
+        "label": {"en_US": "Max Tokens", "zh_Hans": "最大标记"},
         "type": "int",
         "help": {
-            "en_US": "Upper limit on the number of tokens generated. Raise it if answers are cut off.",
-            "zh_Hans": "生成内容的最大 Token 数。如果回答被截断，可以调大该值。",
+            "en_US": "Specifies the upper limit on the length of generated results."
+            " If the generated results are truncated, you can increase this parameter.",
+            "zh_Hans": "指定生成结果长度的上限。如果生成结果截断，可以调大该参数。",
         },
         "required": False,
         "default": 64,
@@ -104,18 +108,30 @@ PARAMETER_RULE_TEMPLATE: dict[str, dict[str, Any]] = {
         "label": {"en_US": "Response Format", "zh_Hans": "回复格式"},
         "type": "string",
         "help": {
-            "en_US": "Ask the model to answer with a single code block in this format, such as JSON or XML.",
-            "zh_Hans": "要求模型以该格式（如 JSON、XML）的代码块作答。",
+            "en_US": "Set a response format, ensure the output from llm is a valid code block as possible,"
+            " such as JSON, XML, etc.",
+            "zh_Hans": "设置一个返回格式，确保llm的输出尽可能是有效的代码块，如JSON、XML等",
         },
         "required": False,
         "options": ["JSON", "XML"],
     },
     "json_schema": {
+        # The SDK gives only en_US; I18nObject copies it to zh_Hans, which we spell out here.
         "label": {"en_US": "JSON Schema", "zh_Hans": "JSON Schema"},
         "type": "text",
         "help": {
-            "en_US": "A JSON schema the model's answer must follow.",
-            "zh_Hans": "模型的回答必须遵循的 JSON Schema。",
+            "en_US": "Set a response json schema will ensure LLM to adhere it.",
+            "zh_Hans": "设置返回的json schema，llm将按照它返回",
+        },
+        "required": False,
+    },
+    "encouraged_response_prefix": {
+        # Text the answer is nudged to start with (e.g. "<think>\n" for DeepSeek R1-style models).
+        "label": {"en_US": "Encouraged response prefix", "zh_Hans": "引导回复前缀"},
+        "type": "text",
+        "help": {
+            "en_US": "Encourage the model to response with the prefix.",
+            "zh_Hans": "引导模型回复的前缀",
         },
         "required": False,
     },

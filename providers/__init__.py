@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.plugins import LoadOptions
 from engine.registry import Registry
 
 DEFINITIONS = Path(__file__).parent / "definitions"
@@ -36,6 +37,6 @@ PROTOCOLS: dict[str, str] = {
 }
 
 
-def builtin_registry(extra_roots: list[Path] | None = None) -> Registry:
+def builtin_registry(extra_roots: list[Path] | None = None, options: LoadOptions | None = None) -> Registry:
     """The registry over the built-in definitions (then ``extra_roots``) and :data:`PROTOCOLS`."""
-    return Registry([DEFINITIONS, *(extra_roots or [])], PROTOCOLS)
+    return Registry([DEFINITIONS, *(extra_roots or [])], PROTOCOLS, options)

@@ -118,7 +118,7 @@ def build_runtime(config: Config) -> ModelRuntime:
         max_stop_sequences=c.max_stop_sequences, max_stop_chars=c.max_stop_chars,
         max_struct_keys=c.max_struct_keys,
     )
-    return ModelRuntime(builtin_registry(extra), egress, limits)
+    return ModelRuntime(builtin_registry(extra, config.load_options()), egress, limits)
 
 
 def _shutdown_status() -> grpc.Status:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from engine.plugins import LoadOptions
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_PREFIX = "MODEL_RUNTIME_"
@@ -104,16 +106,43 @@ class ProviderCredentials(_Section):
     credentials: dict[str, Any] = Field(default_factory=dict)
 
 
+class PluginsConfig(_Section):
+    # Any problem loading provider_dirs (a bad file, a missing folder, a skipped provider)
+    # stops the server at start-up instead of being reported and skipped.
+    strict: bool = False
+    # provider name -> runtime options laid over its YAML's `runtime:` block (protocol,
+    # base_url, option flags), checked against the protocol's typed options at start-up.
+    overlays: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
 class Config(_Section):
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     egress: EgressConfig = Field(default_factory=EgressConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    # Extra provider folders (Dify layout) loaded after the built-in ones.
+    # Extra provider folders loaded after the built-in ones: Dify's in-tree layout, a Dify plugin
+    # folder, a .difypkg package, or a folder of any of these.
     provider_dirs: list[str] = Field(default_factory=list)
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     # Server-side credentials, used by the OpenAI-compatible HTTP endpoint.
     providers: dict[str, ProviderCredentials] = Field(default_factory=dict)
     log_level: str = "INFO"
+
+    _dirs_empty: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _empty_dirs(cls, data: Any, handler: Any) -> Any:
+        # An empty `provider_dirs:` key is YAML null: read as no folders, and said so in the report.
+        empty = isinstance(data, dict) and "provider_dirs" in data and data["provider_dirs"] is None
+        config = handler({**data, "provider_dirs": []} if empty else data)
+        config._dirs_empty = empty
+        return config
+
+    def load_options(self) -> LoadOptions:
+        """What the registry needs from the config to load ``provider_dirs``."""
+        notes = ["'provider_dirs' is empty in the config: no extra provider folders loaded"] if self._dirs_empty else []
+        return LoadOptions(strict=self.plugins.strict, overlays=dict(self.plugins.overlays), notes=notes)
 
 
 def _expand(value: Any) -> Any:

@@ -43,6 +43,7 @@ from engine.messages import (
     ToolChoice,
     Voice,
 )
+from engine.plugins import LoadReport
 from engine.pricing import decimal_str
 from engine.runtime import Limits, Target
 
@@ -387,6 +388,7 @@ def credential_fields(schemas: list[ent.CredentialFormSchema], out: Any) -> None
                         required=f.required, max_length=f.max_length)
         i18n(f.label, field.label)
         i18n(f.placeholder, field.placeholder)
+        i18n(f.help, field.help)
         if f.default is not None:
             field.default = f.default
         for o in f.options or []:
@@ -414,6 +416,7 @@ def provider(p: ent.ProviderEntity, out: prov_pb.Provider) -> None:
         credential_fields(p.model_credential_schema.credential_form_schemas, out.model_credential_fields)
         i18n(p.model_credential_schema.model.label, out.model_name_label)
         i18n(p.model_credential_schema.model.placeholder, out.model_name_placeholder)
+        i18n(p.model_credential_schema.model.help, out.model_name_help)
 
 
 def model(m: ent.AIModelEntity, out: prov_pb.Model) -> None:
@@ -431,6 +434,8 @@ def model(m: ent.AIModelEntity, out: prov_pb.Model) -> None:
         )
         i18n(r.label, rule.label)
         i18n(r.help, rule.help)
+        i18n(r.placeholder, rule.placeholder)
+        _show_on(r.show_on, rule.show_on)
         if r.default is not None:
             rule.default.CopyFrom(py_to_value(r.default))
         if r.min is not None:
@@ -444,3 +449,27 @@ def model(m: ent.AIModelEntity, out: prov_pb.Model) -> None:
         out.pricing.output = decimal_str(m.pricing.output) if m.pricing.output is not None else ""
         out.pricing.unit = decimal_str(m.pricing.unit)
         out.pricing.currency = m.pricing.currency
+        out.pricing.cached = _money(m.pricing.cached)
+        for t in m.pricing.tiered_pricing:
+            tier = out.pricing.tiers.add(min_prompt_tokens=t.min, input=_money(t.input), output=_money(t.output),
+                                         cached=_money(t.cached))
+            if t.max is not None:
+                tier.max_prompt_tokens = t.max
+
+
+def _money(value: Decimal | None) -> str:
+    return decimal_str(value) if value is not None else ""
+
+
+_LOAD_STATUS = {"loaded": prov_pb.PROVIDER_LOAD_STATUS_LOADED, "replaced": prov_pb.PROVIDER_LOAD_STATUS_REPLACED,
+                "skipped": prov_pb.PROVIDER_LOAD_STATUS_SKIPPED}
+_SEVERITY = {"error": prov_pb.LOAD_PROBLEM_SEVERITY_ERROR, "warning": prov_pb.LOAD_PROBLEM_SEVERITY_WARNING}
+
+
+def loading_report(report: LoadReport) -> prov_pb.GetLoadingReportResponse:
+    out = prov_pb.GetLoadingReportResponse()
+    for p in report.providers:
+        out.providers.add(provider=p.provider, status=_LOAD_STATUS[p.status], source=p.source, detail=p.detail)
+    for problem in report.problems:
+        out.problems.add(file=problem.file, reason=problem.reason, severity=_SEVERITY[problem.severity])
+    return out

@@ -7,7 +7,8 @@ import pytest
 from engine.entities import I18nObject, ParameterRule, ParameterType
 from engine.templates import PARAMETER_RULE_TEMPLATE, fill_customizable_rule, merge_predefined_rule
 
-# name: (label en_US, type, default, min, max, precision, options) — the table of spec §1.6.
+# name: (label en_US, type, default, min, max, precision, options) — the table of spec §1.6, plus the
+# plugin SDK's ninth template (issue 16: the set and its texts equal the SDK's).
 EXPECTED = {
     "temperature": ("Temperature", "float", 0.0, 0.0, 1.0, 2, None),
     "top_p": ("Top P", "float", 1.0, 0.0, 1.0, 2, None),
@@ -17,10 +18,11 @@ EXPECTED = {
     "max_tokens": ("Max Tokens", "int", 64, 1, 2048, 0, None),
     "response_format": ("Response Format", "string", None, None, None, None, ["JSON", "XML"]),
     "json_schema": ("JSON Schema", "text", None, None, None, None, None),
+    "encouraged_response_prefix": ("Encouraged response prefix", "text", None, None, None, None, None),
 }
 
 
-def test_exactly_the_eight_dify_templates() -> None:
+def test_exactly_the_nine_dify_sdk_templates() -> None:
     assert list(PARAMETER_RULE_TEMPLATE) == list(EXPECTED)
 
 
@@ -44,7 +46,7 @@ def test_template_values(name: str) -> None:
 
 def test_zh_labels() -> None:
     assert PARAMETER_RULE_TEMPLATE["temperature"]["label"]["zh_Hans"] == "温度"
-    assert PARAMETER_RULE_TEMPLATE["max_tokens"]["label"]["zh_Hans"] == "最大 Token 数"
+    assert PARAMETER_RULE_TEMPLATE["max_tokens"]["label"]["zh_Hans"] == "最大标记"  # the SDK's wording
 
 
 # ---- predefined YAML semantics -------------------------------------------------------------
@@ -55,7 +57,7 @@ def test_predefined_override_keeps_the_rest_of_the_template() -> None:
     merged = merge_predefined_rule(raw)
     assert merged["default"] == 16384 and merged["max"] == 16384
     assert merged["min"] == 1 and merged["precision"] == 0 and merged["type"] == "int"
-    assert merged["label"] == {"en_US": "Max Tokens", "zh_Hans": "最大 Token 数"}
+    assert merged["label"] == {"en_US": "Max Tokens", "zh_Hans": "最大标记"}
     assert merged["help"] == PARAMETER_RULE_TEMPLATE["max_tokens"]["help"]
     rule = ParameterRule(**merged)
     assert rule.max == 16384 and rule.label is not None and rule.label.en_US == "Max Tokens"

@@ -70,3 +70,7 @@ class ProviderServicer(Servicer, pb_grpc.ProviderServiceServicer):
             convert.credentials(request, self.limits), deadline(context),
         )
         return pb.ValidateModelCredentialsResponse(credentials=convert.dict_to_struct(checked))
+
+    @rpc
+    async def GetLoadingReport(self, request, context):
+        return convert.loading_report(self.runtime.registry.report)

@@ -146,6 +146,16 @@ class AsyncProviders(_AsyncResource):
         req = _base.validate_model_request(provider, model, model_type, credentials)
         return await self._unary(self._stub.ValidateModelCredentials, req, timeout, metadata)
 
+    async def loading_report(
+        self,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> provider_service_pb2.GetLoadingReportResponse:
+        """What loading the server's provider_dirs did: providers loaded/replaced/skipped, failed files."""
+        req = provider_service_pb2.GetLoadingReportRequest()
+        return await self._unary(self._stub.GetLoadingReport, req, timeout, metadata)
+
 
 class AsyncLLM(_AsyncResource):
     """``LLMService``: generation (unary and streamed) and token counting."""

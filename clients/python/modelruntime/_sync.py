@@ -148,6 +148,16 @@ class Providers(_Resource):
         req = _base.validate_model_request(provider, model, model_type, credentials)
         return self._unary(self._stub.ValidateModelCredentials, req, timeout, metadata)
 
+    def loading_report(
+        self,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: Metadata | None = None,
+    ) -> provider_service_pb2.GetLoadingReportResponse:
+        """What loading the server's provider_dirs did: providers loaded/replaced/skipped, failed files."""
+        req = provider_service_pb2.GetLoadingReportRequest()
+        return self._unary(self._stub.GetLoadingReport, req, timeout, metadata)
+
 
 class LLM(_Resource):
     """``LLMService``: generation (unary and streamed) and token counting."""

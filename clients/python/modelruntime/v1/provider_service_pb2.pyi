@@ -141,6 +141,50 @@ MODEL_FEATURE_AUDIO: ModelFeature.ValueType  # 8
 MODEL_FEATURE_STRUCTURED_OUTPUT: ModelFeature.ValueType  # 9
 Global___ModelFeature: _TypeAlias = ModelFeature  # noqa: Y015
 
+class _ProviderLoadStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProviderLoadStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderLoadStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROVIDER_LOAD_STATUS_UNSPECIFIED: _ProviderLoadStatus.ValueType  # 0
+    PROVIDER_LOAD_STATUS_LOADED: _ProviderLoadStatus.ValueType  # 1
+    PROVIDER_LOAD_STATUS_REPLACED: _ProviderLoadStatus.ValueType  # 2
+    """A provider of the same name (built-in or earlier folder) was replaced."""
+    PROVIDER_LOAD_STATUS_SKIPPED: _ProviderLoadStatus.ValueType  # 3
+
+class ProviderLoadStatus(_ProviderLoadStatus, metaclass=_ProviderLoadStatusEnumTypeWrapper):
+    """Outcome of loading one provider."""
+
+PROVIDER_LOAD_STATUS_UNSPECIFIED: ProviderLoadStatus.ValueType  # 0
+PROVIDER_LOAD_STATUS_LOADED: ProviderLoadStatus.ValueType  # 1
+PROVIDER_LOAD_STATUS_REPLACED: ProviderLoadStatus.ValueType  # 2
+"""A provider of the same name (built-in or earlier folder) was replaced."""
+PROVIDER_LOAD_STATUS_SKIPPED: ProviderLoadStatus.ValueType  # 3
+Global___ProviderLoadStatus: _TypeAlias = ProviderLoadStatus  # noqa: Y015
+
+class _LoadProblemSeverity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LoadProblemSeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoadProblemSeverity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOAD_PROBLEM_SEVERITY_UNSPECIFIED: _LoadProblemSeverity.ValueType  # 0
+    LOAD_PROBLEM_SEVERITY_ERROR: _LoadProblemSeverity.ValueType  # 1
+    """The file (or provider) was skipped; fatal in strict mode."""
+    LOAD_PROBLEM_SEVERITY_WARNING: _LoadProblemSeverity.ValueType  # 2
+    """Loaded, with something dropped or not callable."""
+
+class LoadProblemSeverity(_LoadProblemSeverity, metaclass=_LoadProblemSeverityEnumTypeWrapper):
+    """How bad a loading problem is."""
+
+LOAD_PROBLEM_SEVERITY_UNSPECIFIED: LoadProblemSeverity.ValueType  # 0
+LOAD_PROBLEM_SEVERITY_ERROR: LoadProblemSeverity.ValueType  # 1
+"""The file (or provider) was skipped; fatal in strict mode."""
+LOAD_PROBLEM_SEVERITY_WARNING: LoadProblemSeverity.ValueType  # 2
+"""Loaded, with something dropped or not callable."""
+Global___LoadProblemSeverity: _TypeAlias = LoadProblemSeverity  # noqa: Y015
+
 @_typing.final
 class Provider(_message.Message):
     """A provider (Dify's ProviderEntity)."""
@@ -160,6 +204,7 @@ class Provider(_message.Message):
     MODEL_CREDENTIAL_FIELDS_FIELD_NUMBER: _builtins.int
     MODEL_NAME_LABEL_FIELD_NUMBER: _builtins.int
     MODEL_NAME_PLACEHOLDER_FIELD_NUMBER: _builtins.int
+    MODEL_NAME_HELP_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     background: _builtins.str
     @_builtins.property
@@ -190,6 +235,10 @@ class Provider(_message.Message):
 
     @_builtins.property
     def model_name_placeholder(self) -> _common_pb2.I18nText: ...
+    @_builtins.property
+    def model_name_help(self) -> _common_pb2.I18nText:
+        """A hint shown under the model-name input."""
+
     def __init__(
         self,
         *,
@@ -206,10 +255,11 @@ class Provider(_message.Message):
         model_credential_fields: _abc.Iterable[Global___CredentialFormField] | None = ...,
         model_name_label: _common_pb2.I18nText | None = ...,
         model_name_placeholder: _common_pb2.I18nText | None = ...,
+        model_name_help: _common_pb2.I18nText | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "help", b"help", "icon_large", b"icon_large", "icon_small", b"icon_small", "label", b"label", "model_name_label", b"model_name_label", "model_name_placeholder", b"model_name_placeholder"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "help", b"help", "icon_large", b"icon_large", "icon_small", b"icon_small", "label", b"label", "model_name_help", b"model_name_help", "model_name_label", b"model_name_label", "model_name_placeholder", b"model_name_placeholder"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["background", b"background", "configurate_methods", b"configurate_methods", "description", b"description", "help", b"help", "icon_large", b"icon_large", "icon_small", b"icon_small", "label", b"label", "model_credential_fields", b"model_credential_fields", "model_name_label", b"model_name_label", "model_name_placeholder", b"model_name_placeholder", "name", b"name", "provider_credential_fields", b"provider_credential_fields", "supported_model_types", b"supported_model_types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["background", b"background", "configurate_methods", b"configurate_methods", "description", b"description", "help", b"help", "icon_large", b"icon_large", "icon_small", b"icon_small", "label", b"label", "model_credential_fields", b"model_credential_fields", "model_name_help", b"model_name_help", "model_name_label", b"model_name_label", "model_name_placeholder", b"model_name_placeholder", "name", b"name", "provider_credential_fields", b"provider_credential_fields", "supported_model_types", b"supported_model_types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -256,6 +306,7 @@ class CredentialFormField(_message.Message):
     PLACEHOLDER_FIELD_NUMBER: _builtins.int
     MAX_LENGTH_FIELD_NUMBER: _builtins.int
     SHOW_ON_FIELD_NUMBER: _builtins.int
+    HELP_FIELD_NUMBER: _builtins.int
     variable: _builtins.str
     type: Global___FormType.ValueType
     required: _builtins.bool
@@ -273,6 +324,10 @@ class CredentialFormField(_message.Message):
     def show_on(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShowOnCondition]:
         """The field is active only when every condition matches."""
 
+    @_builtins.property
+    def help(self) -> _common_pb2.I18nText:
+        """A hint shown under the field."""
+
     def __init__(
         self,
         *,
@@ -285,10 +340,11 @@ class CredentialFormField(_message.Message):
         placeholder: _common_pb2.I18nText | None = ...,
         max_length: _builtins.int = ...,
         show_on: _abc.Iterable[Global___ShowOnCondition] | None = ...,
+        help: _common_pb2.I18nText | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "default", b"default", "label", b"label", "placeholder", b"placeholder"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "default", b"default", "help", b"help", "label", b"label", "placeholder", b"placeholder"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "default", b"default", "label", b"label", "max_length", b"max_length", "options", b"options", "placeholder", b"placeholder", "required", b"required", "show_on", b"show_on", "type", b"type", "variable", b"variable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "default", b"default", "help", b"help", "label", b"label", "max_length", b"max_length", "options", b"options", "placeholder", b"placeholder", "required", b"required", "show_on", b"show_on", "type", b"type", "variable", b"variable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__default: _TypeAlias = _typing.Literal["default"]  # noqa: Y015
     _WhichOneofArgType__default: _TypeAlias = _typing.Literal["_default", b"_default"]  # noqa: Y015
@@ -420,6 +476,8 @@ class ParameterRule(_message.Message):
     MAX_FIELD_NUMBER: _builtins.int
     PRECISION_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    SHOW_ON_FIELD_NUMBER: _builtins.int
+    PLACEHOLDER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Key sent to the vendor."""
     use_template: _builtins.str
@@ -438,6 +496,14 @@ class ParameterRule(_message.Message):
 
     @_builtins.property
     def options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def show_on(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShowOnCondition]:
+        """The rule applies only when every condition matches (plugin-era YAML)."""
+
+    @_builtins.property
+    def placeholder(self) -> _common_pb2.I18nText:
+        """An input hint."""
+
     def __init__(
         self,
         *,
@@ -452,10 +518,12 @@ class ParameterRule(_message.Message):
         max: _builtins.float | None = ...,
         precision: _builtins.int | None = ...,
         options: _abc.Iterable[_builtins.str] | None = ...,
+        show_on: _abc.Iterable[Global___ShowOnCondition] | None = ...,
+        placeholder: _common_pb2.I18nText | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "_precision", b"_precision", "default", b"default", "help", b"help", "label", b"label", "max", b"max", "min", b"min", "precision", b"precision"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "_precision", b"_precision", "default", b"default", "help", b"help", "label", b"label", "max", b"max", "min", b"min", "placeholder", b"placeholder", "precision", b"precision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "_precision", b"_precision", "default", b"default", "help", b"help", "label", b"label", "max", b"max", "min", b"min", "name", b"name", "options", b"options", "precision", b"precision", "required", b"required", "type", b"type", "use_template", b"use_template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "_precision", b"_precision", "default", b"default", "help", b"help", "label", b"label", "max", b"max", "min", b"min", "name", b"name", "options", b"options", "placeholder", b"placeholder", "precision", b"precision", "required", b"required", "show_on", b"show_on", "type", b"type", "use_template", b"use_template"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max: _TypeAlias = _typing.Literal["max"]  # noqa: Y015
     _WhichOneofArgType__max: _TypeAlias = _typing.Literal["_max", b"_max"]  # noqa: Y015
@@ -484,10 +552,18 @@ class Pricing(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
+    TIERS_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     output: _builtins.str
     unit: _builtins.str
     currency: _builtins.str
+    cached: _builtins.str
+    """Price of a prompt token read from the provider's cache; empty: billed as input."""
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriceTier]:
+        """Prompt-size tiers: a request whose prompt size falls in a tier is billed at its prices."""
+
     def __init__(
         self,
         *,
@@ -495,14 +571,53 @@ class Pricing(_message.Message):
         output: _builtins.str = ...,
         unit: _builtins.str = ...,
         currency: _builtins.str = ...,
+        cached: _builtins.str = ...,
+        tiers: _abc.Iterable[Global___PriceTier] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "input", b"input", "output", b"output", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "currency", b"currency", "input", b"input", "output", b"output", "tiers", b"tiers", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Pricing: _TypeAlias = Pricing  # noqa: Y015
+
+@_typing.final
+class PriceTier(_message.Message):
+    """Prices that apply when min_prompt_tokens < prompt tokens <= max_prompt_tokens."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
+    min_prompt_tokens: _builtins.int
+    max_prompt_tokens: _builtins.int
+    """Absent: no ceiling."""
+    input: _builtins.str
+    """Empty strings keep the base price."""
+    output: _builtins.str
+    cached: _builtins.str
+    def __init__(
+        self,
+        *,
+        min_prompt_tokens: _builtins.int = ...,
+        max_prompt_tokens: _builtins.int | None = ...,
+        input: _builtins.str = ...,
+        output: _builtins.str = ...,
+        cached: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_prompt_tokens", b"_max_prompt_tokens", "max_prompt_tokens", b"max_prompt_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_prompt_tokens", b"_max_prompt_tokens", "cached", b"cached", "input", b"input", "max_prompt_tokens", b"max_prompt_tokens", "min_prompt_tokens", b"min_prompt_tokens", "output", b"output"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_prompt_tokens: _TypeAlias = _typing.Literal["max_prompt_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_prompt_tokens: _TypeAlias = _typing.Literal["_max_prompt_tokens", b"_max_prompt_tokens"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_prompt_tokens) -> _WhichOneofReturnType__max_prompt_tokens | None: ...
+
+Global___PriceTier: _TypeAlias = PriceTier  # noqa: Y015
 
 @_typing.final
 class ListProvidersRequest(_message.Message):
@@ -810,3 +925,106 @@ class ValidateModelCredentialsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidateModelCredentialsResponse: _TypeAlias = ValidateModelCredentialsResponse  # noqa: Y015
+
+@_typing.final
+class GetLoadingReportRequest(_message.Message):
+    """Request of GetLoadingReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLoadingReportRequest: _TypeAlias = GetLoadingReportRequest  # noqa: Y015
+
+@_typing.final
+class GetLoadingReportResponse(_message.Message):
+    """Response of GetLoadingReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderLoad]: ...
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoadProblem]: ...
+    def __init__(
+        self,
+        *,
+        providers: _abc.Iterable[Global___ProviderLoad] | None = ...,
+        problems: _abc.Iterable[Global___LoadProblem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["problems", b"problems", "providers", b"providers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLoadingReportResponse: _TypeAlias = GetLoadingReportResponse  # noqa: Y015
+
+@_typing.final
+class ProviderLoad(_message.Message):
+    """What happened to one provider found in provider_dirs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    status: Global___ProviderLoadStatus.ValueType
+    source: _builtins.str
+    """The file it came from (inside a .difypkg: <package>/<path>)."""
+    detail: _builtins.str
+    """e.g. which provider it replaced, whose runtime options it kept."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        status: Global___ProviderLoadStatus.ValueType = ...,
+        source: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "provider", b"provider", "source", b"source", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderLoad: _TypeAlias = ProviderLoad  # noqa: Y015
+
+@_typing.final
+class LoadProblem(_message.Message):
+    """A file that failed to load, or loaded with a warning."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    file: _builtins.str
+    """The file or folder; "config" for a server-config key."""
+    reason: _builtins.str
+    severity: Global___LoadProblemSeverity.ValueType
+    def __init__(
+        self,
+        *,
+        file: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        severity: Global___LoadProblemSeverity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file", "reason", b"reason", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoadProblem: _TypeAlias = LoadProblem  # noqa: Y015

@@ -66,6 +66,11 @@ class ProviderServiceStub:
                 request_serializer=modelruntime_dot_v1_dot_provider__service__pb2.ValidateModelCredentialsRequest.SerializeToString,
                 response_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.ValidateModelCredentialsResponse.FromString,
                 _registered_method=True)
+        self.GetLoadingReport = channel.unary_unary(
+                '/modelruntime.v1.ProviderService/GetLoadingReport',
+                request_serializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportRequest.SerializeToString,
+                response_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -115,6 +120,14 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLoadingReport(self, request, context):
+        """What loading the operator's provider_dirs did: each provider loaded, replaced or skipped,
+        and every file that failed (or was loaded with a warning) with its reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +160,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.ValidateModelCredentials,
                     request_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.ValidateModelCredentialsRequest.FromString,
                     response_serializer=modelruntime_dot_v1_dot_provider__service__pb2.ValidateModelCredentialsResponse.SerializeToString,
+            ),
+            'GetLoadingReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoadingReport,
+                    request_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportRequest.FromString,
+                    response_serializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,6 +331,33 @@ class ProviderService:
             '/modelruntime.v1.ProviderService/ValidateModelCredentials',
             modelruntime_dot_v1_dot_provider__service__pb2.ValidateModelCredentialsRequest.SerializeToString,
             modelruntime_dot_v1_dot_provider__service__pb2.ValidateModelCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoadingReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelruntime.v1.ProviderService/GetLoadingReport',
+            modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportRequest.SerializeToString,
+            modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class ProviderServiceStub:
     """Validates provider credentials against the form and with a cheap real request."""
     ValidateModelCredentials: _grpc.UnaryUnaryMultiCallable[_provider_service_pb2.ValidateModelCredentialsRequest, _provider_service_pb2.ValidateModelCredentialsResponse]
     """Validates the credentials of one (customizable) model."""
+    GetLoadingReport: _grpc.UnaryUnaryMultiCallable[_provider_service_pb2.GetLoadingReportRequest, _provider_service_pb2.GetLoadingReportResponse]
+    """What loading the operator's provider_dirs did: each provider loaded, replaced or skipped,
+    and every file that failed (or was loaded with a warning) with its reason.
+    """
 
 @_typing.type_check_only
 class ProviderServiceAsyncStub(ProviderServiceStub):
@@ -67,6 +71,10 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
     """Validates provider credentials against the form and with a cheap real request."""
     ValidateModelCredentials: _aio.UnaryUnaryMultiCallable[_provider_service_pb2.ValidateModelCredentialsRequest, _provider_service_pb2.ValidateModelCredentialsResponse]  # type: ignore[assignment]
     """Validates the credentials of one (customizable) model."""
+    GetLoadingReport: _aio.UnaryUnaryMultiCallable[_provider_service_pb2.GetLoadingReportRequest, _provider_service_pb2.GetLoadingReportResponse]  # type: ignore[assignment]
+    """What loading the operator's provider_dirs did: each provider loaded, replaced or skipped,
+    and every file that failed (or was loaded with a warning) with its reason.
+    """
 
 class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     """The provider catalog: providers, their models and schemas, and credential
@@ -120,5 +128,15 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_provider_service_pb2.ValidateModelCredentialsResponse, _abc.Awaitable[_provider_service_pb2.ValidateModelCredentialsResponse]]:
         """Validates the credentials of one (customizable) model."""
+
+    @_abc_1.abstractmethod
+    def GetLoadingReport(
+        self,
+        request: _provider_service_pb2.GetLoadingReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provider_service_pb2.GetLoadingReportResponse, _abc.Awaitable[_provider_service_pb2.GetLoadingReportResponse]]:
+        """What loading the operator's provider_dirs did: each provider loaded, replaced or skipped,
+        and every file that failed (or was loaded with a warning) with its reason.
+        """
 
 def add_ProviderServiceServicer_to_server(servicer: ProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -7,12 +7,8 @@ BUF     := .tools/node_modules/.bin/buf
 PROTOS  := $(wildcard protos/modelruntime/v1/*.proto)
 GEN_OUT := clients/python
 CONFIG  ?= config/default.yaml
-# Type-checked by `make test` (protocol packages join as they are moved onto the kit).
-MYPY_PATHS := engine server providers/__init__.py providers/kit providers/protocols/openai providers/protocols/dashscope \
-	providers/protocols/retrieval providers/protocols/replicate providers/protocols/huggingface \
-	providers/protocols/triton providers/protocols/tencent_asr providers/protocols/anthropic \
-	providers/protocols/bedrock providers/protocols/vertex providers/protocols/gemini providers/protocols/cohere \
-	providers/protocols/ollama
+# Type-checked by `make test`.
+MYPY_PATHS := engine server providers
 
 .PHONY: install proto proto-check sync-client lint test run bench clean
 

@@ -47,12 +47,6 @@ class ProtocolOptions(BaseModel):
                 continue
         return out
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Transitional dict-style read of an option the YAML set (removed once every
-        protocol reads its options as attributes)."""
-        if key in self.model_fields_set:
-            return getattr(self, key)
-        return default
 
     @classmethod
     def parse(cls, raw: dict[str, Any], where: str) -> ProtocolOptions:

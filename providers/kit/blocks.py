@@ -24,7 +24,7 @@ caller as the provider sent them, never merged with their neighbours.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,19 +32,7 @@ import orjson
 from engine.errors import bad_request
 from engine.messages import FinishReason, LLMChunk, TokenCounts, ToolCallDelta
 
-from .stream import Decoder
 from .toolcalls import BlockToolIndex
-
-
-def one_event_each(events: Callable[[AsyncIterator[bytes]], AsyncIterator[Any]]) -> Decoder:
-    """A stream driver decoder that puts each event of ``events`` (a body → events parser,
-    e.g. :func:`engine._http.sse.aiter_sse`) in a batch of its own."""
-
-    async def decode(body: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
-        async for event in events(body):
-            yield [event]
-
-    return decode
 
 
 def arguments(value: Any) -> str:

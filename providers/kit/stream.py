@@ -17,7 +17,7 @@ yielded before the provider answered 2xx, so early failures stay retryable.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from engine._http.response import UpstreamResponse
@@ -50,6 +50,18 @@ class Assembler(Protocol):
         ...
 
 
+def one_event_each(events: Callable[[AsyncIterator[bytes]], AsyncIterator[Any]]) -> Decoder:
+    """A decoder that hands the driver each event of ``events`` (a body → events parser, e.g.
+    :func:`engine._http.sse.aiter_sse`) in a batch of its own: for protocols whose callers see
+    one delta per provider event (a token, a model step) rather than one per network read."""
+
+    async def decode(body: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
+        async for event in events(body):
+            yield [event]
+
+    return decode
+
+
 def merge_chunks(into: LLMChunk, more: LLMChunk) -> LLMChunk:
     """Concatenate two consecutive deltas (text appends; a tool call's fragments join)."""
     into.content += more.content
@@ -66,7 +78,7 @@ def merge_chunks(into: LLMChunk, more: LLMChunk) -> LLMChunk:
     return into
 
 
-async def drive(body: AsyncIterator[bytes], decode: Decoder, assembler: Assembler) -> AsyncIterator[LLMChunk]:
+async def drive(body: AsyncIterator[bytes], decode: Decoder, assembler: Assembler) -> AsyncGenerator[LLMChunk, None]:
     """The deltas of a 2xx stream body, one merged chunk per network read (no closing chunk)."""
     async for batch in decode(body):
         pending: LLMChunk | None = None
@@ -95,7 +107,7 @@ async def stream_chunks(
     ctx: CallContext, url: str, *, body: bytes, headers: Mapping[str, str], errors: MessageExtractor,
     assembler: Assembler, decode: Decoder = aiter_sse_batches, params: Mapping[str, str] | None = None,
     check: Callable[[UpstreamResponse], Any] | None = None,
-) -> AsyncIterator[LLMChunk]:
+) -> AsyncGenerator[LLMChunk, None]:
     """POST a streaming request and yield its deltas, then the closing chunk.
 
     ``errors`` pulls the provider's message out of a non-2xx body; ``check`` (optional) replaces

@@ -424,9 +424,9 @@ def rewritten_options(options, origin: str) -> dict:
     """The URL-valued runtime options with their scheme and host replaced by the mock's."""
     out: dict = {}
     for key in ("base_url", "rerank_url"):
-        if options.get(key):
-            out[key] = _rehost(options.get(key), origin)
-    choice = options.get("base_url_by_credential")
+        if getattr(options, key, None):
+            out[key] = _rehost(getattr(options, key), origin)
+    choice = getattr(options, "base_url_by_credential", None)
     if choice is not None:
         out["base_url_by_credential"] = choice.model_copy(
             update={"values": {k: _rehost(v, origin) for k, v in choice.values.items()}})

@@ -9,7 +9,7 @@ Streams run on the kit's driver (:func:`providers.kit.stream.stream_chunks`), so
 is the one every protocol keeps:
 - nothing is yielded until the provider answered 2xx;
 - content, reasoning and tool-call fragments are yielded as they arrive, one chunk per event
-  (:func:`providers.kit.blocks.one_event_each`); the final chunk carries the finish reason and the raw token counts;
+  (:func:`providers.kit.stream.one_event_each`); the final chunk carries the finish reason and the raw token counts;
 - ``event: error`` under a 200 raises the mapped error (``overloaded_error`` →
   InvokeServerUnavailableError, ``rate_limit_error`` → InvokeRateLimitError, ...), after the
   content that came before it;
@@ -28,8 +28,8 @@ from engine.adapter import CallContext, LLMRequest
 from engine.errors import InvokeBadRequestError, InvokeConnectionError, InvokeError, RuntimeFault
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool
 from providers.kit import http
-from providers.kit.blocks import Driven, one_event_each
-from providers.kit.stream import stream_chunks
+from providers.kit.blocks import Driven
+from providers.kit.stream import one_event_each, stream_chunks
 
 from .options import AnthropicOptions
 from .transform import (

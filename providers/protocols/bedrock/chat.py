@@ -3,7 +3,7 @@
 Stream rules (the contract every adapter keeps):
 - nothing is yielded until Bedrock answered 2xx (an error status raises the mapped error);
 - the stream runs on the kit's driver (:func:`providers.kit.stream.stream_chunks`), one chunk
-  per event (:func:`providers.kit.blocks.one_event_each`);
+  per event (:func:`providers.kit.stream.one_event_each`);
 - the 200 body is ``application/vnd.amazon.eventstream``: binary messages decoded by
   :mod:`providers.kit.eventstream` whatever the TCP segmentation; a checksum or framing fault
   raises InvokeConnectionError;
@@ -34,9 +34,9 @@ from engine.errors import InvokeConnectionError, InvokeError, RuntimeFault
 from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool
 from engine.tokenizers import get_encoding
 from providers.kit import http
-from providers.kit.blocks import Driven, one_event_each
+from providers.kit.blocks import Driven
 from providers.kit.eventstream import EventMessage, aiter_eventstream
-from providers.kit.stream import stream_chunks
+from providers.kit.stream import one_event_each, stream_chunks
 
 from . import client
 from .transform import ModelTraits, StreamAssembler, build_converse_body, parse_converse

@@ -17,8 +17,8 @@ Streaming runs on the kit's driver (:func:`providers.kit.stream.stream_chunks`) 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 from engine._http.sse import SSEEvent
 from engine.adapter import CallContext, LLMRequest
@@ -150,11 +150,11 @@ class GeminiChat:
         body = http.dumps(build_body(request))
         # The endpoint's headers are awaited (Vertex fetches a token), hence this generator;
         # closing it closes the driver's at once, so a cancel reaches the upstream connection.
-        chunks = cast(AsyncGenerator[LLMChunk, None], stream_chunks(
+        chunks = stream_chunks(
             ctx, self.endpoint.url(ctx, ctx.model, "streamGenerateContent"), body=body,
             headers=await self.endpoint.headers(ctx), params={"alt": "sse"}, errors=http.error_message,
             check=client.raise_for_status, assembler=_Assembler(ctx.model),
-        ))
+        )
         try:
             async for chunk in chunks:
                 yield chunk

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from engine._http.sse import SSEEvent, aiter_sse_batches
+from engine._http.sse import SSEEvent, aiter_sse
 from engine.adapter import CallContext, LLMRequest
 from engine.errors import InvokeConnectionError
 from engine.messages import (
@@ -38,7 +38,7 @@ from engine.messages import (
     Tool,
 )
 from engine.tokenizers import count_text
-from providers.kit.stream import drive
+from providers.kit.stream import drive, one_event_each
 from providers.kit.textprompt import StopScanner, count_prompt_tokens, reject_tools, render
 
 from . import client
@@ -80,11 +80,8 @@ def _result(ctx: CallContext, generation: Generation, prompt: str, stop: list[st
     )
 
 
-async def one_per_token(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
-    """SSE events one at a time: each generated token is passed on as its own delta."""
-    async for batch in aiter_sse_batches(body):
-        for event in batch:
-            yield [event]
+# SSE events one at a time: each generated token is passed on as its own delta.
+one_per_token = one_event_each(aiter_sse)
 
 
 class _Assembler:

@@ -34,7 +34,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from engine._http.sse import SSEEvent, aiter_sse_batches
+from engine._http.sse import SSEEvent, aiter_sse
 from engine.adapter import CallContext
 from engine.errors import (
     InvokeBadRequestError,
@@ -44,7 +44,7 @@ from engine.errors import (
     RuntimeFault,
 )
 from engine.messages import LLMChunk
-from providers.kit.stream import Assembler, drive
+from providers.kit.stream import Assembler, drive, one_event_each
 
 from . import client
 from .client import ModelInfo
@@ -78,12 +78,9 @@ def output_text(output: Any) -> str:
     return str(output)
 
 
-async def one_per_event(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
-    """SSE events one at a time: each ``output`` event is passed on as its own delta, exactly as
-    Replicate sent it (one token per chunk)."""
-    async for batch in aiter_sse_batches(body):
-        for event in batch:
-            yield [event]
+# SSE events one at a time: each ``output`` event is passed on as its own delta, exactly as
+#     Replicate sent it (one token per chunk).
+one_per_event = one_event_each(aiter_sse)
 
 
 class Prediction:

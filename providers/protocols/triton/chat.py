@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from engine._http.sse import SSEEvent, aiter_sse_batches
+from engine._http.sse import SSEEvent, aiter_sse
 from engine.adapter import CallContext, LLMRequest
 from engine.entities import LLMMode
 from engine.errors import InvokeConnectionError, InvokeError
 from engine.messages import AssistantMessage, LLMChunk, LLMResult, PromptMessage, TokenCounts, Tool
 from engine.tokenizers import count_text
-from providers.kit.stream import stream_chunks
+from providers.kit.stream import one_event_each, stream_chunks
 
 from . import client
 from .transform import (
@@ -56,12 +56,9 @@ def _counts(prompt: str, completion: str) -> TokenCounts:
     return TokenCounts(prompt_tokens=count_text(prompt), completion_tokens=count_text(completion))
 
 
-async def one_per_response(body: AsyncIterator[bytes]) -> AsyncIterator[list[SSEEvent]]:
-    """SSE events one at a time: each Triton response is passed on as its own delta (a model
-    step is one response; callers see the answer grow step by step, as before the kit)."""
-    async for batch in aiter_sse_batches(body):
-        for event in batch:
-            yield [event]
+# SSE events one at a time: each Triton response is passed on as its own delta (a model
+#     step is one response; callers see the answer grow step by step, as before the kit).
+one_per_response = one_event_each(aiter_sse)
 
 
 class _Assembler:

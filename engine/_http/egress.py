@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import InvokeConnectionError, InvokeError
+from ..observe import AttemptObserver
 from . import _aiohttp, _httpx
 from .guard import EgressPolicy, denied, ip_literal
 from .response import UpstreamResponse
@@ -61,6 +62,8 @@ class Egress:
         self._connect_errors = errors.CONNECT_ERRORS
         self._transport_errors = errors.TRANSPORT_ERRORS
         self._checked_hosts: dict[str, bool] = {}
+        # Told of each attempt; may add trace-context headers (engine/observe.py). None: no cost.
+        self.attempt_observer: AttemptObserver | None = None
 
     def _timeout(self, deadline: float | None) -> tuple[float, bool]:
         if deadline is not None:
@@ -123,9 +126,19 @@ class Egress:
                     params: Any, timeout: float, capped: bool) -> UpstreamResponse:
         attempt = 0
         while True:
+            observed = self.attempt_observer.attempt(method, url, headers) if self.attempt_observer else None
             try:
-                return await self.transport.open(method, url, headers=headers, content=content, files=files,
-                                                 data=data, params=params, timeout=timeout)
+                if observed is None:
+                    return await self.transport.open(method, url, headers=headers, content=content, files=files,
+                                                     data=data, params=params, timeout=timeout)
+                try:
+                    response = await self.transport.open(method, url, headers=observed.headers, content=content,
+                                                         files=files, data=data, params=params, timeout=timeout)
+                except BaseException as exc:
+                    observed.end(None, exc)
+                    raise
+                observed.end(response.status_code, None)
+                return response
             except TimeoutError as exc:
                 raise _timeout_error(capped, exc) from None
             except self._connect_errors as exc:

@@ -419,11 +419,18 @@ def _ended(runtime: ModelRuntime, record: CallRecord | None, error: RuntimeFault
 
 def _counted_so_far(request: LLMRequest, pieces: list[str], model: str) -> TokenCounts:
     """Usage of a stream that ended early (cancelled): the prompt and the completion sent so far,
-    counted locally, so a cancelled stream still shows in the token and cost totals."""
-    from .tokenizers import count_text
+    counted locally, so a cancelled stream still shows in the token and cost totals. With the
+    tokenizer when it is loaded; else ~4 bytes a token (loading it would stall the loop ~1 s)."""
+    from .tokenizers import count_text, get_encoding
 
-    prompt = sum(count_text(m.text(), model) for m in request.messages)
-    return TokenCounts(prompt_tokens=prompt, completion_tokens=count_text("".join(pieces), model))
+    if get_encoding.cache_info().currsize >= 2:  # both shipped encodings are loaded
+        def count(text: str) -> int:
+            return count_text(text, model)
+    else:
+        def count(text: str) -> int:
+            return (len(text.encode()) + 3) // 4
+    return TokenCounts(prompt_tokens=sum(count(m.text()) for m in request.messages),
+                       completion_tokens=count("".join(pieces)))
 
 
 def _unexpected(exc: Exception, target: Target) -> InvokeError:

@@ -32,6 +32,12 @@ def _code(context: grpc.aio.ServicerContext, default: str) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
+def _size(message: Any) -> int:
+    """Serialized size; 0 for the DecodeGuard's stand-in of an undecodable request."""
+    size = getattr(message, "ByteSize", None)
+    return size() if size is not None else 0
+
+
 class GrpcObserver(grpc.aio.ServerInterceptor):
     def __init__(self, observability: Observability) -> None:
         self.metrics = observability.metrics
@@ -79,7 +85,7 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
         metrics = self.metrics
         if metrics is not None:
             metrics.child(metrics.grpc_started, *labels).inc()
-            metrics.child(metrics.bytes_in, "grpc").inc(request.ByteSize())
+            metrics.child(metrics.bytes_in, "grpc").inc(_size(request))
         return scope
 
     def _end(self, scope: RequestScope, labels: tuple[str, str, str], code: str, sent: int) -> None:
@@ -103,7 +109,7 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
                 await context.send_initial_metadata((("x-request-id", scope.request_id),))
                 response = await behavior(request, context)
                 if response is not None and self.metrics is not None:
-                    sent = response.ByteSize()
+                    sent = _size(response)
                 return response
             except asyncio.CancelledError:
                 code = _code(context, "CANCELLED")
@@ -125,7 +131,7 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
                 await context.send_initial_metadata((("x-request-id", scope.request_id),))
                 async for item in responses:
                     if count:
-                        sent += item.ByteSize()
+                        sent += _size(item)
                     yield item
             except (asyncio.CancelledError, GeneratorExit):
                 code = _code(context, "CANCELLED")

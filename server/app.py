@@ -257,7 +257,8 @@ class RunningServer:
         finally:
             await self.runtime.egress.aclose()
             if self.observability is not None:
-                self.observability.shutdown()  # flushes pending spans
+                # Flushes pending spans: blocking network I/O, so off the event loop.
+                await asyncio.to_thread(self.observability.shutdown)
 
     async def _stop_grpc(self, remaining: float) -> None:
         stopping = asyncio.ensure_future(self.server.stop(remaining))  # stops accepting at once

@@ -335,7 +335,7 @@ async def test_dashboard_queries_only_name_exported_metrics(env):
     assert len(exprs) >= 8
     named = set()
     for expr in exprs:
-        for token in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", re.sub(r'"[^"]*"|\[[^\]]*\]', "", expr)):
+        for token in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", re.sub(r'\b(by|without)\s*\([^)]*\)|\{[^}]*\}|\[[^\]]*\]', "", expr)):
             if token.startswith(("gen_ai_", "modelruntime_", "grpc_server_")):
                 named.add(token)
     assert named, "the dashboard names no metric"

@@ -15,9 +15,8 @@ import grpc
 import httpx
 import pytest
 from modelruntime.v1 import llm_service_pb2 as llm_pb
-from modelruntime.v1 import llm_service_pb2_grpc
+from modelruntime.v1 import llm_service_pb2_grpc, text_embedding_service_pb2_grpc
 from modelruntime.v1 import text_embedding_service_pb2 as te_pb
-from modelruntime.v1 import text_embedding_service_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -328,7 +327,7 @@ def _exported_names(families) -> set[str]:
 
 
 async def test_dashboard_queries_only_name_exported_metrics(env):
-    families = list(text_string_to_metric_families((await env.scrape_text())))
+    families = list(text_string_to_metric_families(await env.scrape_text()))
     exported = _exported_names(families)
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]

@@ -60,6 +60,7 @@ run: $(STAMP)
 	$(PY) -m server --config $(CONFIG)
 
 bench: $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[bench]'  # matplotlib draws bench/results/latest.png
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import report
+from . import chart, report
 from .load import H2Load
 from .scenarios import NOISY_PCT, SCENARIOS, Bench, Settings
 from .sut import PYTHON, ROOT, Server, server_supports_workers
@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     results = asyncio.run(run(args))
     print(report.console(results))
     path, md = report.write(results, args.results_dir)
+    png = chart.draw(results, args.results_dir / "latest.png")
+    if png is not None:
+        print(f"[bench] chart: {png}")
     print(f"\n[bench] wrote {path}, {args.results_dir / 'latest.json'} and {md} "
           f"({results['elapsed_s']:.0f} s)")
 

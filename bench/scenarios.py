@@ -492,8 +492,33 @@ def _finish_profiler(proc, out: Path) -> dict:
             "top_self_pct": top(self_t), "top_inclusive_pct": top(incl, generic)}
 
 
+async def scenario_metrics(b: Bench) -> dict:
+    """Unary Generate with metrics on (the default) vs off, same run, rounds alternating on/off."""
+    c = max(b.settings.unary_levels)
+    rounds = []
+    try:
+        for metrics in (True, False, True, False):
+            b.server.metrics = metrics
+            await b.restart_server()
+            verify = await cl.check_generate(b.server.target, b.nginx.base)
+            frame = grpc_frame(cl.generate_request(b.nginx.base))
+            point = await b.measure(f"unary grpc c={c} metrics {'on' if metrics else 'off'}", b.grpc_url(cl.GENERATE),
+                                    frame, GRPC_HEADERS, c, sut=True, expected_bytes=verify["response_frame_bytes"])
+            rounds.append({"metrics": metrics, **point.to_dict()})
+    finally:
+        b.server.metrics = True
+        await b.restart_server()
+    on = statistics.mean(r["rps"] for r in rounds if r["metrics"])
+    off = statistics.mean(r["rps"] for r in rounds if not r["metrics"])
+    cost = round((off - on) / off * 100, 2) if off else None
+    print(f"  metrics on {on:.1f} req/s, off {off:.1f} req/s: {cost} % apart (target ≤ 5 %)", flush=True)
+    return {"status": "ok", "concurrency": c, "rounds": rounds, "rps_on": round(on, 1), "rps_off": round(off, 1),
+            "cost_pct": cost}
+
+
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {
     "unary": scenario_unary,
+    "metrics": scenario_metrics,
     "stream": scenario_stream,
     "embeddings": scenario_embeddings,
     "http": scenario_http,

@@ -49,6 +49,7 @@ class Server:
     cpus: set[int] | None = None
     workers: int = 1
     log_level: str = "INFO"
+    metrics: bool = True  # observability.metrics (the metrics scenario turns it off for its "off" rounds)
     grpc_port: int = 0
     http_port: int = 0
     proc: subprocess.Popen | None = None
@@ -68,6 +69,7 @@ class Server:
             },
             "providers": {"openai": {"credentials": {"openai_api_key": API_KEY,
                                                      "openai_api_base": self.upstream_base}}},
+            "observability": {"metrics": self.metrics},
             "log_level": self.log_level,
         }
 

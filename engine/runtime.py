@@ -7,7 +7,8 @@ HTTP endpoint). Order of work for each call:
    the model credentials) and validate the credential form;
 2. validate the request (parameter rules, tool schemas, content limits, features);
 3. call the adapter with a :class:`CallContext` carrying the caller's deadline;
-4. attach usage and cost; turn any stray exception into an ``InvokeError``.
+4. attach usage and cost; turn any stray exception into an ``InvokeError``;
+5. tell the observer (:mod:`.observe`), when one is set, about the call's start, first chunk and end.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .messages import (
     Tool,
     Voice,
 )
+from .observe import CANCELLED, CallRecord, Observer, current_call
 from .registry import Registry
 from .rules import validator_for
 from .tokenizers import count_off_loop
@@ -97,6 +99,29 @@ class ModelRuntime(Catalog):
         super().__init__(registry, egress)
         self.limits = limits or Limits()
         self._custom_schemas = _SchemaCache()
+        self.observer: Observer | None = None  # server/observability sets it; None costs nothing
+
+    # ---- observation ------------------------------------------------------------------
+
+    def _observe(self, target: Target, model_type: ModelType, stream: bool = False) -> CallRecord | None:
+        observer = self.observer
+        if observer is None:
+            return None
+        record = CallRecord(target.provider, target.model, model_type, stream)
+        observer.call_started(record)
+        current_call.set(record)
+        return record
+
+    def _observed(self, record: CallRecord) -> None:
+        record.duration = time.perf_counter() - record.started
+        current_call.set(None)
+        if self.observer is not None:
+            self.observer.call_ended(record)
+
+    def _first_chunk(self, record: CallRecord) -> None:
+        record.time_to_first_token = time.perf_counter() - record.started
+        if self.observer is not None:
+            self.observer.first_token(record)
 
     # ---- resolution -------------------------------------------------------------------
 
@@ -172,44 +197,64 @@ class ModelRuntime(Catalog):
 
     async def generate(self, target: Target, request: LLMRequest, deadline: float | None = None) -> LLMResult:
         started = time.perf_counter()
+        record = self._observe(target, ModelType.LLM)
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
             result: LLMResult = await llm.generate(ctx, request)
             counts = result.counts or await self._count_missing(llm, ctx, request, result.message.content)
             result.usage = pricing.llm_usage(ctx.schema.pricing, counts, time.perf_counter() - started)
+            if record is not None:
+                record.set_usage(result.usage, result.model)
+                record.succeeded()
             return result
         except RuntimeFault as exc:
-            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+            raise _failed(record, self.fault(exc, target.provider, target.model, target.credentials)) from None
         except Exception as exc:  # noqa: BLE001
-            raise _unexpected(exc, target) from None
+            raise _failed(record, _unexpected(exc, target)) from None
+        finally:
+            if record is not None:
+                self._observed(record)
 
     async def stream(
         self, target: Target, request: LLMRequest, deadline: float | None = None
     ) -> AsyncGenerator[LLMChunk, None]:
         started = time.perf_counter()
+        record = self._observe(target, ModelType.LLM, stream=True)
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
             # Adapters may build the request eagerly, so creating the stream can raise too.
             chunks = llm.stream(ctx, request)
         except RuntimeFault as exc:
-            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+            raise _ended(self, record, self.fault(exc, target.provider, target.model, target.credentials)) from None
         except Exception as exc:  # noqa: BLE001
-            raise _unexpected(exc, target) from None
+            raise _ended(self, record, _unexpected(exc, target)) from None
         pieces: list[str] = []
         try:
             async for chunk in chunks:
                 if chunk.content:
                     pieces.append(chunk.content)
+                if record is not None and record.time_to_first_token is None:
+                    self._first_chunk(record)
                 if chunk.finish_reason is not None:
                     counts = chunk.counts or await self._count_missing(llm, ctx, request, "".join(pieces))
                     chunk.usage = pricing.llm_usage(ctx.schema.pricing, counts, time.perf_counter() - started)
+                    if record is not None:
+                        record.set_usage(chunk.usage, chunk.model)
+                        record.succeeded()
                 yield chunk
         except RuntimeFault as exc:
-            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+            raise _failed(record, self.fault(exc, target.provider, target.model, target.credentials)) from None
         except Exception as exc:  # noqa: BLE001 - GeneratorExit is not an Exception, so closing passes
-            raise _unexpected(exc, target) from None
+            raise _failed(record, _unexpected(exc, target)) from None
         finally:
             await chunks.aclose()
+            if record is not None:
+                if record.input_tokens is None and (pieces or record.status == CANCELLED):
+                    # cancelled, or failed mid-stream: count what was sent
+                    record.set_usage(pricing.llm_usage(ctx.schema.pricing, _counted_so_far(request, pieces, ctx.model),
+                                                       time.perf_counter() - started))
+                    record.usage_estimated = True
+                self._observed(record)
 
     async def _count_missing(self, llm: Any, ctx: CallContext, request: LLMRequest, completion: str) -> TokenCounts:
         """Providers that report no usage: count locally, as Dify does."""
@@ -225,16 +270,30 @@ class ModelRuntime(Catalog):
 
     # ---- other model types -------------------------------------------------------------
 
-    async def _call(self, target: Target, model_type: ModelType, deadline: float | None, method: str, *args: Any):
+    async def _call(self, target: Target, model_type: ModelType, deadline: float | None, method: str, *args: Any,
+                    observe: bool = False, finish: Any = None):
+        """One capability call; ``observe``: a model call the observer hears of (not a token count),
+        ``finish(result)`` prices the result before the observer sees it."""
+        record = self._observe(target, model_type) if observe else None
         try:
             ctx, capability = self.resolve(target, model_type, deadline)
             if method == "count_tokens":  # CPU-bound for large texts: off the event loop
-                return await count_off_loop(capability.count_tokens, ctx, *args)
-            return await getattr(capability, method)(ctx, *args)
+                result = await count_off_loop(capability.count_tokens, ctx, *args)
+            else:
+                result = await getattr(capability, method)(ctx, *args)
+            if finish is not None:
+                finish(result)
+            if record is not None:
+                record.set_usage(getattr(result, "usage", None), getattr(result, "model", ""))
+                record.succeeded()
+            return result
         except RuntimeFault as exc:
-            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+            raise _failed(record, self.fault(exc, target.provider, target.model, target.credentials)) from None
         except Exception as exc:  # noqa: BLE001
-            raise _unexpected(exc, target) from None
+            raise _failed(record, _unexpected(exc, target)) from None
+        finally:
+            if record is not None:
+                self._observed(record)
 
     async def embed(
         self, target: Target, texts: list[str], input_type: str = "document",
@@ -244,12 +303,16 @@ class ModelRuntime(Catalog):
             raise InvokeBadRequestError("texts must not be empty",
                                         field_violations=(FieldViolation("texts", "must not be empty"),))
         started = time.perf_counter()
+
+        def price(result: EmbeddingResult) -> None:
+            schema = self.registry.definition(target.provider).predefined(ModelType.TEXT_EMBEDDING, target.model)
+            result.usage = pricing.embedding_usage(
+                schema.pricing if schema else None, result.tokens, time.perf_counter() - started
+            )
+
         result: EmbeddingResult = await self._call(
-            target, ModelType.TEXT_EMBEDDING, deadline, "embed", texts, input_type, dimensions, user
-        )
-        schema = self.registry.definition(target.provider).predefined(ModelType.TEXT_EMBEDDING, target.model)
-        result.usage = pricing.embedding_usage(
-            schema.pricing if schema else None, result.tokens, time.perf_counter() - started
+            target, ModelType.TEXT_EMBEDDING, deadline, "embed", texts, input_type, dimensions, user,
+            observe=True, finish=price,
         )
         return result
 
@@ -263,7 +326,8 @@ class ModelRuntime(Catalog):
         if top_n is not None and top_n < 1:
             raise InvokeBadRequestError("top_n must be at least 1",
                                         field_violations=(FieldViolation("top_n", "must be at least 1"),))
-        return await self._call(target, ModelType.RERANK, deadline, "rerank", query, docs, score_threshold, top_n, user)
+        return await self._call(target, ModelType.RERANK, deadline, "rerank", query, docs, score_threshold, top_n, user,
+                                observe=True)
 
     async def transcribe(
         self, target: Target, audio: bytes, fmt: str = "", language: str = "", prompt: str = "",
@@ -272,7 +336,8 @@ class ModelRuntime(Catalog):
         if not audio:
             raise InvokeBadRequestError("audio must not be empty",
                                         field_violations=(FieldViolation("audio", "must not be empty"),))
-        return await self._call(target, ModelType.SPEECH2TEXT, deadline, "transcribe", audio, fmt, language, prompt, user)
+        return await self._call(target, ModelType.SPEECH2TEXT, deadline, "transcribe", audio, fmt, language, prompt,
+                                user, observe=True)
 
     async def synthesize(
         self, target: Target, text: str, voice: str = "", encoding: str = "", speed: float | None = None,
@@ -281,6 +346,7 @@ class ModelRuntime(Catalog):
         if not text:
             raise InvokeBadRequestError("text must not be empty",
                                         field_violations=(FieldViolation("text", "must not be empty"),))
+        record = self._observe(target, ModelType.TTS, stream=True)
         try:
             ctx, tts = self.resolve(target, ModelType.TTS, deadline)
             props = ctx.schema.model_properties if ctx.schema else {}
@@ -288,18 +354,24 @@ class ModelRuntime(Catalog):
             encoding = encoding or str(props.get("audio_type") or "mp3")
             chunks = tts.synthesize(ctx, text, voice, encoding, speed, user)
         except RuntimeFault as exc:
-            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+            raise _ended(self, record, self.fault(exc, target.provider, target.model, target.credentials)) from None
         except Exception as exc:  # noqa: BLE001
-            raise _unexpected(exc, target) from None
+            raise _ended(self, record, _unexpected(exc, target)) from None
         try:
             async for chunk in chunks:
+                if record is not None and record.time_to_first_token is None:
+                    self._first_chunk(record)
                 yield chunk
+            if record is not None:
+                record.succeeded()
         except RuntimeFault as exc:
-            raise self.fault(exc, target.provider, target.model, target.credentials) from None
+            raise _failed(record, self.fault(exc, target.provider, target.model, target.credentials)) from None
         except Exception as exc:  # noqa: BLE001
-            raise _unexpected(exc, target) from None
+            raise _failed(record, _unexpected(exc, target)) from None
         finally:
             await chunks.aclose()
+            if record is not None:
+                self._observed(record)
 
     def voices(self, target: Target, language: str = "") -> list[Voice]:
         try:
@@ -314,7 +386,7 @@ class ModelRuntime(Catalog):
         ]
 
     async def moderate(self, target: Target, text: str, user: str = "", deadline: float | None = None) -> ModerationResult:
-        return await self._call(target, ModelType.MODERATION, deadline, "moderate", text, user)
+        return await self._call(target, ModelType.MODERATION, deadline, "moderate", text, user, observe=True)
 
 
 def _check_features(schema: AIModelEntity, messages: list[PromptMessage]) -> None:
@@ -333,6 +405,36 @@ def _check_features(schema: AIModelEntity, messages: list[PromptMessage]) -> Non
                 ))
     if violations:
         raise InvokeBadRequestError(violations[0].description, field_violations=violations)
+
+
+def _failed(record: CallRecord | None, error: RuntimeFault) -> RuntimeFault:
+    if record is not None:
+        record.failed(error)
+    return error
+
+
+def _ended(runtime: ModelRuntime, record: CallRecord | None, error: RuntimeFault) -> RuntimeFault:
+    """A stream that failed before it started: the observer hears of its end at once."""
+    if record is not None:
+        record.failed(error)
+        runtime._observed(record)
+    return error
+
+
+def _counted_so_far(request: LLMRequest, pieces: list[str], model: str) -> TokenCounts:
+    """Usage of a stream that ended early (cancelled): the prompt and the completion sent so far,
+    counted locally, so a cancelled stream still shows in the token and cost totals. With the
+    tokenizer when it is loaded; else ~4 bytes a token (loading it would stall the loop ~1 s)."""
+    from .tokenizers import count_text, get_encoding
+
+    if get_encoding.cache_info().currsize >= 2:  # both shipped encodings are loaded
+        def count(text: str) -> int:
+            return count_text(text, model)
+    else:
+        def count(text: str) -> int:
+            return (len(text.encode()) + 3) // 4
+    return TokenCounts(prompt_tokens=sum(count(m.text()) for m in request.messages),
+                       completion_tokens=count("".join(pieces)))
 
 
 def _unexpected(exc: Exception, target: Target) -> InvokeError:

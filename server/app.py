@@ -52,6 +52,8 @@ from .config import Config
 from .errors import to_status
 from .http.app import HttpServer, cut_delay, start_http
 from .http.guard import descriptor_share
+from .observability import Observability
+from .observability.grpc import GrpcObserver
 from .servicers._decode import DecodeGuard
 from .servicers.audio import Speech2TextServicer, TTSServicer
 from .servicers.embedding import RerankServicer, TextEmbeddingServicer
@@ -238,6 +240,8 @@ class RunningServer:
     drain: float = 0.0
     in_flight: _InFlight = field(default_factory=_InFlight)
     http: HttpServer | None = None
+    observability: Observability | None = None
+    metrics_port: int | None = None  # the separate /metrics port (observability.metrics_admin)
 
     async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
         """Drain, stop accepting and cut both front doors within ``grace`` seconds from now."""
@@ -254,6 +258,9 @@ class RunningServer:
                                  self.http.stop(remaining) if self.http is not None else asyncio.sleep(0))
         finally:
             await self.runtime.egress.aclose()
+            if self.observability is not None:
+                # Flushes pending spans: blocking network I/O, so off the event loop.
+                await asyncio.to_thread(self.observability.shutdown)
 
     async def _stop_grpc(self, remaining: float) -> None:
         stopping = asyncio.ensure_future(self.server.stop(remaining))  # stops accepting at once
@@ -274,12 +281,18 @@ def refuse_self(runtime: ModelRuntime, host: str, port: int) -> None:
         policy.refuse_self(host, port)
 
 
-async def start_server(config: Config, runtime: ModelRuntime | None = None) -> RunningServer:
+async def start_server(config: Config, runtime: ModelRuntime | None = None,
+                       observability: Observability | None = None) -> RunningServer:
+    """``observability``: a prebuilt one (tests pass an in-memory span exporter this way)."""
     runtime = runtime or build_runtime(config)
+    obs = observability or Observability(config.observability, set(runtime.registry.definitions))
+    obs.attach(runtime)
     in_flight = _InFlight()
+    # Outermost: request ids, gRPC metrics and the call log see every status, cut calls included.
+    observing = [GrpcObserver(obs)] if obs.enabled else []
     server = grpc.aio.server(
         # Unparseable request bytes of any service become INVALID_ARGUMENT, not UNKNOWN.
-        interceptors=[in_flight, DecodeGuard()],
+        interceptors=[*observing, in_flight, DecodeGuard()],
         maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
         options=grpc_options(config),
     )
@@ -309,7 +322,7 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", config.grpc.host, port)
     return RunningServer(server, health_servicer, runtime, port, config.grpc.grace_seconds,
-                         config.grpc.drain_seconds, in_flight)
+                         config.grpc.drain_seconds, in_flight, observability=obs, metrics_port=obs.start_admin())
 
 
 async def serve(config: Config) -> None:

@@ -17,7 +17,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -102,6 +102,26 @@ class LimitsConfig(_Section):
     max_struct_keys: int = 256
 
 
+class ObservabilityConfig(_Section):
+    # Prometheus metrics (GenAI conventions, the runtime's own, gRPC server); off: no observer cost.
+    metrics: bool = True
+    # Serve /metrics on its own port (metrics_host:metrics_port) instead of the HTTP port.
+    metrics_admin: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    # Distinct model names per label before new ones count as "_other" (bounded cardinality).
+    max_model_labels: int = 200
+    # OpenTelemetry traces over OTLP/gRPC; off: the SDK is not even imported.
+    tracing: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    otlp_insecure: bool = True
+    otlp_timeout_seconds: float = 10.0
+    service_name: str = "model-runtime"
+    # One log line per call; "text" (key=value) or "json".
+    call_log: bool = True
+    log_format: Literal["text", "json"] = "text"
+
+
 class ProviderCredentials(_Section):
     credentials: dict[str, Any] = Field(default_factory=dict)
 
@@ -120,6 +140,7 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     egress: EgressConfig = Field(default_factory=EgressConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     # Extra provider folders loaded after the built-in ones: Dify's in-tree layout, a Dify plugin
     # folder, a .difypkg package, or a folder of any of these.
     provider_dirs: list[str] = Field(default_factory=list)

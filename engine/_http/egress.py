@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..errors import InvokeBadRequestError, InvokeConnectionError, InvokeError
+from ..observe import AttemptObserver
 from . import _aiohttp, _httpx
 from .capped import CappedResponse, ReplyCaps, ReplyTooLargeError
 from .guard import EgressPolicy, denied, ip_literal
@@ -79,6 +80,8 @@ class Egress:
         self._connect_errors = errors.CONNECT_ERRORS
         self._transport_errors = errors.TRANSPORT_ERRORS
         self._checked_hosts: dict[str, bool] = {}
+        # Told of each attempt; may add trace-context headers (engine/observe.py). None: no cost.
+        self.attempt_observer: AttemptObserver | None = None
 
     def scoped(self, model_type: Any) -> Egress:
         """This egress with the reply caps of ``model_type`` (same pool, policy and settings)."""
@@ -157,9 +160,19 @@ class Egress:
                     params: Any, timeout: float, capped: bool) -> UpstreamResponse:
         attempt = 0
         while True:
+            observed = self.attempt_observer.attempt(method, url, headers) if self.attempt_observer else None
             try:
-                return await self.transport.open(method, url, headers=headers, content=content, files=files,
-                                                 data=data, params=params, timeout=timeout)
+                if observed is None:
+                    return await self.transport.open(method, url, headers=headers, content=content, files=files,
+                                                     data=data, params=params, timeout=timeout)
+                try:
+                    response = await self.transport.open(method, url, headers=observed.headers, content=content,
+                                                         files=files, data=data, params=params, timeout=timeout)
+                except BaseException as exc:
+                    observed.end(None, exc)
+                    raise
+                observed.end(response.status_code, None)
+                return response
             except TimeoutError as exc:
                 raise _timeout_error(capped, exc) from None
             except self._connect_errors as exc:

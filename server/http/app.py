@@ -35,6 +35,7 @@ import uvicorn
 from engine.runtime import ModelRuntime
 
 from ..config import Config
+from ..observability.http import HttpRequest, observability_of
 from . import audio, chat, embeddings
 from .browser import OriginPolicy, media_type_error
 from .call import Call
@@ -56,6 +57,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
 _KNOWN_PATHS = {path for _, path in ROUTES} | {"/models"}
 _MODEL_CREATED = 1_700_000_000  # OpenAI's Model.created is required; the catalog has no dates
 _HEALTH_PATH = "/healthz"
+_METRICS_PATH = "/metrics"  # Prometheus, when observability.metrics_admin is off
 
 
 def shutdown_error() -> HttpError:
@@ -110,6 +112,7 @@ class OpenAIApp:
         self.draining = False  # /healthz answers 503
         self.cutting = False  # in-flight requests are being cut at shutdown
         self.active: dict[asyncio.Task, Call | None] = {}  # request tasks; the Call once routed
+        self.obs = observability_of(runtime)  # metrics, traces, call log, request ids (or None)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -133,6 +136,12 @@ class OpenAIApp:
             status = 503 if self.draining else 200
             await _send_raw(send, status, b'{"status":"draining"}' if self.draining else b'{"status":"serving"}')
             return
+        if path == _METRICS_PATH and method == "GET" and self.obs is not None and self.obs.metrics_on_http:
+            page, content_type = self.obs.exposition()
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", content_type.encode()), (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+            return
         preflight = self.origins.preflight(scope)
         if preflight is not None:
             await _send_raw(send, preflight[0], b"", preflight[1])
@@ -147,6 +156,12 @@ class OpenAIApp:
         else:
             provider, sub = None, ""
         refused, cors_headers = self.origins.check(scope)
+        observed = None
+        if self.obs is not None:
+            route = sub if handler is not None and handler != self.models else ("/models" if handler else "other")
+            observed = HttpRequest(self.obs, scope, send, route)
+            send = observed.send
+            cors_headers = [*cors_headers, observed.header]
         try:
             if refused is not None:
                 raise refused
@@ -157,8 +172,12 @@ class OpenAIApp:
             early = Call(self, scope, send, provider, b"")
             early.extra_headers = cors_headers
             await early.send_error(err)
+            if observed is not None:
+                observed.end(0, err.reason)
             return
         if body is None:
+            if observed is not None:
+                observed.end(0, client_left=True)
             return  # the client left while sending the body
         call = Call(self, scope, send, provider, body)
         call.extra_headers = cors_headers
@@ -168,8 +187,10 @@ class OpenAIApp:
                 405 if known else 404,
                 f"{'Invalid method for URL' if known else 'Invalid URL'} ({method} {path})",
             ))
+            if observed is not None:
+                observed.end(len(body))
             return
-        await self._run(handler, call, receive)
+        await self._run(handler, call, receive, observed)
 
     async def _read_body(self, scope: dict[str, Any], receive: Any) -> bytes | None:
         try:
@@ -208,12 +229,13 @@ class OpenAIApp:
             parts.append(chunk)
         return b"".join(parts)
 
-    async def _run(self, handler: Handler, call: Call, receive: Any) -> None:
+    async def _run(self, handler: Handler, call: Call, receive: Any, observed: HttpRequest | None = None) -> None:
         task = asyncio.current_task()
         assert task is not None
         watch = _Watch(call, task)
         watcher = asyncio.get_running_loop().create_task(watch.run(receive))
         self.active[task] = call
+        error_class = ""
         try:
             await handler(call)
         except asyncio.CancelledError:
@@ -226,6 +248,7 @@ class OpenAIApp:
                 raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
             err = to_http(exc, call.fields, call.request_credentials)
+            error_class = err.reason
             if not call.started:
                 await call.send_error(err)
             else:  # headers are out: nothing truthful can be said any more; cut the body short
@@ -233,6 +256,8 @@ class OpenAIApp:
         finally:
             call.finished = True
             watcher.cancel()
+            if observed is not None:
+                observed.end(len(call.body), error_class, watch.fired)
 
     async def _end_cut(self, call: Call) -> None:
         """Finish a request cut at shutdown with the truest ending its response still allows."""

@@ -15,6 +15,7 @@ from engine.errors import RuntimeFault
 from engine.runtime import ModelRuntime
 
 from ..errors import to_status
+from ..observability.calls import current_scope
 
 log = logging.getLogger("modelruntime.server")
 
@@ -36,6 +37,9 @@ def deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    scope = current_scope.get()
+    if scope is not None:  # the call log and modelruntime_requests_total name the error class
+        scope.error_class = exc.reason if isinstance(exc, RuntimeFault) else "InternalError"
     if isinstance(exc, RuntimeFault):
         await context.abort_with_status(to_status(exc))
     log.error("unhandled %s in handler", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))

@@ -1,0 +1,62 @@
+"""The bench's results as a picture (bench/results/latest.png, shown in the README).
+
+Why a chart: operators would rather look than read the tables. Drawn only by ``make bench``
+(never by the tests), with matplotlib, a bench-only dependency (``pip install -e '.[bench]'``,
+which the Makefile's bench target does). Panels: throughput of the server against the same request
+sent straight to the upstream per scenario and concurrency, and unary throughput with metrics
+on (the default) against off, from the ``metrics`` scenario.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pairs(results: dict) -> list[tuple[str, float, float]]:
+    out = []
+    for name, scenario in results.get("scenarios", {}).items():
+        for point in scenario.get("points", []):
+            server, direct = point.get("server") or {}, point.get("direct") or {}
+            if server.get("rps") and direct.get("rps"):
+                out.append((f"{name} c={point.get('concurrency', '?')}", server["rps"], direct["rps"]))
+    return out
+
+
+def draw(results: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("[bench] no chart: matplotlib is missing (pip install -e '.[bench]')")
+        return None
+    pairs = _pairs(results)
+    metrics = results.get("scenarios", {}).get("metrics", {})
+    panels = [p for p in (pairs, metrics.get("rounds")) if p]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    ax_list = list(axes[0])
+    if pairs:
+        ax = ax_list.pop(0)
+        xs = range(len(pairs))
+        ax.bar([x - 0.2 for x in xs], [p[1] for p in pairs], 0.4, label="model runtime")
+        ax.bar([x + 0.2 for x in xs], [p[2] for p in pairs], 0.4, label="upstream direct")
+        ax.set_xticks(list(xs), [p[0] for p in pairs], rotation=30, ha="right")
+        ax.set_ylabel("requests / s")
+        ax.set_title("Throughput")
+        ax.legend()
+    if metrics.get("rounds"):
+        ax = ax_list.pop(0)
+        rounds = metrics["rounds"]
+        labels = [f"{'on' if r['metrics'] else 'off'} #{i // 2 + 1}" for i, r in enumerate(rounds)]
+        ax.bar(labels, [r["rps"] for r in rounds], color=["tab:blue" if r["metrics"] else "tab:gray" for r in rounds])
+        ax.set_ylabel("requests / s")
+        ax.set_title(f"Unary c={metrics.get('concurrency')}: metrics on vs off ({metrics.get('cost_pct')} % apart)")
+    fig.suptitle(f"make bench, {results.get('started', '')}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

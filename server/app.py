@@ -27,6 +27,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from modelruntime.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     llm_service_pb2,
     llm_service_pb2_grpc,
     moderation_service_pb2,
@@ -48,6 +50,12 @@ from engine.errors import InvokeServerUnavailableError
 from engine.runtime import Limits, ModelRuntime
 from providers import builtin_registry
 
+from . import auth
+from .auth import tls
+from .auth.admin import AdminServicer
+from .auth.gate import Gate
+from .auth.grpc import AuthInterceptor
+from .auth.metered import MeteredRuntime
 from .config import Config
 from .errors import to_status
 from .http.app import HttpServer, cut_delay, start_http
@@ -69,6 +77,7 @@ SERVICE_NAMES = [
     speech2text_service_pb2.DESCRIPTOR.services_by_name["Speech2TextService"].full_name,
     tts_service_pb2.DESCRIPTOR.services_by_name["TTSService"].full_name,
     moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 ]
 
 
@@ -116,7 +125,7 @@ def build_runtime(config: Config) -> ModelRuntime:
         max_stop_sequences=c.max_stop_sequences, max_stop_chars=c.max_stop_chars,
         max_struct_keys=c.max_struct_keys,
     )
-    return ModelRuntime(builtin_registry(extra), egress, limits)
+    return MeteredRuntime(builtin_registry(extra), egress, limits)
 
 
 def _shutdown_status() -> grpc.Status:
@@ -236,6 +245,7 @@ class RunningServer:
     drain: float = 0.0
     in_flight: _InFlight = field(default_factory=_InFlight)
     http: HttpServer | None = None
+    gate: Gate | None = None
 
     async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
         """Drain, stop accepting and cut both front doors within ``grace`` seconds from now."""
@@ -252,6 +262,8 @@ class RunningServer:
                                  self.http.stop(remaining) if self.http is not None else asyncio.sleep(0))
         finally:
             await self.runtime.egress.aclose()
+            if self.gate is not None:
+                await self.gate.close()  # flushes the usage ledger
 
     async def _stop_grpc(self, remaining: float) -> None:
         stopping = asyncio.ensure_future(self.server.stop(remaining))  # stops accepting at once
@@ -265,10 +277,15 @@ class RunningServer:
 
 async def start_server(config: Config, runtime: ModelRuntime | None = None) -> RunningServer:
     runtime = runtime or build_runtime(config)
+    auth.check_exposure(config)
+    gate = await auth.build_gate(config)
+    await gate.start()
+    if isinstance(runtime, MeteredRuntime):
+        runtime.attach(gate)
     in_flight = _InFlight()
     server = grpc.aio.server(
         # Unparseable request bytes of any service become INVALID_ARGUMENT, not UNKNOWN.
-        interceptors=[in_flight, DecodeGuard()],
+        interceptors=[in_flight, DecodeGuard(), AuthInterceptor(gate, bool(config.tls.client_ca_file))],
         maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
         options=grpc_options(config),
     )
@@ -279,6 +296,7 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
     speech2text_service_pb2_grpc.add_Speech2TextServiceServicer_to_server(Speech2TextServicer(runtime), server)
     tts_service_pb2_grpc.add_TTSServiceServicer_to_server(TTSServicer(runtime), server)
     moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationServicer(runtime), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gate, runtime), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Importing the google.rpc modules puts their descriptors in the pool, so grpcurl can
@@ -289,13 +307,17 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None) -> R
         [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(f"{config.grpc.host}:{config.grpc.port}")
+    address = f"{config.grpc.host}:{config.grpc.port}"
+    if tls.enabled(config):
+        port = server.add_secure_port(address, tls.grpc_credentials(config))
+    else:
+        port = server.add_insecure_port(address)
     await server.start()
     for name in ["", *SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", config.grpc.host, port)
     return RunningServer(server, health_servicer, runtime, port, config.grpc.grace_seconds,
-                         config.grpc.drain_seconds, in_flight)
+                         config.grpc.drain_seconds, in_flight, gate=gate)
 
 
 async def serve(config: Config) -> None:

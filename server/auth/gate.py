@@ -173,11 +173,7 @@ class Gate:
                   credentials: dict[str, Any]) -> dict[str, Any]:
         """Check scopes; return the provider credentials to use (the stored ones, when named)."""
         key = state.key
-        if not key.admin:
-            denied = key.scopes.denies(provider, model, model_type)
-            if denied:
-                resource = f"providers/{provider}" + (f"/models/{model}" if model else "")
-                raise PermissionDenied(f"The caller key '{key.name}' may not use {denied}.", "model", resource)
+        self.check_scope(key, provider, model, model_type)
         if state.credentials_name:
             if credentials:
                 raise PermissionDenied("Send either target.credentials or target.credentials_name, not both.",
@@ -188,6 +184,14 @@ class Gate:
                                    "name stored credentials instead.", "credentials", "target.credentials",
                                    reason="RAW_CREDENTIALS_DENIED")
         return credentials
+
+    @staticmethod
+    def check_scope(key: CallerKey, provider: str, model: str, model_type: str) -> None:
+        if not key.admin:
+            denied = key.scopes.denies(provider, model, model_type)
+            if denied:
+                resource = f"providers/{provider}" + (f"/models/{model}" if model else "")
+                raise PermissionDenied(f"The caller key '{key.name}' may not use {denied}.", "model", resource)
 
     def stored(self, key: CallerKey, name: str, provider: str) -> dict[str, Any]:
         if not key.admin and not key.scopes.may_use_credentials(name):

@@ -46,7 +46,7 @@ def period(key: CallerKey, now: float) -> tuple[str, str, float]:
 def _budget_error(key: CallerKey, spent: int, ends_in: float) -> QuotaExceeded:
     assert key.budget_usd is not None
     return QuotaExceeded(key.id, f"budget_usd_per_{key.budget_period}", str(key.budget_usd), ends_in,
-                         f"The key's {key.budget_period}ly budget of {key.budget_usd} USD is used up "
+                         f"The key's {'daily' if key.budget_period == 'day' else 'monthly'} budget of {key.budget_usd} USD is used up "
                          f"({(Decimal(spent) / NANO).quantize(Decimal('0.000001'))} USD spent).")
 
 

@@ -109,6 +109,9 @@ class Call:
         else:
             provider, name = self.provider, model
         self.runtime.provider(provider)  # unknown provider → NotFoundError (404) before any 401
+        state = CURRENT.get()
+        if state is not None and self.app.gate is not None:
+            self.app.gate.check_scope(state.key, provider, name, "")  # 403 before a credentials 401
         return Target(provider, name, self.credentials(provider))
 
     def credentials(self, provider: str) -> dict[str, Any]:

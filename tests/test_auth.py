@@ -283,11 +283,11 @@ def test_non_loopback_without_auth_refuses_to_start():
 def test_cli_creates_the_first_admin_key_without_a_server(tmp_path):
     env = {**os.environ, "MODEL_RUNTIME_STORAGE__DATA_DIR": str(tmp_path)}
     run = subprocess.run([sys.executable, "-m", "server", "keys", "create", "--name", "admin", "--admin"],
-                         capture_output=True, text=True, env=env, timeout=60)
+                         check=False, capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 0, run.stderr
     created = json.loads(run.stdout)
     assert created["secret"].startswith("mrk_") and created["admin"]
-    listed = subprocess.run([sys.executable, "-m", "server", "keys", "list"], capture_output=True, text=True,
+    listed = subprocess.run([sys.executable, "-m", "server", "keys", "list"], check=False, capture_output=True, text=True,
                             env=env, timeout=60)
     assert created["id"] in listed.stdout and created["secret"] not in listed.stdout
     assert created["secret"].encode() not in (tmp_path / "modelruntime.db").read_bytes()

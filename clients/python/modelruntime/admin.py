@@ -41,7 +41,7 @@ class AsyncAdminClient:
         if self._owned:
             await self._channel.close()
 
-    async def __aenter__(self) -> AsyncAdminClient:
+    async def __aenter__(self) -> AsyncAdminClient:  # noqa: PYI034
         return self
 
     async def __aexit__(self, *exc: object) -> None:

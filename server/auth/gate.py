@@ -85,8 +85,10 @@ class Gate:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._pending:  # charges and cancelled-call records; bounded: shutdown has a deadline
+            _, late = await asyncio.wait(list(self._pending), timeout=0.3)
+            if late:
+                log.warning("auth: %d usage records still being counted at shutdown were dropped", len(late))
         if self.ledger is not None:
             await self.ledger.close()
         await self.counters.close()
@@ -223,7 +225,7 @@ class Gate:
 
     def finish(self, state: CallState, provider: str, model: str, model_type: str, started: float,
                tokens: tuple[int, int] = (0, 0), cost: Decimal = Decimal(0), status: str = "OK",
-               cancelled: bool = False) -> None:
+               cancelled: bool = False, latency_ms: float | None = None) -> None:
         key = state.key
         if key.limited and (tokens[0] or tokens[1] or cost):
             task = asyncio.get_running_loop().create_task(self.counters.charge(key, tokens[0] + tokens[1], cost))
@@ -233,8 +235,15 @@ class Gate:
             self.ledger.record(UsageRecord(
                 ts=datetime.now(UTC), key_id=key.id, door=state.door, provider=provider, model=model,
                 model_type=model_type, prompt_tokens=tokens[0], completion_tokens=tokens[1], cost=cost,
-                latency_ms=(time.perf_counter() - started) * 1000, status=status, cancelled=cancelled,
+                latency_ms=latency_ms if latency_ms is not None else (time.perf_counter() - started) * 1000,
+                status=status, cancelled=cancelled,
             ))
+
+    def later(self, work: Any) -> None:
+        """Run ``work`` (a coroutine) off the hot path; :meth:`close` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._charged)
 
     def _charged(self, task: asyncio.Task) -> None:
         self._pending.discard(task)

@@ -56,6 +56,21 @@ class MeteredRuntime(ModelRuntime):
         schema = definition.predefined(ModelType.LLM, target.model) if definition else None
         return pricing.llm_usage(schema.pricing if schema else None, counts, time.perf_counter() - started)
 
+    def _finish_cancelled(self, state: CallState, target: Target, request: Any, completion: str,
+                          started: float) -> None:
+        """Record a cancelled LLM call with locally counted usage, after the cancel has been handled:
+        loading a tokenizer blocks, and the upstream connection must close first."""
+        latency_ms = (time.perf_counter() - started) * 1000
+
+        async def record() -> None:
+            await asyncio.sleep(0)
+            usage = await asyncio.to_thread(self._estimate, target, request, completion, started)
+            self.gate.finish(state, target.provider, target.model, "llm", started,
+                             (usage.prompt_tokens, usage.completion_tokens), usage.total_price, "CANCELLED", True,
+                             latency_ms)
+
+        self.gate.later(record())
+
     async def _unary(self, model_type: ModelType, target: Target, call: Any, usage_of: Any = None) -> Any:
         state = await self._enter(target, model_type)
         if state is None:
@@ -87,9 +102,7 @@ class MeteredRuntime(ModelRuntime):
             self.gate.finish(state, target.provider, target.model, "llm", started, status=exc.reason)
             raise
         except asyncio.CancelledError:
-            usage = self._estimate(target, request, "", started)
-            self.gate.finish(state, target.provider, target.model, "llm", started,
-                             (usage.prompt_tokens, 0), usage.total_price, "CANCELLED", True)
+            self._finish_cancelled(state, target, request, "", started)
             raise
         u = result.usage or LLMUsage()
         self.gate.finish(state, target.provider, target.model, "llm", started,
@@ -129,10 +142,11 @@ class MeteredRuntime(ModelRuntime):
             if usage is None and status == "OK":
                 status, cancelled = "CANCELLED", True  # closed before the end: the caller stopped reading
             if usage is None and cancelled:
-                usage = self._estimate(target, request, "".join(pieces), started)
-            u = usage or LLMUsage()
-            self.gate.finish(state, target.provider, target.model, "llm", started,
-                             (u.prompt_tokens, u.completion_tokens), u.total_price, status, cancelled)
+                self._finish_cancelled(state, target, request, "".join(pieces), started)
+            else:
+                u = usage or LLMUsage()
+                self.gate.finish(state, target.provider, target.model, "llm", started,
+                                 (u.prompt_tokens, u.completion_tokens), u.total_price, status, cancelled)
 
     async def count_llm_tokens(self, target, messages, tools, deadline=None):
         await self._enter(target, ModelType.LLM)

@@ -1,7 +1,8 @@
 """The schema (SQLAlchemy 2 declarative models), the same on SQLite and PostgreSQL.
 
-The migrations under ``migrations/versions`` create exactly these tables; a test compares the
-migrated database with this metadata so the two cannot drift apart.
+The migrations under ``migrations/versions`` create these tables; keep the two in step by hand
+(``alembic revision --autogenerate`` against a migrated database shows any difference; no test
+checks it yet).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """``python -m server [--config FILE] [--workers N]``: run the gRPC server (and the HTTP endpoint).
 
+``python -m server keys|credentials|usage ...`` runs an admin command on the store instead
+(:mod:`server.auth.cli`), with no server running.
+
 Process-level set-up lives here, before any worker is forked: the config is loaded and checked
 (a mistake ends the process with one line, not a traceback), the soft file-descriptor limit is
 raised to the hard one (every connection is a descriptor, and the default soft limit of 1024 is
@@ -17,6 +20,8 @@ import signal
 import sys
 
 from .app import serve
+from .auth import check_exposure, cli
+from .auth.cli import COMMANDS
 from .config import Config, ConfigError, empty_credentials, load_config
 
 log = logging.getLogger("modelruntime.server")
@@ -79,12 +84,15 @@ def raise_fd_limit() -> tuple[int, int]:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and any(a in COMMANDS for a in sys.argv[1:4]):
+        sys.exit(cli.main(sys.argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m server", description="Model Runtime server")
     parser.add_argument("--config", default=None, help="YAML config file (default: built-in defaults)")
     parser.add_argument("--workers", type=int, default=None, help="server processes (overrides grpc.workers)")
     args = parser.parse_args()
     try:
         config = load_config(args.config)
+        check_exposure(config)
     except ConfigError as exc:
         sys.exit(f"model-runtime: config error: {exc}")
     if args.workers is not None:

@@ -27,6 +27,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from modelruntime.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     llm_service_pb2,
     llm_service_pb2_grpc,
     moderation_service_pb2,
@@ -48,6 +50,12 @@ from engine.errors import InvokeServerUnavailableError
 from engine.runtime import Limits, ModelRuntime
 from providers import builtin_registry
 
+from . import auth
+from .auth import tls
+from .auth.admin import AdminServicer
+from .auth.gate import Gate
+from .auth.grpc import AuthInterceptor
+from .auth.metered import MeteredRuntime
 from .config import Config
 from .errors import to_status
 from .http.app import HttpServer, cut_delay, start_http
@@ -71,6 +79,7 @@ SERVICE_NAMES = [
     speech2text_service_pb2.DESCRIPTOR.services_by_name["Speech2TextService"].full_name,
     tts_service_pb2.DESCRIPTOR.services_by_name["TTSService"].full_name,
     moderation_service_pb2.DESCRIPTOR.services_by_name["ModerationService"].full_name,
+    admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 ]
 
 
@@ -120,7 +129,7 @@ def build_runtime(config: Config) -> ModelRuntime:
         max_stop_sequences=c.max_stop_sequences, max_stop_chars=c.max_stop_chars,
         max_struct_keys=c.max_struct_keys,
     )
-    return ModelRuntime(builtin_registry(extra, config.load_options()), egress, limits)
+    return MeteredRuntime(builtin_registry(extra, config.load_options()), egress, limits)
 
 
 def _shutdown_status() -> grpc.Status:
@@ -242,6 +251,7 @@ class RunningServer:
     http: HttpServer | None = None
     observability: Observability | None = None
     metrics_port: int | None = None  # the separate /metrics port (observability.metrics_admin)
+    gate: Gate | None = None
 
     async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
         """Drain, stop accepting and cut both front doors within ``grace`` seconds from now."""
@@ -258,6 +268,8 @@ class RunningServer:
                                  self.http.stop(remaining) if self.http is not None else asyncio.sleep(0))
         finally:
             await self.runtime.egress.aclose()
+            if self.gate is not None:
+                await self.gate.close()  # flushes the usage ledger
             if self.observability is not None:
                 # Flushes pending spans: blocking network I/O, so off the event loop.
                 await asyncio.to_thread(self.observability.shutdown)
@@ -287,12 +299,17 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
     runtime = runtime or build_runtime(config)
     obs = observability or Observability(config.observability, set(runtime.registry.definitions))
     obs.attach(runtime)
+    auth.check_exposure(config)
+    gate = await auth.build_gate(config)
+    await gate.start()
+    if isinstance(runtime, MeteredRuntime):
+        runtime.attach(gate)
     in_flight = _InFlight()
     # Outermost: request ids, gRPC metrics and the call log see every status, cut calls included.
     observing = [GrpcObserver(obs)] if obs.enabled else []
     server = grpc.aio.server(
         # Unparseable request bytes of any service become INVALID_ARGUMENT, not UNKNOWN.
-        interceptors=[*observing, in_flight, DecodeGuard()],
+        interceptors=[*observing, in_flight, DecodeGuard(), AuthInterceptor(gate, bool(config.tls.client_ca_file))],
         maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
         options=grpc_options(config),
     )
@@ -303,6 +320,7 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
     speech2text_service_pb2_grpc.add_Speech2TextServiceServicer_to_server(Speech2TextServicer(runtime), server)
     tts_service_pb2_grpc.add_TTSServiceServicer_to_server(TTSServicer(runtime), server)
     moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationServicer(runtime), server)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gate, runtime), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Importing the google.rpc modules puts their descriptors in the pool, so grpcurl can
@@ -313,7 +331,11 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
         [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(f"{config.grpc.host}:{config.grpc.port}")
+    address = f"{config.grpc.host}:{config.grpc.port}"
+    if tls.enabled(config):
+        port = server.add_secure_port(address, tls.grpc_credentials(config))
+    else:
+        port = server.add_insecure_port(address)
     refuse_self(runtime, config.grpc.host, port)
     if config.http.enabled:  # the HTTP listener starts later; a port-0 one is added in serve()
         refuse_self(runtime, config.http.host, config.http.port)
@@ -322,7 +344,8 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC listening on %s:%d", config.grpc.host, port)
     return RunningServer(server, health_servicer, runtime, port, config.grpc.grace_seconds,
-                         config.grpc.drain_seconds, in_flight, observability=obs, metrics_port=obs.start_admin())
+                         config.grpc.drain_seconds, in_flight, observability=obs, metrics_port=obs.start_admin(),
+                         gate=gate)
 
 
 async def serve(config: Config) -> None:

@@ -122,6 +122,42 @@ class ObservabilityConfig(_Section):
     log_format: Literal["text", "json"] = "text"
 
 
+class AuthConfig(_Section):
+    # Require a caller key (``authorization: Bearer <key>``) on every call of both front doors.
+    enabled: bool = False
+    # With auth off, binding a non-loopback address refuses to start unless this is true.
+    allow_unauthenticated_non_loopback: bool = False
+    # Seconds between checks for changed keys / stored credentials (revocation reaches every process).
+    refresh_seconds: float = 0.5
+    # AES-GCM keys for stored credentials: "id:base64key,id2:base64key" (the first encrypts).
+    # Read from the environment variable named here, else from encryption_keys_file.
+    encryption_keys_env: str = "MODEL_RUNTIME_ENCRYPTION_KEYS"
+    encryption_keys_file: str = ""
+    # Usage ledger: rows buffered and written in batches off the hot path.
+    ledger_enabled: bool = True
+    ledger_batch_size: int = 500
+    ledger_flush_seconds: float = 1.0
+
+
+class StorageConfig(_Section):
+    # Directory for the embedded SQLite database (created on first run).
+    data_dir: str = "data"
+    # SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db; empty = sqlite under data_dir.
+    url: str = ""
+    # Redis URL for rate-limit and budget counters shared by replicas; empty = in-process memory.
+    redis_url: str = ""
+
+
+class TlsConfig(_Section):
+    # PEM server certificate and key; both set = TLS on gRPC and HTTPS on the HTTP endpoint.
+    cert_file: str = ""
+    key_file: str = ""
+    # PEM CA bundle: when set, client certificates are requested (mTLS) and verified against it.
+    client_ca_file: str = ""
+    # Refuse callers that present no client certificate (only with client_ca_file).
+    require_client_cert: bool = False
+
+
 class ProviderCredentials(_Section):
     credentials: dict[str, Any] = Field(default_factory=dict)
 
@@ -143,6 +179,10 @@ class Config(_Section):
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     # Extra provider folders loaded after the built-in ones: Dify's in-tree layout, a Dify plugin
     # folder, a .difypkg package, or a folder of any of these.
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    # Extra provider folders (Dify layout) loaded after the built-in ones.
     provider_dirs: list[str] = Field(default_factory=list)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     # Server-side credentials, used by the OpenAI-compatible HTTP endpoint.

@@ -6,6 +6,8 @@ loopback only for tests (the production default refuses it).
 
 from __future__ import annotations
 
+import os
+
 import grpc
 import pytest
 from modelruntime.v1 import (
@@ -59,3 +61,22 @@ async def stubs(grpc_server):
     )
     yield Stubs(channel)
     await channel.close()
+
+
+# ---- real PostgreSQL / Redis ------------------------------------------------------------------
+# Tests marked ``services`` use the PostgreSQL and Redis on 127.0.0.1 (standard ports) and skip,
+# saying so, where they are not reachable. Under CI=true such a skip is a failure: CI's machine has
+# both, so a skip there means the tests silently stopped testing.
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "services: needs PostgreSQL and Redis on 127.0.0.1 (a failure when skipped on CI)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("services") is not None and os.environ.get("CI") == "true":
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where PostgreSQL and Redis must be reachable: {report.longrepr}"

@@ -34,6 +34,10 @@ import uvicorn
 
 from engine.runtime import ModelRuntime
 
+from ..auth import tls
+from ..auth.errors import AccessError
+from ..auth.errors import to_http as access_error
+from ..auth.gate import CURRENT, CallState
 from ..config import Config
 from ..observability.http import HttpRequest, observability_of
 from . import audio, chat, embeddings
@@ -113,6 +117,7 @@ class OpenAIApp:
         self.cutting = False  # in-flight requests are being cut at shutdown
         self.active: dict[asyncio.Task, Call | None] = {}  # request tasks; the Call once routed
         self.obs = observability_of(runtime)  # metrics, traces, call log, request ids (or None)
+        self.gate = getattr(runtime, "gate", None)  # caller keys (server/auth), when the runtime is metered
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -165,6 +170,8 @@ class OpenAIApp:
         try:
             if refused is not None:
                 raise refused
+            if handler is not None and self.gate is not None:
+                await self._authenticate(scope)
             if handler is not None and (unsupported := media_type_error(scope, sub)) is not None:
                 raise unsupported
             body = await self._read_body(scope, receive)
@@ -191,6 +198,20 @@ class OpenAIApp:
                 observed.end(len(body))
             return
         await self._run(handler, call, receive, observed)
+
+    async def _authenticate(self, scope: dict[str, Any]) -> None:
+        """The caller key from ``authorization: Bearer`` (how the openai SDK sends ``api_key``)."""
+        assert self.gate is not None
+        authorization = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            caller = await self.gate.authenticate(authorization)
+        except AccessError as exc:
+            raise access_error(exc) from None
+        CURRENT.set(CallState(caller, "http"))
 
     async def _read_body(self, scope: dict[str, Any], receive: Any) -> bytes | None:
         try:
@@ -247,7 +268,8 @@ class OpenAIApp:
             else:
                 raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
-            err = to_http(exc, call.fields, call.request_credentials)
+            err = (access_error(exc) if isinstance(exc, AccessError)
+                   else to_http(exc, call.fields, call.request_credentials))
             error_class = err.reason
             if not call.started:
                 await call.send_error(err)
@@ -392,6 +414,7 @@ async def start_http(config: Config, runtime: ModelRuntime) -> HttpServer:
         log_level="warning", log_config=None, access_log=False, server_header=False,
         timeout_keep_alive=http.keepalive_timeout_seconds,  # type: ignore[arg-type]
         timeout_graceful_shutdown=max(config.grpc.grace_seconds, 0.1),  # type: ignore[arg-type]
+        **tls.uvicorn_options(config),
     )
     server = _Server(uv_config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))

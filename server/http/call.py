@@ -7,7 +7,9 @@ ASGI ``send`` callable.
 
 Credentials: the server's own (``config.providers[name].credentials``); or, only when
 ``http.allow_request_credentials`` is on, a JSON object in ``X-Provider-Credentials``. That
-header is never logged or echoed. The caller's ``Authorization`` header is ignored.
+header is never logged or echoed. With stored credentials (server/auth), the first stored
+credential of the provider that the caller key may use comes before the config's. The
+``Authorization`` header is the caller key (checked in app.py), never a provider credential.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 
 from engine.runtime import ModelRuntime, Target
 
+from ..auth.gate import CURRENT
 from .openai_errors import HttpError, bad_request
 
 if TYPE_CHECKING:
@@ -106,6 +109,9 @@ class Call:
         else:
             provider, name = self.provider, model
         self.runtime.provider(provider)  # unknown provider → NotFoundError (404) before any 401
+        state = CURRENT.get()
+        if state is not None and self.app.gate is not None:
+            self.app.gate.check_scope(state.key, provider, name, "")  # 403 before a credentials 401
         return Target(provider, name, self.credentials(provider))
 
     def credentials(self, provider: str) -> dict[str, Any]:
@@ -120,7 +126,15 @@ class Call:
                 if not isinstance(creds, dict):
                     raise bad_request("The X-Provider-Credentials header must be a JSON object.")
                 self.request_credentials = True
+                state = CURRENT.get()
+                if state is not None:
+                    state.raw_credentials = True
                 return creds
+        state = CURRENT.get()
+        if state is not None and app.gate is not None:
+            stored = app.gate.stored_for_provider(state.key, provider)
+            if stored is not None:
+                return stored
         configured = app.server_credentials.get(provider)
         if configured:
             return configured

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelruntime/v1/common.proto\x12\x0fmodelruntime.v1\x1a\x1cgoogle/protobuf/struct.proto\"\\\n\x0bModelTarget\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x0b\x63redentials\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"H\n\x08I18nText\x12\r\n\x05\x65n_us\x18\x01 \x01(\t\x12\x0f\n\x07zh_hans\x18\x02 \x01(\t\x12\r\n\x05pt_br\x18\x03 \x01(\t\x12\r\n\x05ja_jp\x18\x04 \x01(\t\"\xe6\x02\n\x08LLMUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11prompt_unit_price\x18\x02 \x01(\t\x12\x19\n\x11prompt_price_unit\x18\x03 \x01(\t\x12\x14\n\x0cprompt_price\x18\x04 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03\x12\x1d\n\x15\x63ompletion_unit_price\x18\x06 \x01(\t\x12\x1d\n\x15\x63ompletion_price_unit\x18\x07 \x01(\t\x12\x18\n\x10\x63ompletion_price\x18\x08 \x01(\t\x12\x14\n\x0ctotal_tokens\x18\t \x01(\x03\x12\x13\n\x0btotal_price\x18\n \x01(\t\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\x12\x0f\n\x07latency\x18\x0c \x01(\x01\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\r \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x0e \x01(\x03\"\x96\x01\n\x0e\x45mbeddingUsage\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\nunit_price\x18\x03 \x01(\t\x12\x12\n\nprice_unit\x18\x04 \x01(\t\x12\x13\n\x0btotal_price\x18\x05 \x01(\t\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0f\n\x07latency\x18\x07 \x01(\x01*\xbc\x01\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eMODEL_TYPE_LLM\x10\x01\x12\x1d\n\x19MODEL_TYPE_TEXT_EMBEDDING\x10\x02\x12\x15\n\x11MODEL_TYPE_RERANK\x10\x03\x12\x1a\n\x16MODEL_TYPE_SPEECH2TEXT\x10\x04\x12\x19\n\x15MODEL_TYPE_MODERATION\x10\x05\x12\x12\n\x0eMODEL_TYPE_TTS\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelruntime/v1/common.proto\x12\x0fmodelruntime.v1\x1a\x1cgoogle/protobuf/struct.proto\"v\n\x0bModelTarget\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x0b\x63redentials\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10\x63redentials_name\x18\x04 \x01(\t\"H\n\x08I18nText\x12\r\n\x05\x65n_us\x18\x01 \x01(\t\x12\x0f\n\x07zh_hans\x18\x02 \x01(\t\x12\r\n\x05pt_br\x18\x03 \x01(\t\x12\r\n\x05ja_jp\x18\x04 \x01(\t\"\xe6\x02\n\x08LLMUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11prompt_unit_price\x18\x02 \x01(\t\x12\x19\n\x11prompt_price_unit\x18\x03 \x01(\t\x12\x14\n\x0cprompt_price\x18\x04 \x01(\t\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03\x12\x1d\n\x15\x63ompletion_unit_price\x18\x06 \x01(\t\x12\x1d\n\x15\x63ompletion_price_unit\x18\x07 \x01(\t\x12\x18\n\x10\x63ompletion_price\x18\x08 \x01(\t\x12\x14\n\x0ctotal_tokens\x18\t \x01(\x03\x12\x13\n\x0btotal_price\x18\n \x01(\t\x12\x10\n\x08\x63urrency\x18\x0b \x01(\t\x12\x0f\n\x07latency\x18\x0c \x01(\x01\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\r \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x0e \x01(\x03\"\x96\x01\n\x0e\x45mbeddingUsage\x12\x0e\n\x06tokens\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\nunit_price\x18\x03 \x01(\t\x12\x12\n\nprice_unit\x18\x04 \x01(\t\x12\x13\n\x0btotal_price\x18\x05 \x01(\t\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x0f\n\x07latency\x18\x07 \x01(\x01*\xbc\x01\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eMODEL_TYPE_LLM\x10\x01\x12\x1d\n\x19MODEL_TYPE_TEXT_EMBEDDING\x10\x02\x12\x15\n\x11MODEL_TYPE_RERANK\x10\x03\x12\x1a\n\x16MODEL_TYPE_SPEECH2TEXT\x10\x04\x12\x19\n\x15MODEL_TYPE_MODERATION\x10\x05\x12\x12\n\x0eMODEL_TYPE_TTS\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelruntime.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELTYPE']._serialized_start=762
-  _globals['_MODELTYPE']._serialized_end=950
+  _globals['_MODELTYPE']._serialized_start=788
+  _globals['_MODELTYPE']._serialized_end=976
   _globals['_MODELTARGET']._serialized_start=79
-  _globals['_MODELTARGET']._serialized_end=171
-  _globals['_I18NTEXT']._serialized_start=173
-  _globals['_I18NTEXT']._serialized_end=245
-  _globals['_LLMUSAGE']._serialized_start=248
-  _globals['_LLMUSAGE']._serialized_end=606
-  _globals['_EMBEDDINGUSAGE']._serialized_start=609
-  _globals['_EMBEDDINGUSAGE']._serialized_end=759
+  _globals['_MODELTARGET']._serialized_end=197
+  _globals['_I18NTEXT']._serialized_start=199
+  _globals['_I18NTEXT']._serialized_end=271
+  _globals['_LLMUSAGE']._serialized_start=274
+  _globals['_LLMUSAGE']._serialized_end=632
+  _globals['_EMBEDDINGUSAGE']._serialized_start=635
+  _globals['_EMBEDDINGUSAGE']._serialized_end=785
 # @@protoc_insertion_point(module_scope)

@@ -67,10 +67,15 @@ class ModelTarget(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     CREDENTIALS_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_NAME_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Provider name as in its YAML, e.g. "openai"."""
     model: _builtins.str
     """Model name, e.g. "gpt-4o-mini"."""
+    credentials_name: _builtins.str
+    """Name of provider credentials stored on the server (AdminService.PutCredentials),
+    used instead of credentials; the caller key's scopes must allow the name.
+    """
     @_builtins.property
     def credentials(self) -> _struct_pb2.Struct:
         """Free-form credentials, validated against the provider's credential form
@@ -83,10 +88,11 @@ class ModelTarget(_message.Message):
         provider: _builtins.str = ...,
         model: _builtins.str = ...,
         credentials: _struct_pb2.Struct | None = ...,
+        credentials_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "model", b"model", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "credentials_name", b"credentials_name", "model", b"model", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

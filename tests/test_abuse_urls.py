@@ -102,3 +102,47 @@ def test_a_wildcard_bind_refuses_every_local_address_on_its_port():
     assert not policy.allows_socket("::ffff:127.0.0.1", 8080)
     assert policy.allows_socket("127.0.0.1", 8081)
     assert policy.allows_socket("10.255.255.254", 8080)  # not an address of this host
+
+
+# Every protocol that takes a caller-given URL validates it the same way (kit.http.check_url).
+def _url_builders():
+    from providers.protocols.anthropic import chat as anthropic
+    from providers.protocols.bedrock import client as bedrock
+    from providers.protocols.cohere import client as cohere
+    from providers.protocols.gemini import client as gemini
+    from providers.protocols.huggingface import client as huggingface
+    from providers.protocols.ollama import client as ollama
+    from providers.protocols.replicate import client as replicate
+    from providers.protocols.triton import client as triton
+    from providers.protocols.vertex import endpoint as vertex
+
+    return [
+        ("anthropic", "anthropic_api_url", anthropic.base_url),
+        ("google", "google_base_url", gemini.base_url),
+        ("cohere", "base_url", cohere.base_url),
+        ("ollama", "base_url", ollama.base_url),
+        ("replicate", "replicate_base_url", replicate.base_url),
+        ("vertex_ai", "vertex_endpoint_url", vertex.host),
+        ("bedrock", "bedrock_endpoint_url", bedrock.runtime_base),
+        ("triton_inference_server", "server_url", triton.server_url),
+        ("huggingface_hub", "huggingfacehub_endpoint_url", huggingface.endpoint_url),
+    ]
+
+
+@pytest.mark.parametrize("url", ["http://user:pass@127.0.0.1:9", "http://2130706433", "http://127.1",
+                                 "http://" + "a" * 300 + ".example"])
+def test_every_protocol_checks_caller_urls_naming_the_field(url):
+    from engine.adapter import CallContext
+    from engine.entities import ModelType
+    from engine.errors import InvokeBadRequestError
+    from providers import builtin_registry
+
+    registry = builtin_registry()
+    for provider, field, build in _url_builders():
+        adapter = registry.adapter(provider)
+        ctx = CallContext(provider_entity=adapter.entity, model="m", model_type=ModelType.LLM, schema=None,
+                          credentials={field: url, "huggingfacehub_api_type": "inference_endpoints"},
+                          http=None, options=adapter.options)  # type: ignore[arg-type]
+        with pytest.raises(InvokeBadRequestError) as raised:
+            build(ctx)
+        assert [v.field for v in raised.value.field_violations] == [f"credentials.{field}"], provider

@@ -105,6 +105,7 @@ def _endpoint(ctx: CallContext, credential_name: str, template: str) -> str:
                 "endpoint URL must start with http:// or https://",
                 field_violations=(FieldViolation(f"credentials.{credential_name}", "must be an http(s) URL"),),
             )
+        http.check_url(custom, credential_name)
         return custom.rstrip("/")
     name_of_region = region(ctx)
     return template.format(region=name_of_region, domain=_domain(name_of_region)).rstrip("/")

@@ -42,8 +42,8 @@ from engine.errors import (
     InvokeServerUnavailableError,
     RuntimeFault,
 )
+from providers.kit.http import check_url, dumps, loads
 from providers.kit.http import credential as _credential
-from providers.kit.http import dumps, loads
 
 from .options import HuggingFaceOptions
 
@@ -79,6 +79,7 @@ def endpoint_url(ctx: CallContext) -> str:
             "The Inference Endpoint URL must be an http(s) URL",
             field_violations=(FieldViolation("credentials.huggingfacehub_endpoint_url", "must be an http(s) URL"),),
         )
+    check_url(url, "huggingfacehub_endpoint_url")
     return url.rstrip("/")
 
 

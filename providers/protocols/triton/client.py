@@ -35,7 +35,7 @@ from engine.errors import (
     NotFoundError,
     RuntimeFault,
 )
-from providers.kit.http import dumps, loads
+from providers.kit.http import check_url, dumps, loads
 
 from .options import TritonOptions
 
@@ -62,6 +62,7 @@ def server_url(ctx: CallContext) -> str:
             "The Triton server URL must start with http:// or https://",
             field_violations=(FieldViolation(f"credentials.{name}", "must be an http(s) URL"),),
         )
+    check_url(url, name)
     return url.rstrip("/").removesuffix("/v2").rstrip("/")
 
 

@@ -85,6 +85,7 @@ def host(ctx: CallContext) -> str:
     if custom:
         if not custom.startswith(("http://", "https://")):
             raise _bad(o.base_url_credential, "must be an http(s) URL")
+        http.check_url(custom, o.base_url_credential or "base_url")
         return custom.rstrip("/").removesuffix("/v1")
     where = location(ctx)
     if where == "global":

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import pricing
@@ -48,6 +48,8 @@ from .messages import (
 )
 from .observe import CANCELLED, CallRecord, Observer, current_call
 from .registry import Registry
+from .routing import Router, Served
+from .routing.params import fit_parameters
 from .rules import validator_for
 from .tokenizers import count_off_loop
 from .validation import check_messages, check_stop, check_tools
@@ -60,6 +62,9 @@ class Target:
     provider: str
     model: str
     credentials: dict[str, Any]
+    # A route name instead of provider/model (engine/routing); ``served`` says who served it.
+    route: str = ""
+    served: Served | None = None
 
 
 @dataclass(slots=True)
@@ -100,6 +105,12 @@ class ModelRuntime(Catalog):
         self.limits = limits or Limits()
         self._custom_schemas = _SchemaCache()
         self.observer: Observer | None = None  # server/observability sets it; None costs nothing
+        self.router = Router({})  # routes from the config / storage (server/routing.py)
+
+    def _routing(self, target: Target) -> Served:
+        self.router.route(target.route)  # unknown route → NOT_FOUND before anything else
+        served = target.served = Served(target.route)
+        return served
 
     # ---- observation ------------------------------------------------------------------
 
@@ -183,10 +194,13 @@ class ModelRuntime(Catalog):
 
     # ---- LLM --------------------------------------------------------------------------
 
-    def _prepare_llm(self, target: Target, request: LLMRequest, deadline: float | None):
+    def _prepare_llm(self, target: Target, request: LLMRequest, deadline: float | None,
+                     overrides: dict[str, Any] | None = None):
         ctx, llm = self.resolve(target, ModelType.LLM, deadline)
         schema = ctx.schema
         assert schema is not None
+        if overrides is not None:  # a routed call: fitted to this deployment's own rules
+            request.parameters = fit_parameters(schema, request.parameters, overrides)
         check_messages(request.messages, self.limits.max_message_bytes, self.limits.max_messages)
         check_stop(request.stop, self.limits.max_stop_sequences, self.limits.max_stop_chars)
         if request.tools:
@@ -196,10 +210,23 @@ class ModelRuntime(Catalog):
         return ctx, llm
 
     async def generate(self, target: Target, request: LLMRequest, deadline: float | None = None) -> LLMResult:
+        if target.route:
+            served = self._routing(target)
+            params = request.parameters
+
+            def attempt(spec: Any, credentials: dict[str, Any]) -> Any:
+                return self._generate(Target(spec.provider, spec.model, credentials),
+                                      replace(request, parameters=dict(params)), deadline, spec.parameters)
+
+            return await self.router.unary(served, ModelType.LLM, deadline, attempt)
+        return await self._generate(target, request, deadline)
+
+    async def _generate(self, target: Target, request: LLMRequest, deadline: float | None,
+                        overrides: dict[str, Any] | None = None) -> LLMResult:
         started = time.perf_counter()
         record = self._observe(target, ModelType.LLM)
         try:
-            ctx, llm = self._prepare_llm(target, request, deadline)
+            ctx, llm = self._prepare_llm(target, request, deadline, overrides)
             result: LLMResult = await llm.generate(ctx, request)
             counts = result.counts or await self._count_missing(llm, ctx, request, result.message.content)
             result.usage = pricing.llm_usage(ctx.schema.pricing, counts, time.perf_counter() - started)
@@ -215,13 +242,28 @@ class ModelRuntime(Catalog):
             if record is not None:
                 self._observed(record)
 
-    async def stream(
+    def stream(
         self, target: Target, request: LLMRequest, deadline: float | None = None
+    ) -> AsyncGenerator[LLMChunk, None]:
+        if not target.route:
+            return self._stream(target, request, deadline)
+        served = self._routing(target)
+        params = request.parameters
+
+        def attempt(spec: Any, credentials: dict[str, Any]) -> AsyncGenerator[LLMChunk, None]:
+            return self._stream(Target(spec.provider, spec.model, credentials),
+                                replace(request, parameters=dict(params)), deadline, spec.parameters)
+
+        return self.router.stream(served, ModelType.LLM, deadline, attempt)
+
+    async def _stream(
+        self, target: Target, request: LLMRequest, deadline: float | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> AsyncGenerator[LLMChunk, None]:
         started = time.perf_counter()
         record = self._observe(target, ModelType.LLM, stream=True)
         try:
-            ctx, llm = self._prepare_llm(target, request, deadline)
+            ctx, llm = self._prepare_llm(target, request, deadline, overrides)
             # Adapters may build the request eagerly, so creating the stream can raise too.
             chunks = llm.stream(ctx, request)
         except RuntimeFault as exc:
@@ -273,7 +315,15 @@ class ModelRuntime(Catalog):
     async def _call(self, target: Target, model_type: ModelType, deadline: float | None, method: str, *args: Any,
                     observe: bool = False, finish: Any = None):
         """One capability call; ``observe``: a model call the observer hears of (not a token count),
-        ``finish(result)`` prices the result before the observer sees it."""
+        ``finish(result, target)`` prices the result before the observer sees it."""
+        if target.route:
+            served = self._routing(target)
+
+            def attempt(spec: Any, credentials: dict[str, Any]) -> Any:
+                return self._call(Target(spec.provider, spec.model, credentials), model_type, deadline, method,
+                                  *args, observe=observe, finish=finish)
+
+            return await self.router.unary(served, model_type, deadline, attempt)
         record = self._observe(target, model_type) if observe else None
         try:
             ctx, capability = self.resolve(target, model_type, deadline)
@@ -282,7 +332,7 @@ class ModelRuntime(Catalog):
             else:
                 result = await getattr(capability, method)(ctx, *args)
             if finish is not None:
-                finish(result)
+                finish(result, target)
             if record is not None:
                 record.set_usage(getattr(result, "usage", None), getattr(result, "model", ""))
                 record.succeeded()
@@ -304,8 +354,8 @@ class ModelRuntime(Catalog):
                                         field_violations=(FieldViolation("texts", "must not be empty"),))
         started = time.perf_counter()
 
-        def price(result: EmbeddingResult) -> None:
-            schema = self.registry.definition(target.provider).predefined(ModelType.TEXT_EMBEDDING, target.model)
+        def price(result: EmbeddingResult, served: Target) -> None:
+            schema = self.registry.definition(served.provider).predefined(ModelType.TEXT_EMBEDDING, served.model)
             result.usage = pricing.embedding_usage(
                 schema.pricing if schema else None, result.tokens, time.perf_counter() - started
             )
@@ -346,6 +396,16 @@ class ModelRuntime(Catalog):
         if not text:
             raise InvokeBadRequestError("text must not be empty",
                                         field_violations=(FieldViolation("text", "must not be empty"),))
+        if target.route:
+            served = self._routing(target)
+
+            def attempt(spec: Any, credentials: dict[str, Any]) -> AsyncGenerator[AudioChunk, None]:
+                return ModelRuntime.synthesize(self, Target(spec.provider, spec.model, credentials), text, voice,
+                                               encoding, speed, user, deadline)
+
+            async for piece in self.router.stream(served, ModelType.TTS, deadline, attempt):
+                yield piece
+            return
         record = self._observe(target, ModelType.TTS, stream=True)
         try:
             ctx, tts = self.resolve(target, ModelType.TTS, deadline)
@@ -374,6 +434,9 @@ class ModelRuntime(Catalog):
                 self._observed(record)
 
     def voices(self, target: Target, language: str = "") -> list[Voice]:
+        if target.route:
+            raise UnsupportedError("ListVoices takes a model target, not a route",
+                                   field_violations=(FieldViolation("route", "not supported here"),))
         try:
             ctx, _ = self.resolve(target, ModelType.TTS)
         except RuntimeFault as exc:

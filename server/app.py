@@ -47,10 +47,11 @@ from modelruntime.v1 import (
 
 from engine._http.egress import Egress, EgressPolicy, ReplyCaps
 from engine.errors import InvokeServerUnavailableError
+from engine.routing import CooldownStore
 from engine.runtime import Limits, ModelRuntime
 from providers import builtin_registry
 
-from . import auth
+from . import auth, routing
 from .auth import tls
 from .auth.admin import AdminServicer
 from .auth.gate import Gate
@@ -252,6 +253,7 @@ class RunningServer:
     observability: Observability | None = None
     metrics_port: int | None = None  # the separate /metrics port (observability.metrics_admin)
     gate: Gate | None = None
+    routing: CooldownStore | None = None
 
     async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
         """Drain, stop accepting and cut both front doors within ``grace`` seconds from now."""
@@ -268,6 +270,8 @@ class RunningServer:
                                  self.http.stop(remaining) if self.http is not None else asyncio.sleep(0))
         finally:
             await self.runtime.egress.aclose()
+            if self.routing is not None:
+                await self.routing.aclose()
             if self.gate is not None:
                 await self.gate.close()  # flushes the usage ledger
             if self.observability is not None:
@@ -304,6 +308,7 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
     await gate.start()
     if isinstance(runtime, MeteredRuntime):
         runtime.attach(gate)
+    cooldowns = await routing.install(config, runtime, gate)
     in_flight = _InFlight()
     # Outermost: request ids, gRPC metrics and the call log see every status, cut calls included.
     observing = [GrpcObserver(obs)] if obs.enabled else []
@@ -345,7 +350,7 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
     log.info("gRPC listening on %s:%d", config.grpc.host, port)
     return RunningServer(server, health_servicer, runtime, port, config.grpc.grace_seconds,
                          config.grpc.drain_seconds, in_flight, observability=obs, metrics_port=obs.start_admin(),
-                         gate=gate)
+                         gate=gate, routing=cooldowns)
 
 
 async def serve(config: Config) -> None:

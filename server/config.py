@@ -158,6 +158,26 @@ class TlsConfig(_Section):
     require_client_cert: bool = False
 
 
+class RoutingConfig(_Section):
+    # name -> route (engine/routing/spec.py): deployments, strategy, retry, cooldown. A call names
+    # a route instead of a model target (gRPC ``route``; HTTP ``model``).
+    routes: dict[str, Any] = Field(default_factory=dict)
+    # Share cooldowns through storage.redis_url (when set), so replicas avoid the same deployment.
+    shared_cooldowns: bool = True
+    # Seconds between reads of the shared cooldown state (a cooldown reaches other replicas this fast).
+    poll_seconds: float = 0.25
+
+    @model_validator(mode="after")
+    def _routes(self) -> RoutingConfig:
+        from engine.routing import parse_routes
+
+        try:
+            parse_routes(self.routes)
+        except ValueError as exc:
+            raise ValueError(f"routing.routes: {exc}") from None
+        return self
+
+
 class ProviderCredentials(_Section):
     credentials: dict[str, Any] = Field(default_factory=dict)
 
@@ -185,6 +205,7 @@ class Config(_Section):
     # Extra provider folders (Dify layout) loaded after the built-in ones.
     provider_dirs: list[str] = Field(default_factory=list)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     # Server-side credentials, used by the OpenAI-compatible HTTP endpoint.
     providers: dict[str, ProviderCredentials] = Field(default_factory=dict)
     log_level: str = "INFO"

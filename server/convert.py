@@ -146,7 +146,12 @@ def model_type(value: int, field: str = "model_type", required: bool = True) -> 
     return found
 
 
-def target(msg: common_pb2.ModelTarget, limits: Limits) -> Target:
+def target(msg: common_pb2.ModelTarget, limits: Limits, route: str = "") -> Target:
+    if route:
+        if msg.provider or msg.model or msg.credentials.fields or msg.credentials_name:
+            raise InvokeBadRequestError("Set either target or route, not both",
+                                        field_violations=(FieldViolation("route", "set either target or route"),))
+        return Target("", "", {}, route)
     if not msg.provider:
         raise InvokeBadRequestError("target.provider is required",
                                     field_violations=(FieldViolation("target.provider", "required"),))
@@ -473,3 +478,25 @@ def loading_report(report: LoadReport) -> prov_pb.GetLoadingReportResponse:
     for problem in report.problems:
         out.problems.add(file=problem.file, reason=problem.reason, severity=_SEVERITY[problem.severity])
     return out
+
+
+# ---- routes -----------------------------------------------------------------------------
+
+
+def routes_response(router: Any) -> prov_pb.ListRoutesResponse:
+    """The routes of an ``engine.routing.Router``, deployments in order, never their credentials."""
+    response = prov_pb.ListRoutesResponse()
+    for name in sorted(router.routes):
+        route = router.routes[name]
+        spec = route.spec
+        out = response.routes.add(name=name, strategy=spec.strategy, retry_attempts=spec.retry.attempts,
+                                  context_window_fallback=spec.context_window_fallback,
+                                  description=spec.description)
+        for deployment in route.deployments:
+            d = deployment.spec
+            cooling = router.cooling(deployment)
+            out.deployments.add(name=deployment.name, provider=d.provider, model=d.model, weight=d.weight,
+                                max_in_flight=d.max_in_flight, in_flight=deployment.in_flight,
+                                cooling_down=cooling is not None, cooldown_seconds=cooling or 0.0,
+                                credentials_name=d.credentials_name)
+    return response

@@ -199,6 +199,10 @@ class Gate:
         if not key.admin and not key.scopes.may_use_credentials(name):
             raise PermissionDenied(f"The caller key '{key.name}' may not use stored credentials '{name}'.",
                                    "credentials", f"credentials/{name}")
+        return self.operator_stored(name, provider)
+
+    def operator_stored(self, name: str, provider: str) -> dict[str, Any]:
+        """Stored credentials named by the operator's own config (a route's deployment): no key scope."""
         entry = self._credentials.get(name)
         if entry is None:
             raise CredentialsUnavailable(f"No stored credentials are named '{name}'.", name)
@@ -223,20 +227,23 @@ class Gate:
     async def admit(self, state: CallState) -> None:
         await self.counters.admit(state.key)
 
-    def finish(self, state: CallState, provider: str, model: str, model_type: str, started: float,
+    def finish(self, state: CallState, target: Any, model_type: str, started: float,
                tokens: tuple[int, int] = (0, 0), cost: Decimal = Decimal(0), status: str = "OK",
                cancelled: bool = False, latency_ms: float | None = None) -> None:
+        """``target``: the engine Target that served the call (a routed call's deployment)."""
         key = state.key
         if key.limited and (tokens[0] or tokens[1] or cost):
             task = asyncio.get_running_loop().create_task(self.counters.charge(key, tokens[0] + tokens[1], cost))
             self._pending.add(task)
             task.add_done_callback(self._charged)
         if self.ledger is not None:
+            served = target.served
             self.ledger.record(UsageRecord(
-                ts=datetime.now(UTC), key_id=key.id, door=state.door, provider=provider, model=model,
+                ts=datetime.now(UTC), key_id=key.id, door=state.door, provider=target.provider, model=target.model,
                 model_type=model_type, prompt_tokens=tokens[0], completion_tokens=tokens[1], cost=cost,
                 latency_ms=latency_ms if latency_ms is not None else (time.perf_counter() - started) * 1000,
-                status=status, cancelled=cancelled,
+                status=status, cancelled=cancelled, route=served.route if served else "",
+                attempts=served.attempts if served else 1,
             ))
 
     def later(self, work: Any) -> None:

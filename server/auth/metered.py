@@ -41,10 +41,19 @@ class MeteredRuntime(ModelRuntime):
         state = CURRENT.get()
         if state is None:
             return None
-        target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
-                                                 target.credentials)
+        if not target.route:  # a route's deployments are checked one by one (server/routing.py)
+            target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
+                                                     target.credentials)
         await self.gate.admit(state)
         return state
+
+    @staticmethod
+    def _served(target: Target) -> Target:
+        """The target that served the call: a routed call's deployment (empty before one was tried)."""
+        served = target.served
+        if served is None:
+            return target
+        return Target(served.provider, served.model, {}, served.route, served)
 
     def _estimate(self, target: Target, request: Any, completion: str, started: float) -> LLMUsage:
         from engine.tokenizers import count_text
@@ -61,11 +70,12 @@ class MeteredRuntime(ModelRuntime):
         """Record a cancelled LLM call with locally counted usage, after the cancel has been handled:
         loading a tokenizer blocks, and the upstream connection must close first."""
         latency_ms = (time.perf_counter() - started) * 1000
+        target = self._served(target)
 
         async def record() -> None:
             await asyncio.sleep(0)
             usage = await asyncio.to_thread(self._estimate, target, request, completion, started)
-            self.gate.finish(state, target.provider, target.model, "llm", started,
+            self.gate.finish(state, target, "llm", started,
                              (usage.prompt_tokens, usage.completion_tokens), usage.total_price, "CANCELLED", True,
                              latency_ms)
 
@@ -79,14 +89,14 @@ class MeteredRuntime(ModelRuntime):
         try:
             result = await call()
         except RuntimeFault as exc:
-            self.gate.finish(state, target.provider, target.model, model_type.value, started, status=exc.reason)
+            self.gate.finish(state, self._served(target), model_type.value, started, status=exc.reason)
             raise
         except asyncio.CancelledError:
-            self.gate.finish(state, target.provider, target.model, model_type.value, started,
+            self.gate.finish(state, self._served(target), model_type.value, started,
                              status="CANCELLED", cancelled=True)
             raise
         tokens, cost = usage_of(result) if usage_of else ((0, 0), Decimal(0))
-        self.gate.finish(state, target.provider, target.model, model_type.value, started, tokens, cost)
+        self.gate.finish(state, self._served(target), model_type.value, started, tokens, cost)
         return result
 
     # ---- LLM ----------------------------------------------------------------------------------
@@ -99,13 +109,13 @@ class MeteredRuntime(ModelRuntime):
         try:
             result = await super().generate(target, request, deadline)
         except RuntimeFault as exc:
-            self.gate.finish(state, target.provider, target.model, "llm", started, status=exc.reason)
+            self.gate.finish(state, self._served(target), "llm", started, status=exc.reason)
             raise
         except asyncio.CancelledError:
             self._finish_cancelled(state, target, request, "", started)
             raise
         u = result.usage or LLMUsage()
-        self.gate.finish(state, target.provider, target.model, "llm", started,
+        self.gate.finish(state, self._served(target), "llm", started,
                          (u.prompt_tokens, u.completion_tokens), u.total_price)
         return result
 
@@ -145,7 +155,7 @@ class MeteredRuntime(ModelRuntime):
                 self._finish_cancelled(state, target, request, "".join(pieces), started)
             else:
                 u = usage or LLMUsage()
-                self.gate.finish(state, target.provider, target.model, "llm", started,
+                self.gate.finish(state, self._served(target), "llm", started,
                                  (u.prompt_tokens, u.completion_tokens), u.total_price, status, cancelled)
 
     async def count_llm_tokens(self, target, messages, tools, deadline=None):
@@ -195,7 +205,7 @@ class MeteredRuntime(ModelRuntime):
             if state is not None:
                 if not done and status == "OK":
                     status, cancelled = "CANCELLED", True
-                self.gate.finish(state, target.provider, target.model, "tts", started, status=status,
+                self.gate.finish(state, self._served(target), "tts", started, status=status,
                                  cancelled=cancelled)
 
     def voices(self, target, language=""):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine.observe import CallRecord, current_call
 
 from .calls import CallLog, current_scope
-from .metrics import Labels, Metrics
+from .metrics import Labels, Metrics, RouteEvents
 
 if TYPE_CHECKING:
     from engine.runtime import ModelRuntime
@@ -54,6 +54,8 @@ class Observability:
             return
         runtime.observer = RuntimeObserver(self)
         runtime.egress.attempt_observer = AttemptHook(self)
+        if self.metrics is not None:
+            runtime.router.events = RouteEvents(self.metrics)
 
     # ---- /metrics -------------------------------------------------------------------------
 

@@ -106,6 +106,13 @@ class Metrics:
         self.grpc_seconds = Histogram("grpc_server_handling", "RPC handling time on the server.",
                                       ["grpc_type", "grpc_service", "grpc_method"], unit="seconds",
                                       buckets=GRPC_BUCKETS, registry=r)
+        self.route_retries = Counter("modelruntime_route_retries", "Routed calls' retries of a deployment, by "
+                                     "upstream status or error class.", ["route", "deployment", "reason"], registry=r)
+        self.route_fallbacks = Counter("modelruntime_route_fallbacks", "Routed calls served by a later "
+                                       "deployment, by what failed before.", ["route", "deployment", "reason"],
+                                       registry=r)
+        self.route_cooldowns = Counter("modelruntime_route_cooldowns", "Deployments sent into cooldown.",
+                                       ["route", "deployment"], registry=r)
         self._cache: dict[tuple, Any] = {}
         for door in ("grpc", "http"):
             self.bytes_in.labels(door)
@@ -154,3 +161,24 @@ class Metrics:
 
     def attempt(self, provider: str, status: str) -> None:
         self.child(self.attempts, self.labels.provider(provider), status).inc()
+
+
+class RouteEvents:
+    """The router's :class:`engine.routing.RoutingEvents` as counters (labels: the config's routes)."""
+
+    __slots__ = ("metrics",)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def retried(self, route: str, deployment: str, reason: str) -> None:
+        m = self.metrics
+        m.child(m.route_retries, route, deployment, reason).inc()
+
+    def fell_back(self, route: str, deployment: str, reason: str) -> None:
+        m = self.metrics
+        m.child(m.route_fallbacks, route, deployment, reason).inc()
+
+    def cooled_down(self, route: str, deployment: str) -> None:
+        m = self.metrics
+        m.child(m.route_cooldowns, route, deployment).inc()

@@ -1,4 +1,10 @@
-"""Shared servicer plumbing: the runtime handle, deadlines and the single error exit."""
+"""Shared servicer plumbing: the runtime handle, targets, deadlines and the single error exit.
+
+A request may name a route instead of a model target; the servicer only resolves it into a
+``Target(route=...)`` (:meth:`Servicer.target`), the engine's router does the rest. Which deployment
+served the call and how many attempts it took leave as trailing metadata (``x-modelruntime-*``),
+on success and on error alike.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +13,29 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
 
 from engine.errors import RuntimeFault
-from engine.runtime import ModelRuntime
+from engine.runtime import ModelRuntime, Target
 
+from .. import convert
 from ..errors import to_status
 from ..observability.calls import current_scope
 
 log = logging.getLogger("modelruntime.server")
+_ROUTED: ContextVar[Target | None] = ContextVar("modelruntime_routed", default=None)
+
+
+def routing_metadata(target: Target | None) -> tuple[tuple[str, str], ...]:
+    served = target.served if target is not None else None
+    if served is None:
+        return ()
+    return (("x-modelruntime-route", served.route), ("x-modelruntime-deployment", served.deployment),
+            ("x-modelruntime-provider", served.provider), ("x-modelruntime-model", served.model),
+            ("x-modelruntime-attempts", str(served.attempts)), ("x-modelruntime-fallbacks", str(served.fallbacks)))
 
 
 class Servicer:
@@ -26,6 +44,13 @@ class Servicer:
     def __init__(self, runtime: ModelRuntime) -> None:
         self.runtime = runtime
         self.limits = runtime.limits
+
+    def target(self, request: Any) -> Target:
+        """The request's model target, or the route it names (``route`` beside ``target``)."""
+        target = convert.target(request.target, self.limits, getattr(request, "route", ""))
+        if target.route:
+            _ROUTED.set(target)
+        return target
 
 
 def deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -41,7 +66,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     if scope is not None:  # the call log and modelruntime_requests_total name the error class
         scope.error_class = exc.reason if isinstance(exc, RuntimeFault) else "InternalError"
     if isinstance(exc, RuntimeFault):
-        await context.abort_with_status(to_status(exc))
+        status = to_status(exc)
+        routed = routing_metadata(_ROUTED.get())
+        if routed:
+            status = status._replace(trailing_metadata=(*status.trailing_metadata, *routed))
+        await context.abort_with_status(status)
     log.error("unhandled %s in handler", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
 
@@ -52,19 +81,30 @@ def rpc(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(fn)
         async def stream_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext):
+            _ROUTED.set(None)
             try:
                 async for item in fn(self, request, context):
                     yield item
             except (RuntimeFault, ValueError, KeyError, TypeError) as exc:
                 await _abort(context, exc)
+            _trailers(context)
 
         return stream_wrapper
 
     @functools.wraps(fn)
     async def unary_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext):
+        _ROUTED.set(None)
         try:
-            return await fn(self, request, context)
+            response = await fn(self, request, context)
         except (RuntimeFault, ValueError, KeyError, TypeError) as exc:
             await _abort(context, exc)
+        _trailers(context)
+        return response
 
     return unary_wrapper
+
+
+def _trailers(context: grpc.aio.ServicerContext) -> None:
+    routed = routing_metadata(_ROUTED.get())
+    if routed:
+        context.set_trailing_metadata(routed)

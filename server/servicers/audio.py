@@ -14,7 +14,7 @@ class Speech2TextServicer(Servicer, stt_grpc.Speech2TextServiceServicer):
     @rpc
     async def Transcribe(self, request, context):
         text = await self.runtime.transcribe(
-            convert.target(request.target, self.limits), request.audio, request.format, request.language,
+            self.target(request), request.audio, request.format, request.language,
             request.prompt, request.user, deadline(context),
         )
         return stt_pb.TranscribeResponse(text=text)
@@ -24,7 +24,7 @@ class TTSServicer(Servicer, tts_grpc.TTSServiceServicer):
     @rpc
     async def StreamSynthesize(self, request, context):
         chunks = self.runtime.synthesize(
-            convert.target(request.target, self.limits), request.text, request.voice,
+            self.target(request), request.text, request.voice,
             convert.encoding(request.encoding), convert.optional(request, "speed"), request.user, deadline(context),
         )
         try:
@@ -35,4 +35,4 @@ class TTSServicer(Servicer, tts_grpc.TTSServiceServicer):
 
     @rpc
     async def ListVoices(self, request, context):
-        return convert.voices_response(self.runtime.voices(convert.target(request.target, self.limits), request.language))
+        return convert.voices_response(self.runtime.voices(self.target(request), request.language))

@@ -14,7 +14,7 @@ class TextEmbeddingServicer(Servicer, te_grpc.TextEmbeddingServiceServicer):
     @rpc
     async def Embed(self, request, context):
         result = await self.runtime.embed(
-            convert.target(request.target, self.limits), list(request.texts), convert.input_type(request.input_type),
+            self.target(request), list(request.texts), convert.input_type(request.input_type),
             convert.optional(request, "dimensions"), request.user, deadline(context),
         )
         return convert.embed_response(result)
@@ -22,7 +22,7 @@ class TextEmbeddingServicer(Servicer, te_grpc.TextEmbeddingServiceServicer):
     @rpc
     async def CountEmbeddingTokens(self, request, context):
         counts = await self.runtime.count_embedding_tokens(
-            convert.target(request.target, self.limits), list(request.texts), deadline(context)
+            self.target(request), list(request.texts), deadline(context)
         )
         return te_pb.CountEmbeddingTokensResponse(tokens=counts, total_tokens=sum(counts))
 
@@ -31,7 +31,7 @@ class RerankServicer(Servicer, rr_grpc.RerankServiceServicer):
     @rpc
     async def Rerank(self, request, context):
         result = await self.runtime.rerank(
-            convert.target(request.target, self.limits), request.query, list(request.documents),
+            self.target(request), request.query, list(request.documents),
             convert.optional(request, "score_threshold"), convert.optional(request, "top_n"), request.user,
             deadline(context),
         )

@@ -13,14 +13,14 @@ class LLMServicer(Servicer, pb_grpc.LLMServiceServicer):
     @rpc
     async def Generate(self, request, context):
         result = await self.runtime.generate(
-            convert.target(request.target, self.limits), convert.llm_request(request, self.limits), deadline(context)
+            self.target(request), convert.llm_request(request, self.limits), deadline(context)
         )
         return convert.generate_response(result)
 
     @rpc
     async def StreamGenerate(self, request, context):
         chunks = self.runtime.stream(
-            convert.target(request.target, self.limits), convert.llm_request(request, self.limits), deadline(context)
+            self.target(request), convert.llm_request(request, self.limits), deadline(context)
         )
         try:
             async for chunk in chunks:
@@ -31,7 +31,7 @@ class LLMServicer(Servicer, pb_grpc.LLMServiceServicer):
     @rpc
     async def CountTokens(self, request, context):
         tokens = await self.runtime.count_llm_tokens(
-            convert.target(request.target, self.limits), convert.messages(request.messages),
+            self.target(request), convert.messages(request.messages),
             convert.tools(request.tools), deadline(context),
         )
         return pb.CountTokensResponse(tokens=tokens)

@@ -12,6 +12,6 @@ class ModerationServicer(Servicer, pb_grpc.ModerationServiceServicer):
     @rpc
     async def Moderate(self, request, context):
         result = await self.runtime.moderate(
-            convert.target(request.target, self.limits), request.text, request.user, deadline(context)
+            self.target(request), request.text, request.user, deadline(context)
         )
         return convert.moderate_response(result)

@@ -74,3 +74,7 @@ class ProviderServicer(Servicer, pb_grpc.ProviderServiceServicer):
     @rpc
     async def GetLoadingReport(self, request, context):
         return convert.loading_report(self.runtime.registry.report)
+
+    @rpc
+    async def ListRoutes(self, request, context):
+        return convert.routes_response(self.runtime.router)

@@ -56,6 +56,8 @@ class UsageRecord:
     latency_ms: float = 0.0
     status: str = "OK"
     cancelled: bool = False
+    route: str = ""
+    attempts: int = 1
 
 
 @dataclass(slots=True)
@@ -240,6 +242,7 @@ class Store:
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "cost": r.cost, "currency": r.currency,
             "latency_ms": r.latency_ms, "status": r.status[:40], "cancelled": r.cancelled,
+            "route": r.route[:100], "attempts": r.attempts,
         } for r in records]
         async with self.session.begin() as s:
             await s.execute(insert(UsageRow), rows)

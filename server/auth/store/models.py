@@ -72,6 +72,8 @@ class UsageRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     status: Mapped[str] = mapped_column(String(40))  # OK or the error reason
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    route: Mapped[str] = mapped_column(String(100), default="", server_default="")  # a routed call's route
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # upstream attempts
 
 
 class MetaRow(Base):

@@ -425,12 +425,17 @@ class GenerateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     MODEL_PARAMETERS_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     user: _builtins.str
     """End-user id passed to the provider."""
     @_builtins.property
@@ -453,6 +458,7 @@ class GenerateRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         messages: _abc.Iterable[Global___Message] | None = ...,
         model_parameters: _struct_pb2.Struct | None = ...,
         tools: _abc.Iterable[Global___Tool] | None = ...,
@@ -462,7 +468,7 @@ class GenerateRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model_parameters", b"model_parameters", "target", b"target", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_parameters", b"model_parameters", "stop", b"stop", "target", b"target", "tool_choice", b"tool_choice", "tools", b"tools", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_parameters", b"model_parameters", "route", b"route", "stop", b"stop", "target", b"target", "tool_choice", b"tool_choice", "tools", b"tools", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -517,12 +523,17 @@ class StreamGenerateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     MODEL_PARAMETERS_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     user: _builtins.str
     @_builtins.property
     def target(self) -> _common_pb2.ModelTarget: ...
@@ -540,6 +551,7 @@ class StreamGenerateRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         messages: _abc.Iterable[Global___Message] | None = ...,
         model_parameters: _struct_pb2.Struct | None = ...,
         tools: _abc.Iterable[Global___Tool] | None = ...,
@@ -549,7 +561,7 @@ class StreamGenerateRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model_parameters", b"model_parameters", "target", b"target", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_parameters", b"model_parameters", "stop", b"stop", "target", b"target", "tool_choice", b"tool_choice", "tools", b"tools", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_parameters", b"model_parameters", "route", b"route", "stop", b"stop", "target", b"target", "tool_choice", b"tool_choice", "tools", b"tools", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -609,8 +621,13 @@ class CountTokensRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     @_builtins.property
     def target(self) -> _common_pb2.ModelTarget: ...
     @_builtins.property
@@ -621,12 +638,13 @@ class CountTokensRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         messages: _abc.Iterable[Global___Message] | None = ...,
         tools: _abc.Iterable[Global___Tool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "target", b"target", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "route", b"route", "target", b"target", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from modelruntime.v1 import common_pb2 as modelruntime_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(modelruntime/v1/moderation_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"[\n\x0fModerateRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\"B\n\x12ModerationCategory\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x66lagged\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x01\"k\n\x10ModerateResponse\x12\x0f\n\x07\x66lagged\x18\x01 \x01(\x08\x12\x37\n\ncategories\x18\x02 \x03(\x0b\x32#.modelruntime.v1.ModerationCategory\x12\r\n\x05model\x18\x03 \x01(\t2d\n\x11ModerationService\x12O\n\x08Moderate\x12 .modelruntime.v1.ModerateRequest\x1a!.modelruntime.v1.ModerateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(modelruntime/v1/moderation_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"j\n\x0fModerateRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05route\x18\x0f \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\"B\n\x12ModerationCategory\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x66lagged\x18\x02 \x01(\x08\x12\r\n\x05score\x18\x03 \x01(\x01\"k\n\x10ModerateResponse\x12\x0f\n\x07\x66lagged\x18\x01 \x01(\x08\x12\x37\n\ncategories\x18\x02 \x03(\x0b\x32#.modelruntime.v1.ModerationCategory\x12\r\n\x05model\x18\x03 \x01(\t2d\n\x11ModerationService\x12O\n\x08Moderate\x12 .modelruntime.v1.ModerateRequest\x1a!.modelruntime.v1.ModerateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelruntime.v1.moderation_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODERATEREQUEST']._serialized_start=91
-  _globals['_MODERATEREQUEST']._serialized_end=182
-  _globals['_MODERATIONCATEGORY']._serialized_start=184
-  _globals['_MODERATIONCATEGORY']._serialized_end=250
-  _globals['_MODERATERESPONSE']._serialized_start=252
-  _globals['_MODERATERESPONSE']._serialized_end=359
-  _globals['_MODERATIONSERVICE']._serialized_start=361
-  _globals['_MODERATIONSERVICE']._serialized_end=461
+  _globals['_MODERATEREQUEST']._serialized_end=197
+  _globals['_MODERATIONCATEGORY']._serialized_start=199
+  _globals['_MODERATIONCATEGORY']._serialized_end=265
+  _globals['_MODERATERESPONSE']._serialized_start=267
+  _globals['_MODERATERESPONSE']._serialized_end=374
+  _globals['_MODERATIONSERVICE']._serialized_start=376
+  _globals['_MODERATIONSERVICE']._serialized_end=476
 # @@protoc_insertion_point(module_scope)

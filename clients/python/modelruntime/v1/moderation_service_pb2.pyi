@@ -26,8 +26,13 @@ class ModerateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     text: _builtins.str
     user: _builtins.str
     @_builtins.property
@@ -36,12 +41,13 @@ class ModerateRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         text: _builtins.str = ...,
         user: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["target", b"target", "text", b"text", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["route", b"route", "target", b"target", "text", b"text", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

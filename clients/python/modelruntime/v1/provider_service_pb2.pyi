@@ -1028,3 +1028,132 @@ class LoadProblem(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoadProblem: _TypeAlias = LoadProblem  # noqa: Y015
+
+@_typing.final
+class ListRoutesRequest(_message.Message):
+    """Request of ListRoutes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRoutesRequest: _TypeAlias = ListRoutesRequest  # noqa: Y015
+
+@_typing.final
+class ListRoutesResponse(_message.Message):
+    """Response of ListRoutes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Route]: ...
+    def __init__(
+        self,
+        *,
+        routes: _abc.Iterable[Global___Route] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["routes", b"routes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRoutesResponse: _TypeAlias = ListRoutesResponse  # noqa: Y015
+
+@_typing.final
+class Route(_message.Message):
+    """A named list of deployments a call may address instead of one model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    DEPLOYMENTS_FIELD_NUMBER: _builtins.int
+    RETRY_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_FALLBACK_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    strategy: _builtins.str
+    """ordered, weighted or least_in_flight."""
+    retry_attempts: _builtins.int
+    """Retries of one deployment after its first attempt."""
+    context_window_fallback: _builtins.str
+    """The route serving calls rejected for exceeding the context window ("" = none)."""
+    description: _builtins.str
+    @_builtins.property
+    def deployments(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouteDeployment]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        strategy: _builtins.str = ...,
+        deployments: _abc.Iterable[Global___RouteDeployment] | None = ...,
+        retry_attempts: _builtins.int = ...,
+        context_window_fallback: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_window_fallback", b"context_window_fallback", "deployments", b"deployments", "description", b"description", "name", b"name", "retry_attempts", b"retry_attempts", "strategy", b"strategy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Route: _TypeAlias = Route  # noqa: Y015
+
+@_typing.final
+class RouteDeployment(_message.Message):
+    """One deployment of a route: a provider's model with its own credentials."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    COOLING_DOWN_FIELD_NUMBER: _builtins.int
+    COOLDOWN_SECONDS_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    provider: _builtins.str
+    model: _builtins.str
+    weight: _builtins.float
+    max_in_flight: _builtins.int
+    """Calls in flight at once per replica; 0 = no cap."""
+    in_flight: _builtins.int
+    """Calls in flight on this deployment in this replica."""
+    cooling_down: _builtins.bool
+    """Cooling down: no calls until the cooldown ends, then one probe at a time."""
+    cooldown_seconds: _builtins.float
+    """Seconds of cooldown left (0 with cooling_down: a probe is due)."""
+    credentials_name: _builtins.str
+    """The name of the stored credentials it uses ("" = inline or the server's config)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        weight: _builtins.float = ...,
+        max_in_flight: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        cooling_down: _builtins.bool = ...,
+        cooldown_seconds: _builtins.float = ...,
+        credentials_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cooldown_seconds", b"cooldown_seconds", "cooling_down", b"cooling_down", "credentials_name", b"credentials_name", "in_flight", b"in_flight", "max_in_flight", b"max_in_flight", "model", b"model", "name", b"name", "provider", b"provider", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouteDeployment: _TypeAlias = RouteDeployment  # noqa: Y015

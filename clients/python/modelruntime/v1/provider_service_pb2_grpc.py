@@ -71,6 +71,11 @@ class ProviderServiceStub:
                 request_serializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportRequest.SerializeToString,
                 response_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportResponse.FromString,
                 _registered_method=True)
+        self.ListRoutes = channel.unary_unary(
+                '/modelruntime.v1.ProviderService/ListRoutes',
+                request_serializer=modelruntime_dot_v1_dot_provider__service__pb2.ListRoutesRequest.SerializeToString,
+                response_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.ListRoutesResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -128,6 +133,14 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRoutes(self, request, context):
+        """Lists the routes a call may name instead of a model target, with each deployment's
+        state in this replica's view (never their credentials).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.GetLoadingReport,
                     request_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportRequest.FromString,
                     response_serializer=modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportResponse.SerializeToString,
+            ),
+            'ListRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRoutes,
+                    request_deserializer=modelruntime_dot_v1_dot_provider__service__pb2.ListRoutesRequest.FromString,
+                    response_serializer=modelruntime_dot_v1_dot_provider__service__pb2.ListRoutesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +376,33 @@ class ProviderService:
             '/modelruntime.v1.ProviderService/GetLoadingReport',
             modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportRequest.SerializeToString,
             modelruntime_dot_v1_dot_provider__service__pb2.GetLoadingReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelruntime.v1.ProviderService/ListRoutes',
+            modelruntime_dot_v1_dot_provider__service__pb2.ListRoutesRequest.SerializeToString,
+            modelruntime_dot_v1_dot_provider__service__pb2.ListRoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,10 @@ class ProviderServiceStub:
     """What loading the operator's provider_dirs did: each provider loaded, replaced or skipped,
     and every file that failed (or was loaded with a warning) with its reason.
     """
+    ListRoutes: _grpc.UnaryUnaryMultiCallable[_provider_service_pb2.ListRoutesRequest, _provider_service_pb2.ListRoutesResponse]
+    """Lists the routes a call may name instead of a model target, with each deployment's
+    state in this replica's view (never their credentials).
+    """
 
 @_typing.type_check_only
 class ProviderServiceAsyncStub(ProviderServiceStub):
@@ -74,6 +78,10 @@ class ProviderServiceAsyncStub(ProviderServiceStub):
     GetLoadingReport: _aio.UnaryUnaryMultiCallable[_provider_service_pb2.GetLoadingReportRequest, _provider_service_pb2.GetLoadingReportResponse]  # type: ignore[assignment]
     """What loading the operator's provider_dirs did: each provider loaded, replaced or skipped,
     and every file that failed (or was loaded with a warning) with its reason.
+    """
+    ListRoutes: _aio.UnaryUnaryMultiCallable[_provider_service_pb2.ListRoutesRequest, _provider_service_pb2.ListRoutesResponse]  # type: ignore[assignment]
+    """Lists the routes a call may name instead of a model target, with each deployment's
+    state in this replica's view (never their credentials).
     """
 
 class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -137,6 +145,16 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_provider_service_pb2.GetLoadingReportResponse, _abc.Awaitable[_provider_service_pb2.GetLoadingReportResponse]]:
         """What loading the operator's provider_dirs did: each provider loaded, replaced or skipped,
         and every file that failed (or was loaded with a warning) with its reason.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRoutes(
+        self,
+        request: _provider_service_pb2.ListRoutesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provider_service_pb2.ListRoutesResponse, _abc.Awaitable[_provider_service_pb2.ListRoutesResponse]]:
+        """Lists the routes a call may name instead of a model target, with each deployment's
+        state in this replica's view (never their credentials).
         """
 
 def add_ProviderServiceServicer_to_server(servicer: ProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

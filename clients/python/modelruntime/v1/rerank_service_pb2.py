@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from modelruntime.v1 import common_pb2 as modelruntime_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$modelruntime/v1/rerank_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\xbd\x01\n\rRerankRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05query\x18\x02 \x01(\t\x12\x11\n\tdocuments\x18\x03 \x03(\t\x12\x1c\n\x0fscore_threshold\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_n\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\tB\x12\n\x10_score_thresholdB\x08\n\x06_top_n\">\n\x10RerankedDocument\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\"U\n\x0eRerankResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x34\n\tdocuments\x18\x02 \x03(\x0b\x32!.modelruntime.v1.RerankedDocument2Z\n\rRerankService\x12I\n\x06Rerank\x12\x1e.modelruntime.v1.RerankRequest\x1a\x1f.modelruntime.v1.RerankResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$modelruntime/v1/rerank_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\xcc\x01\n\rRerankRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05route\x18\x0f \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x11\n\tdocuments\x18\x03 \x03(\t\x12\x1c\n\x0fscore_threshold\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05top_n\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\tB\x12\n\x10_score_thresholdB\x08\n\x06_top_n\">\n\x10RerankedDocument\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\"U\n\x0eRerankResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x34\n\tdocuments\x18\x02 \x03(\x0b\x32!.modelruntime.v1.RerankedDocument2Z\n\rRerankService\x12I\n\x06Rerank\x12\x1e.modelruntime.v1.RerankRequest\x1a\x1f.modelruntime.v1.RerankResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelruntime.v1.rerank_serv
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RERANKREQUEST']._serialized_start=88
-  _globals['_RERANKREQUEST']._serialized_end=277
-  _globals['_RERANKEDDOCUMENT']._serialized_start=279
-  _globals['_RERANKEDDOCUMENT']._serialized_end=341
-  _globals['_RERANKRESPONSE']._serialized_start=343
-  _globals['_RERANKRESPONSE']._serialized_end=428
-  _globals['_RERANKSERVICE']._serialized_start=430
-  _globals['_RERANKSERVICE']._serialized_end=520
+  _globals['_RERANKREQUEST']._serialized_end=292
+  _globals['_RERANKEDDOCUMENT']._serialized_start=294
+  _globals['_RERANKEDDOCUMENT']._serialized_end=356
+  _globals['_RERANKRESPONSE']._serialized_start=358
+  _globals['_RERANKRESPONSE']._serialized_end=443
+  _globals['_RERANKSERVICE']._serialized_start=445
+  _globals['_RERANKSERVICE']._serialized_end=535
 # @@protoc_insertion_point(module_scope)

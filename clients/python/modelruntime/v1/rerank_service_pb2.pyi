@@ -26,11 +26,16 @@ class RerankRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     QUERY_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
     TOP_N_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     query: _builtins.str
     score_threshold: _builtins.float
     """Documents scoring below this are dropped."""
@@ -45,6 +50,7 @@ class RerankRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         query: _builtins.str = ...,
         documents: _abc.Iterable[_builtins.str] | None = ...,
         score_threshold: _builtins.float | None = ...,
@@ -53,7 +59,7 @@ class RerankRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "_top_n", b"_top_n", "score_threshold", b"score_threshold", "target", b"target", "top_n", b"top_n"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "_top_n", b"_top_n", "documents", b"documents", "query", b"query", "score_threshold", b"score_threshold", "target", b"target", "top_n", b"top_n", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "_top_n", b"_top_n", "documents", b"documents", "query", b"query", "route", b"route", "score_threshold", b"score_threshold", "target", b"target", "top_n", b"top_n", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from modelruntime.v1 import common_pb2 as modelruntime_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)modelruntime/v1/speech2text_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\x90\x01\n\x11TranscribeRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0c\n\x04user\x18\x06 \x01(\t\"\"\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t2k\n\x12Speech2TextService\x12U\n\nTranscribe\x12\".modelruntime.v1.TranscribeRequest\x1a#.modelruntime.v1.TranscribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)modelruntime/v1/speech2text_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\x9f\x01\n\x11TranscribeRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05route\x18\x0f \x01(\t\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0c\n\x04user\x18\x06 \x01(\t\"\"\n\x12TranscribeResponse\x12\x0c\n\x04text\x18\x01 \x01(\t2k\n\x12Speech2TextService\x12U\n\nTranscribe\x12\".modelruntime.v1.TranscribeRequest\x1a#.modelruntime.v1.TranscribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelruntime.v1.speech2text
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRANSCRIBEREQUEST']._serialized_start=93
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=237
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=239
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=273
-  _globals['_SPEECH2TEXTSERVICE']._serialized_start=275
-  _globals['_SPEECH2TEXTSERVICE']._serialized_end=382
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=252
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=254
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=288
+  _globals['_SPEECH2TEXTSERVICE']._serialized_start=290
+  _globals['_SPEECH2TEXTSERVICE']._serialized_end=397
 # @@protoc_insertion_point(module_scope)

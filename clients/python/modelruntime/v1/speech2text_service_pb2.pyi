@@ -24,11 +24,16 @@ class TranscribeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     AUDIO_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     PROMPT_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     audio: _builtins.bytes
     format: _builtins.str
     """File format, e.g. mp3, wav, webm (guessed from the bytes when empty)."""
@@ -43,6 +48,7 @@ class TranscribeRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         audio: _builtins.bytes = ...,
         format: _builtins.str = ...,
         language: _builtins.str = ...,
@@ -51,7 +57,7 @@ class TranscribeRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "format", b"format", "language", b"language", "prompt", b"prompt", "target", b"target", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "format", b"format", "language", b"language", "prompt", b"prompt", "route", b"route", "target", b"target", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from modelruntime.v1 import common_pb2 as modelruntime_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,modelruntime/v1/text_embedding_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xba\x01\n\x0c\x45mbedRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x37\n\ninput_type\x18\x03 \x01(\x0e\x32#.modelruntime.v1.EmbeddingInputType\x12\x17\n\ndimensions\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x05 \x01(\tB\r\n\x0b_dimensions\"~\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\nembeddings\x18\x02 \x03(\x0b\x32\x1a.modelruntime.v1.Embedding\x12.\n\x05usage\x18\x03 \x01(\x0b\x32\x1f.modelruntime.v1.EmbeddingUsage\"Z\n\x1b\x43ountEmbeddingTokensRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05texts\x18\x02 \x03(\t\"D\n\x1c\x43ountEmbeddingTokensResponse\x12\x0e\n\x06tokens\x18\x01 \x03(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03*}\n\x12\x45mbeddingInputType\x12$\n EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x45MBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n\x1a\x45MBEDDING_INPUT_TYPE_QUERY\x10\x02\x32\xd3\x01\n\x14TextEmbeddingService\x12\x46\n\x05\x45mbed\x12\x1d.modelruntime.v1.EmbedRequest\x1a\x1e.modelruntime.v1.EmbedResponse\x12s\n\x14\x43ountEmbeddingTokens\x12,.modelruntime.v1.CountEmbeddingTokensRequest\x1a-.modelruntime.v1.CountEmbeddingTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,modelruntime/v1/text_embedding_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xc9\x01\n\x0c\x45mbedRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05route\x18\x0f \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x37\n\ninput_type\x18\x03 \x01(\x0e\x32#.modelruntime.v1.EmbeddingInputType\x12\x17\n\ndimensions\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x05 \x01(\tB\r\n\x0b_dimensions\"~\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\nembeddings\x18\x02 \x03(\x0b\x32\x1a.modelruntime.v1.Embedding\x12.\n\x05usage\x18\x03 \x01(\x0b\x32\x1f.modelruntime.v1.EmbeddingUsage\"i\n\x1b\x43ountEmbeddingTokensRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05route\x18\x0f \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"D\n\x1c\x43ountEmbeddingTokensResponse\x12\x0e\n\x06tokens\x18\x01 \x03(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03*}\n\x12\x45mbeddingInputType\x12$\n EMBEDDING_INPUT_TYPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x45MBEDDING_INPUT_TYPE_DOCUMENT\x10\x01\x12\x1e\n\x1a\x45MBEDDING_INPUT_TYPE_QUERY\x10\x02\x32\xd3\x01\n\x14TextEmbeddingService\x12\x46\n\x05\x45mbed\x12\x1d.modelruntime.v1.EmbedRequest\x1a\x1e.modelruntime.v1.EmbedResponse\x12s\n\x14\x43ountEmbeddingTokens\x12,.modelruntime.v1.CountEmbeddingTokensRequest\x1a-.modelruntime.v1.CountEmbeddingTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelruntime.v1.text_embedding_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDDINGINPUTTYPE']._serialized_start=603
-  _globals['_EMBEDDINGINPUTTYPE']._serialized_end=728
+  _globals['_EMBEDDINGINPUTTYPE']._serialized_start=633
+  _globals['_EMBEDDINGINPUTTYPE']._serialized_end=758
   _globals['_EMBEDDING']._serialized_start=95
   _globals['_EMBEDDING']._serialized_end=122
   _globals['_EMBEDREQUEST']._serialized_start=125
-  _globals['_EMBEDREQUEST']._serialized_end=311
-  _globals['_EMBEDRESPONSE']._serialized_start=313
-  _globals['_EMBEDRESPONSE']._serialized_end=439
-  _globals['_COUNTEMBEDDINGTOKENSREQUEST']._serialized_start=441
-  _globals['_COUNTEMBEDDINGTOKENSREQUEST']._serialized_end=531
-  _globals['_COUNTEMBEDDINGTOKENSRESPONSE']._serialized_start=533
-  _globals['_COUNTEMBEDDINGTOKENSRESPONSE']._serialized_end=601
-  _globals['_TEXTEMBEDDINGSERVICE']._serialized_start=731
-  _globals['_TEXTEMBEDDINGSERVICE']._serialized_end=942
+  _globals['_EMBEDREQUEST']._serialized_end=326
+  _globals['_EMBEDRESPONSE']._serialized_start=328
+  _globals['_EMBEDRESPONSE']._serialized_end=454
+  _globals['_COUNTEMBEDDINGTOKENSREQUEST']._serialized_start=456
+  _globals['_COUNTEMBEDDINGTOKENSREQUEST']._serialized_end=561
+  _globals['_COUNTEMBEDDINGTOKENSRESPONSE']._serialized_start=563
+  _globals['_COUNTEMBEDDINGTOKENSRESPONSE']._serialized_end=631
+  _globals['_TEXTEMBEDDINGSERVICE']._serialized_start=761
+  _globals['_TEXTEMBEDDINGSERVICE']._serialized_end=972
 # @@protoc_insertion_point(module_scope)

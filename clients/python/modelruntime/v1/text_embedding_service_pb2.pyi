@@ -67,10 +67,15 @@ class EmbedRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     TEXTS_FIELD_NUMBER: _builtins.int
     INPUT_TYPE_FIELD_NUMBER: _builtins.int
     DIMENSIONS_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     input_type: Global___EmbeddingInputType.ValueType
     dimensions: _builtins.int
     """Output dimensions, for models that can shorten their vectors."""
@@ -83,6 +88,7 @@ class EmbedRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         texts: _abc.Iterable[_builtins.str] | None = ...,
         input_type: Global___EmbeddingInputType.ValueType = ...,
         dimensions: _builtins.int | None = ...,
@@ -90,7 +96,7 @@ class EmbedRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "dimensions", b"dimensions", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "dimensions", b"dimensions", "input_type", b"input_type", "target", b"target", "texts", b"texts", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "dimensions", b"dimensions", "input_type", b"input_type", "route", b"route", "target", b"target", "texts", b"texts", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
     _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015
@@ -134,7 +140,12 @@ class CountEmbeddingTokensRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     TEXTS_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     @_builtins.property
     def target(self) -> _common_pb2.ModelTarget: ...
     @_builtins.property
@@ -143,11 +154,12 @@ class CountEmbeddingTokensRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         texts: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["target", b"target", "texts", b"texts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["route", b"route", "target", b"target", "texts", b"texts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from modelruntime.v1 import common_pb2 as modelruntime_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!modelruntime/v1/tts_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\xc2\x01\n\x17StreamSynthesizeRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x30\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1e.modelruntime.v1.AudioEncoding\x12\x12\n\x05speed\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\tB\x08\n\x06_speed\"\x86\x01\n\x18StreamSynthesizeResponse\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x30\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1e.modelruntime.v1.AudioEncoding\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x05\"S\n\x11ListVoicesRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\x10\n\x08language\x18\x02 \x01(\t\"4\n\x05Voice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tlanguages\x18\x03 \x03(\t\"<\n\x12ListVoicesResponse\x12&\n\x06voices\x18\x01 \x03(\x0b\x32\x16.modelruntime.v1.Voice*\xc1\x01\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41UDIO_ENCODING_MP3\x10\x01\x12\x17\n\x13\x41UDIO_ENCODING_OPUS\x10\x02\x12\x16\n\x12\x41UDIO_ENCODING_AAC\x10\x03\x12\x17\n\x13\x41UDIO_ENCODING_FLAC\x10\x04\x12\x16\n\x12\x41UDIO_ENCODING_WAV\x10\x05\x12\x16\n\x12\x41UDIO_ENCODING_PCM\x10\x06\x32\xce\x01\n\nTTSService\x12i\n\x10StreamSynthesize\x12(.modelruntime.v1.StreamSynthesizeRequest\x1a).modelruntime.v1.StreamSynthesizeResponse0\x01\x12U\n\nListVoices\x12\".modelruntime.v1.ListVoicesRequest\x1a#.modelruntime.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!modelruntime/v1/tts_service.proto\x12\x0fmodelruntime.v1\x1a\x1cmodelruntime/v1/common.proto\"\xd1\x01\n\x17StreamSynthesizeRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\r\n\x05route\x18\x0f \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05voice\x18\x03 \x01(\t\x12\x30\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1e.modelruntime.v1.AudioEncoding\x12\x12\n\x05speed\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\tB\x08\n\x06_speed\"\x86\x01\n\x18StreamSynthesizeResponse\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x30\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1e.modelruntime.v1.AudioEncoding\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x04 \x01(\x05\"S\n\x11ListVoicesRequest\x12,\n\x06target\x18\x01 \x01(\x0b\x32\x1c.modelruntime.v1.ModelTarget\x12\x10\n\x08language\x18\x02 \x01(\t\"4\n\x05Voice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tlanguages\x18\x03 \x03(\t\"<\n\x12ListVoicesResponse\x12&\n\x06voices\x18\x01 \x03(\x0b\x32\x16.modelruntime.v1.Voice*\xc1\x01\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41UDIO_ENCODING_MP3\x10\x01\x12\x17\n\x13\x41UDIO_ENCODING_OPUS\x10\x02\x12\x16\n\x12\x41UDIO_ENCODING_AAC\x10\x03\x12\x17\n\x13\x41UDIO_ENCODING_FLAC\x10\x04\x12\x16\n\x12\x41UDIO_ENCODING_WAV\x10\x05\x12\x16\n\x12\x41UDIO_ENCODING_PCM\x10\x06\x32\xce\x01\n\nTTSService\x12i\n\x10StreamSynthesize\x12(.modelruntime.v1.StreamSynthesizeRequest\x1a).modelruntime.v1.StreamSynthesizeResponse0\x01\x12U\n\nListVoices\x12\".modelruntime.v1.ListVoicesRequest\x1a#.modelruntime.v1.ListVoicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelruntime.v1.tts_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=620
-  _globals['_AUDIOENCODING']._serialized_end=813
+  _globals['_AUDIOENCODING']._serialized_start=635
+  _globals['_AUDIOENCODING']._serialized_end=828
   _globals['_STREAMSYNTHESIZEREQUEST']._serialized_start=85
-  _globals['_STREAMSYNTHESIZEREQUEST']._serialized_end=279
-  _globals['_STREAMSYNTHESIZERESPONSE']._serialized_start=282
-  _globals['_STREAMSYNTHESIZERESPONSE']._serialized_end=416
-  _globals['_LISTVOICESREQUEST']._serialized_start=418
-  _globals['_LISTVOICESREQUEST']._serialized_end=501
-  _globals['_VOICE']._serialized_start=503
-  _globals['_VOICE']._serialized_end=555
-  _globals['_LISTVOICESRESPONSE']._serialized_start=557
-  _globals['_LISTVOICESRESPONSE']._serialized_end=617
-  _globals['_TTSSERVICE']._serialized_start=816
-  _globals['_TTSSERVICE']._serialized_end=1022
+  _globals['_STREAMSYNTHESIZEREQUEST']._serialized_end=294
+  _globals['_STREAMSYNTHESIZERESPONSE']._serialized_start=297
+  _globals['_STREAMSYNTHESIZERESPONSE']._serialized_end=431
+  _globals['_LISTVOICESREQUEST']._serialized_start=433
+  _globals['_LISTVOICESREQUEST']._serialized_end=516
+  _globals['_VOICE']._serialized_start=518
+  _globals['_VOICE']._serialized_end=570
+  _globals['_LISTVOICESRESPONSE']._serialized_start=572
+  _globals['_LISTVOICESRESPONSE']._serialized_end=632
+  _globals['_TTSSERVICE']._serialized_start=831
+  _globals['_TTSSERVICE']._serialized_end=1037
 # @@protoc_insertion_point(module_scope)

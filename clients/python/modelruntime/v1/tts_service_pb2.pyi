@@ -53,11 +53,16 @@ class StreamSynthesizeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TARGET_FIELD_NUMBER: _builtins.int
+    ROUTE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     VOICE_FIELD_NUMBER: _builtins.int
     ENCODING_FIELD_NUMBER: _builtins.int
     SPEED_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
+    route: _builtins.str
+    """A route (ProviderService.ListRoutes) instead of target: the route picks the
+    deployment, retries and falls back. Set either target or route.
+    """
     text: _builtins.str
     voice: _builtins.str
     """Voice id; the model's default voice when empty."""
@@ -71,6 +76,7 @@ class StreamSynthesizeRequest(_message.Message):
         self,
         *,
         target: _common_pb2.ModelTarget | None = ...,
+        route: _builtins.str = ...,
         text: _builtins.str = ...,
         voice: _builtins.str = ...,
         encoding: Global___AudioEncoding.ValueType = ...,
@@ -79,7 +85,7 @@ class StreamSynthesizeRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "speed", b"speed", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "encoding", b"encoding", "speed", b"speed", "target", b"target", "text", b"text", "user", b"user", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_speed", b"_speed", "encoding", b"encoding", "route", b"route", "speed", b"speed", "target", b"target", "text", b"text", "user", b"user", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__speed: _TypeAlias = _typing.Literal["speed"]  # noqa: Y015
     _WhichOneofArgType__speed: _TypeAlias = _typing.Literal["_speed", b"_speed"]  # noqa: Y015

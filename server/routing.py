@@ -1,0 +1,171 @@
+"""The server side of routing: routes from the config, cooldowns shared through Redis, credentials.
+
+Why here and not in the engine: the engine runs routed calls (``engine/routing``) but knows neither
+Redis, nor caller keys, nor stored credentials. This module gives the engine's router
+
+- the routes of ``routing.routes``, checked at start-up against the providers and models loaded
+  (a route naming an unknown provider or model stops the server, like any config mistake);
+- a cooldown store: :class:`RedisCooldowns` when ``storage.redis_url`` is set (replicas agree on
+  who cools down), else the engine's in-memory one;
+- the credentials of each deployment: inline ones, stored ones by name (decrypted by the gate,
+  no key scope needed: the operator named them), else the config's ``providers.<name>``; the
+  caller key's model scopes are checked per deployment (a denied deployment is skipped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+from engine.entities import ConfigurateMethod, ModelType
+from engine.errors import NotFoundError
+from engine.routing import CooldownStore, DeploymentSpec, MemoryCooldowns, RouteSpec, parse_routes
+from engine.routing.spec import CooldownSpec
+from engine.runtime import ModelRuntime
+
+from .auth.gate import CURRENT, Gate
+from .config import Config, ConfigError
+
+log = logging.getLogger("modelruntime.routing")
+PREFIX = "modelruntime:routing:"
+
+
+class RedisCooldowns:
+    """Cooldown state in Redis: a hash of deployment → end of cooldown, polled into memory every
+    ``poll_seconds``; failure windows in sorted sets; the probe slot is a ``SET NX PX`` key."""
+
+    def __init__(self, url: str, poll_seconds: float = 0.25, prefix: str = PREFIX) -> None:
+        from redis.asyncio import Redis
+
+        self.redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self.poll_seconds = poll_seconds
+        self.prefix = prefix
+        self._hash = prefix + "cooldowns"
+        self._until: dict[str, float] = {}
+        self._task: Any = None
+
+    def until(self, key: str) -> float | None:
+        return self._until.get(key) if self._until else None
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self._until)
+
+    async def failure(self, key: str, spec: CooldownSpec) -> bool:
+        now = time.time()
+        name = f"{self.prefix}failures:{key}"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(name, {f"{now:.6f}:{secrets.token_hex(4)}": now})
+        pipe.zremrangebyscore(name, 0, now - spec.window_seconds)
+        pipe.zcard(name)
+        pipe.expire(name, int(spec.window_seconds) + 1)
+        count = (await pipe.execute())[2]
+        if count >= spec.failures:
+            await self.redis.delete(name)
+            return True
+        return False
+
+    async def open(self, key: str, seconds: float) -> None:
+        until = time.time() + seconds
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._hash, key, repr(until))
+        pipe.delete(f"{self.prefix}probe:{key}")
+        await pipe.execute()
+        self._until = {**self._until, key: until}
+
+    async def claim_probe(self, key: str, ttl: float) -> bool:
+        return bool(await self.redis.set(f"{self.prefix}probe:{key}", "1", nx=True, px=max(1, int(ttl * 1000))))
+
+    async def close(self, key: str) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(self._hash, key)
+        pipe.delete(f"{self.prefix}probe:{key}")
+        await pipe.execute()
+        self._until = {k: v for k, v in self._until.items() if k != key}
+
+    async def refresh(self) -> None:
+        raw = await self.redis.hgetall(self._hash)
+        self._until = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+
+    async def start(self) -> None:
+        import asyncio
+
+        await self.refresh()
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        import asyncio
+
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep the last view while Redis is away
+                log.warning("routing: reading shared cooldowns failed (%s)", type(exc).__name__)
+
+    async def aclose(self) -> None:
+        import asyncio
+
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.redis.aclose()
+
+
+def check_routes(runtime: ModelRuntime, routes: dict[str, RouteSpec]) -> None:
+    """Every deployment names a loaded provider and a model it has (or may customize)."""
+    registry = runtime.registry
+    for name, route in routes.items():
+        for deployment, spec in zip(route.deployment_names(), route.deployments, strict=True):
+            where = f"routing.routes.{name} deployment {deployment!r}"
+            try:
+                definition = registry.definition(spec.provider)
+            except NotFoundError:
+                raise ConfigError(f"{where}: unknown provider {spec.provider!r}") from None
+            known = any(definition.predefined(t, spec.model) for t in ModelType)
+            custom = ConfigurateMethod.CUSTOMIZABLE_MODEL in definition.entity.configurate_methods
+            if not known and not custom:
+                raise ConfigError(f"{where}: provider {spec.provider!r} has no model {spec.model!r}")
+
+
+def _credentials(config: Config, gate: Gate | None) -> Any:
+    configured = {name: entry.credentials for name, entry in config.providers.items()}
+
+    def credentials(spec: DeploymentSpec, model_type: ModelType) -> dict[str, Any]:
+        state = CURRENT.get()
+        if state is not None and gate is not None:
+            gate.check_scope(state.key, spec.provider, spec.model, model_type.value)
+        if spec.credentials_name:
+            if gate is None:
+                raise ConfigError("stored credentials need the operator layer")
+            return gate.operator_stored(spec.credentials_name, spec.provider)
+        if spec.credentials:
+            return dict(spec.credentials)
+        return dict(configured.get(spec.provider) or {})
+
+    return credentials
+
+
+async def install(config: Config, runtime: ModelRuntime, gate: Gate | None) -> CooldownStore:
+    """Give the runtime's router its routes, store and credentials; returns the store to close."""
+    try:
+        routes = parse_routes(config.routing.routes)
+    except ValueError as exc:
+        raise ConfigError(f"routing.routes: {exc}") from None
+    check_routes(runtime, routes)
+    store: CooldownStore
+    if config.storage.redis_url and config.routing.shared_cooldowns:
+        store = RedisCooldowns(config.storage.redis_url, config.routing.poll_seconds)
+    else:
+        store = MemoryCooldowns()
+    await store.start()
+    router = runtime.router
+    router.replace(routes)
+    router.store = store
+    router.credentials = _credentials(config, gate)
+    if routes:
+        log.info("routing: %d route(s): %s", len(routes), ", ".join(sorted(routes)))
+    return store

@@ -249,3 +249,32 @@ async def test_config_mistakes_in_routes_stop_start_up():
     with pytest.raises(ValueError, match="unknown route"):
         RoutingConfig(routes={"r": {"deployments": [{"provider": "openai", "model": "gpt-4o"}],
                                     "context_window_fallback": "missing"}})
+
+
+async def test_http_model_may_name_a_route(mocks):
+    import httpx
+
+    from server.config import HttpConfig
+    from server.http.app import start_http
+
+    a, b = mocks
+    a.enqueue(status(502))
+    routes = {"main": {"deployments": [deployment(a.url, name="a"), deployment(b.url, name="b")],
+                       "retry": {**FAST, "attempts": 0}}}
+    config = make_config(routing=RoutingConfig(routes=routes))
+    config.http = HttpConfig(enabled=True, port=0)
+    running = await start_server(config)
+    running.http = await start_http(config, running.runtime)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.http.port}/v1") as client:
+            body = {"model": "main", "messages": [{"role": "user", "content": "via http"}]}
+            reply = await client.post("/chat/completions", json=body)
+            streamed = await client.post("/chat/completions", json={**body, "stream": True})
+            unknown = await client.post("/chat/completions", json={**body, "model": "nosuch"})
+    finally:
+        await running.stop(0, 0)
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "Echo: via http"
+    assert reply.headers["x-modelruntime-deployment"] == "b" and reply.headers["x-modelruntime-fallbacks"] == "1"
+    assert streamed.status_code == 200 and streamed.headers["x-modelruntime-route"] == "main"
+    assert "via http" in streamed.text and "data: [DONE]" in streamed.text
+    assert unknown.status_code == 400

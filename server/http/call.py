@@ -2,8 +2,9 @@
 
 Route handlers get a :class:`Call`. It parses the body, turns the OpenAI ``model`` field
 into a runtime :class:`Target` (``"<provider>/<model>"`` on ``/v1/...``, a bare name on
-``/<provider>/v1/...``) with the provider's credentials, and writes responses through the
-ASGI ``send`` callable.
+``/<provider>/v1/...``, or on ``/v1/...`` the name of a route, engine/routing) with the
+provider's credentials, and writes responses through the ASGI ``send`` callable. A routed call's
+responses (errors too) say who served it in ``x-modelruntime-*`` headers.
 
 Credentials: the server's own (``config.providers[name].credentials``); or, only when
 ``http.allow_request_credentials`` is on, a JSON object in ``X-Provider-Credentials``. That
@@ -53,6 +54,7 @@ class Call:
         "finished",
         "provider",
         "request_credentials",
+        "routed",
         "scope",
         "sse",
         "started",
@@ -70,6 +72,7 @@ class Call:
         self.finished = False  # last body part is being sent: a disconnect no longer matters
         self.fields: Mapping[str, str] = {}  # runtime field → OpenAI request field, for error params
         self.request_credentials = False
+        self.routed: Target | None = None
         self.created = int(time.time())
 
     @property
@@ -101,6 +104,9 @@ class Call:
             raise bad_request("you must provide a model parameter", param="model")
         if self.provider is None:
             provider, sep, name = model.partition("/")
+            if not sep and model in self.runtime.router.routes:
+                self.routed = Target("", "", {}, model)
+                return self.routed
             if not sep or not provider or not name:
                 raise bad_request(
                     f"model must be '<provider>/<model>' on /v1 (got '{model}'), or use /<provider>/v1/...",
@@ -145,8 +151,19 @@ class Call:
                         reason="CredentialsValidateFailedError")
 
     def public_model(self, provider: str, model: str) -> str:
-        """A model name as this caller addresses it."""
-        return model if self.provider is not None else f"{provider}/{model}"
+        """A model name as this caller addresses it (a routed call: the serving model's own name)."""
+        return model if self.provider is not None or self.routed is not None else f"{provider}/{model}"
+
+    def routing_headers(self) -> list[tuple[bytes, bytes]]:
+        served = self.routed.served if self.routed is not None else None
+        if served is None:
+            return []
+        return [(b"x-modelruntime-route", served.route.encode()),
+                (b"x-modelruntime-deployment", served.deployment.encode()),
+                (b"x-modelruntime-provider", served.provider.encode()),
+                (b"x-modelruntime-model", served.model.encode()),
+                (b"x-modelruntime-attempts", str(served.attempts).encode()),
+                (b"x-modelruntime-fallbacks", str(served.fallbacks).encode())]
 
     # ---- responses ------------------------------------------------------------------------
 
@@ -156,6 +173,8 @@ class Call:
         if headers:
             out.extend(headers)
         out.extend(self.extra_headers)
+        if self.routed is not None:
+            out.extend(self.routing_headers())
         self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": out})
         self.finished = True
@@ -173,6 +192,8 @@ class Call:
         if headers:
             out.extend(headers)
         out.extend(self.extra_headers)
+        if self.routed is not None:
+            out.extend(self.routing_headers())
         self.sse = content_type is None
         self.started = True
         await self._send({"type": "http.response.start", "status": 200, "headers": out})

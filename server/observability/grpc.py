@@ -2,7 +2,10 @@
 
 Why an interceptor: it is the one place that sees every RPC's method and final status code.
 It runs outermost, opens the request scope (``x-request-id`` and ``traceparent`` from the
-metadata), sends ``x-request-id`` back in the initial metadata, and at the end counts
+metadata), sends ``x-request-id`` back in the initial metadata (with the response or the first
+streamed message, never earlier: a call whose server dies before answering must reach a load
+balancer such as nginx without response headers, so the client sees UNAVAILABLE rather than a
+reset stream; errors carry it in the trailers, see servicers/_common.py), and at the end counts
 ``grpc_server_*`` by method and code, the request by code and Dify error class, bytes in and
 out, and writes the call log line. Wrapped handlers are cached per method.
 """
@@ -106,8 +109,8 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
             scope = self._begin(request, context, method, labels)
             code, sent = "OK", 0
             try:
-                await context.send_initial_metadata((("x-request-id", scope.request_id),))
                 response = await behavior(request, context)
+                await context.send_initial_metadata((("x-request-id", scope.request_id),))
                 if response is not None and self.metrics is not None:
                     sent = _size(response)
                 return response
@@ -128,8 +131,11 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
             count = self.metrics is not None
             responses = behavior(request, context)
             try:
-                await context.send_initial_metadata((("x-request-id", scope.request_id),))
+                first = True
                 async for item in responses:
+                    if first:
+                        first = False
+                        await context.send_initial_metadata((("x-request-id", scope.request_id),))
                     if count:
                         sent += _size(item)
                     yield item

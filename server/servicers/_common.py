@@ -67,9 +67,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         scope.error_class = exc.reason if isinstance(exc, RuntimeFault) else "InternalError"
     if isinstance(exc, RuntimeFault):
         status = to_status(exc)
-        routed = routing_metadata(_ROUTED.get())
-        if routed:
-            status = status._replace(trailing_metadata=(*status.trailing_metadata, *routed))
+        extra = routing_metadata(_ROUTED.get())
+        if scope is not None:  # no response headers went out: the request id travels in the trailers
+            extra = (*extra, ("x-request-id", scope.request_id))
+        if extra:
+            status = status._replace(trailing_metadata=(*status.trailing_metadata, *extra))
         await context.abort_with_status(status)
     log.error("unhandled %s in handler", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")

@@ -10,7 +10,8 @@ CONFIG  ?= config/default.yaml
 # Type-checked by `make test`.
 MYPY_PATHS := engine server providers
 
-.PHONY: install proto proto-check sync-client lint test run bench clean
+.PHONY: install nginx proto proto-check sync-client lint test run bench clean
+NGINX_CHECK ?= 1
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,7 +19,11 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]' -e clients/python
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) nginx
+
+# Debian's nginx for tests/test_replicas.py (apt-get when missing; NGINX_CHECK=0 skips).
+nginx:
+	@[ "$(NGINX_CHECK)" = 0 ] || sh scripts/ensure_nginx.sh
 
 $(BUF):
 	mkdir -p .tools
@@ -49,7 +54,7 @@ lint: $(STAMP) $(BUF)
 	$(BUF) lint protos
 	$(VENV)/bin/ruff check server engine providers scripts bench tests clients/python/modelruntime
 
-test: $(STAMP) $(BUF)
+test: $(STAMP) $(BUF) nginx
 	$(BUF) lint protos
 	$(VENV)/bin/ruff check server engine providers scripts bench tests clients/python/modelruntime
 	$(MAKE) --no-print-directory proto-check

@@ -111,7 +111,7 @@ async def test_three_replicas_behind_nginx(tmp_path, database):
         failing.enqueue(status(500), times=100)
         direct = [llm_service_pb2_grpc.LLMServiceStub(await stack.enter_async_context(
             grpc.aio.insecure_channel(f"127.0.0.1:{r.grpc_port}"))) for r in replicas]
-        text, trailers = await _generate(direct[0], llm_pb.GenerateRequest(route=route, messages=[user("a")]))
+        _, trailers = await _generate(direct[0], llm_pb.GenerateRequest(route=route, messages=[user("a")]))
         assert trailers["x-modelruntime-deployment"] == "secondary" and trailers["x-modelruntime-fallbacks"] == "1"
         assert len(failing.requests) == 1
         await asyncio.sleep(0.5)  # the others read the shared state every routing.poll_seconds

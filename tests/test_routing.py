@@ -278,3 +278,18 @@ async def test_http_model_may_name_a_route(mocks):
     assert streamed.status_code == 200 and streamed.headers["x-modelruntime-route"] == "main"
     assert "via http" in streamed.text and "data: [DONE]" in streamed.text
     assert unknown.status_code == 400
+
+
+def test_shipped_replica_config_and_its_routes_are_valid():
+    from pathlib import Path
+
+    from engine.routing import parse_routes
+    from engine.runtime import ModelRuntime
+    from providers import builtin_registry
+    from server.config import load_config
+    from server.routing import check_routes
+
+    config = load_config(Path(__file__).parents[1] / "deploy" / "replica.yaml")
+    routes = parse_routes(config.routing.routes)
+    assert routes["chat"].strategy == "weighted"
+    check_routes(ModelRuntime(builtin_registry([], config.load_options()), None), routes)

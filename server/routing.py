@@ -4,7 +4,10 @@ Why here and not in the engine: the engine runs routed calls (``engine/routing``
 Redis, nor caller keys, nor stored credentials. This module gives the engine's router
 
 - the routes of ``routing.routes``, checked at start-up against the providers and models loaded
-  (a route naming an unknown provider or model stops the server, like any config mistake);
+  (a route naming an unknown provider or model stops the server, like any config mistake), plus
+  the routes stored through ``AdminService.PutRoute`` (every replica picks them up when the gate
+  sees the store change; they name credentials only by ``credentials_name``: inline secrets would
+  sit unencrypted in the database);
 - a cooldown store: :class:`RedisCooldowns` when ``storage.redis_url`` is set (replicas agree on
   who cools down), else the engine's in-memory one;
 - the credentials of each deployment: inline ones, stored ones by name (decrypted by the gate,
@@ -21,7 +24,7 @@ import time
 from typing import Any
 
 from engine.entities import ConfigurateMethod, ModelType
-from engine.errors import NotFoundError
+from engine.errors import FieldViolation, InvokeBadRequestError, NotFoundError
 from engine.routing import CooldownStore, DeploymentSpec, MemoryCooldowns, RouteSpec, parse_routes
 from engine.routing.spec import CooldownSpec
 from engine.runtime import ModelRuntime
@@ -149,6 +152,41 @@ def _credentials(config: Config, gate: Gate | None) -> Any:
     return credentials
 
 
+def validate_stored(runtime: ModelRuntime, name: str, body: dict[str, Any]) -> RouteSpec:
+    """A route put through the admin API, checked like the config's; raises a bad request."""
+    def bad(field: str, message: str) -> InvokeBadRequestError:
+        return InvokeBadRequestError(message, field_violations=(FieldViolation(field, message),))
+
+    router = runtime.router
+    if name in router.fixed:
+        raise bad("name", f"route '{name}' is defined by the server's config and cannot be replaced")
+    if any(isinstance(d, dict) and d.get("credentials") for d in body.get("deployments") or []):
+        raise bad("route.deployments", "stored routes name stored credentials (credentials_name), never inline ones")
+    try:
+        others = {n: r.spec for n, r in router.routes.items() if n != name}
+        spec = parse_routes({**others, name: body})[name]  # a context_window_fallback may name them
+        check_routes(runtime, {name: spec})
+    except (ValueError, ConfigError) as exc:
+        raise bad("route", str(exc)[:500]) from None
+    return spec
+
+
+def _apply(runtime: ModelRuntime, fixed: dict[str, RouteSpec], stored: dict[str, dict[str, Any]]) -> None:
+    routes = dict(fixed)
+    for name, body in stored.items():
+        if name in routes:
+            log.warning("routing: stored route %s is shadowed by the config's route of that name", name)
+            continue
+        try:
+            spec = parse_routes({**routes, name: body})[name]
+            check_routes(runtime, {name: spec})
+        except (ValueError, ConfigError) as exc:
+            log.error("routing: stored route %s is not valid here (%s); not served", name, exc)
+            continue
+        routes[name] = spec
+    runtime.router.replace(routes)
+
+
 async def install(config: Config, runtime: ModelRuntime, gate: Gate | None) -> CooldownStore:
     """Give the runtime's router its routes, store and credentials; returns the store to close."""
     try:
@@ -156,6 +194,7 @@ async def install(config: Config, runtime: ModelRuntime, gate: Gate | None) -> C
     except ValueError as exc:
         raise ConfigError(f"routing.routes: {exc}") from None
     check_routes(runtime, routes)
+    runtime.router.fixed = frozenset(routes)
     store: CooldownStore
     if config.storage.redis_url and config.routing.shared_cooldowns:
         store = RedisCooldowns(config.storage.redis_url, config.routing.poll_seconds)
@@ -164,6 +203,9 @@ async def install(config: Config, runtime: ModelRuntime, gate: Gate | None) -> C
     await store.start()
     router = runtime.router
     router.replace(routes)
+    if gate is not None:
+        _apply(runtime, routes, gate.routes)
+        gate.on_routes = lambda stored: _apply(runtime, routes, stored)
     router.store = store
     router.credentials = _credentials(config, gate)
     if routes:

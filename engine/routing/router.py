@@ -100,6 +100,8 @@ class Router:
         self.rng = rng or random.Random()
         self.events: RoutingEvents | None = None
         self.credentials: Credentials = _inline_credentials
+        # Routes defined by the config: routes stored through the admin API may not replace them.
+        self.fixed: frozenset[str] = frozenset()
 
     def route(self, name: str) -> Route:
         route = self.routes.get(name)

@@ -1,4 +1,4 @@
-"""AdminService: caller keys, stored credentials and usage, for admin keys only.
+"""AdminService: caller keys, stored credentials, stored routes and usage, for admin keys only.
 
 Every RPC checks that the caller (set by the interceptor) is an admin key; with authentication off
 the anonymous loopback caller is one. Secrets leave only in CreateKey / RotateKey responses; stored
@@ -168,3 +168,27 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         totals = await self.gate.store.usage(request.key_id, request.provider, request.model,
                                              request.start_day, request.end_day)
         return pb.QueryUsageResponse(totals=[usage_message(t) for t in totals])
+
+    @rpc
+    async def PutRoute(self, request, context):
+        self._admin()
+        from engine.routing.spec import check_name
+
+        from ..routing import validate_stored
+
+        try:
+            check_name(request.name)
+        except ValueError as exc:
+            raise _bad("name", str(exc)) from None
+        body = struct_to_dict(request.route)
+        spec = validate_stored(self.runtime, request.name, body)
+        await self.gate.store.put_route(request.name, body)
+        await self.gate.refresh()
+        return pb.PutRouteResponse(name=request.name, deployments=len(spec.deployments))
+
+    @rpc
+    async def DeleteRoute(self, request, context):
+        self._admin()
+        deleted = await self.gate.store.delete_route(request.name)
+        await self.gate.refresh()
+        return pb.DeleteRouteResponse(deleted=deleted)

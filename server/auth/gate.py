@@ -69,6 +69,8 @@ class Gate:
         self._credentials: dict[str, tuple[str, dict[str, Any] | None]] = {}  # name → (provider, values)
         self._by_provider: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self._version = -1
+        self.routes: dict[str, dict[str, Any]] = {}  # stored routes (AdminService.PutRoute)
+        self.on_routes: Any = None  # called with them when they change (server/routing.py)
         self._task: asyncio.Task | None = None
         self._pending: set[asyncio.Task] = set()
 
@@ -127,6 +129,11 @@ class Gate:
         self._by_provider = by_provider
         self._misses = set()
         self._version = version
+        routes = await self.store.routes()
+        if routes != self.routes:
+            self.routes = routes
+            if self.on_routes is not None:
+                self.on_routes(routes)
 
     # ---- 1. authenticate ----------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..keys import CallerKey, Scopes, display_prefix, hash_secret, new_secret
-from .models import CredentialRow, KeyRow, MetaRow, UsageRow
+from .models import CredentialRow, KeyRow, MetaRow, RouteRow, UsageRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DB_FILE = "modelruntime.db"
@@ -230,6 +230,28 @@ class Store:
                 count += 1
             await self._bump(s)
         return count
+
+    # ---- routes -----------------------------------------------------------------------------
+
+    async def put_route(self, name: str, spec: dict[str, Any]) -> None:
+        async with self.session.begin() as s:
+            row = await s.get(RouteRow, name)
+            if row is None:
+                row = RouteRow(name=name)
+                s.add(row)
+            row.spec, row.updated_at = spec, datetime.now(UTC)
+            await self._bump(s)
+
+    async def routes(self) -> dict[str, dict[str, Any]]:
+        async with self.session() as s:
+            return {r.name: r.spec for r in (await s.execute(select(RouteRow).order_by(RouteRow.name))).scalars()}
+
+    async def delete_route(self, name: str) -> bool:
+        async with self.session.begin() as s:
+            gone = getattr(await s.execute(delete(RouteRow).where(RouteRow.name == name)), "rowcount", 0)
+            if gone:
+                await self._bump(s)
+            return bool(gone)
 
     # ---- usage ------------------------------------------------------------------------------
 

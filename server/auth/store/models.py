@@ -51,6 +51,16 @@ class CredentialRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class RouteRow(Base):
+    """A route put through AdminService (the same keys as ``routing.routes.<name>`` in the config)."""
+
+    __tablename__ = "routes"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class UsageRow(Base):
     __tablename__ = "usage"
     __table_args__ = (Index("ix_usage_day_key", "day", "key_id"), Index("ix_usage_day_model", "day", "model"))
@@ -77,7 +87,7 @@ class UsageRow(Base):
 
 
 class MetaRow(Base):
-    """``version``: bumped by every change to keys or stored credentials; processes poll it."""
+    """``version``: bumped by every change to keys, stored credentials or routes; processes poll it."""
 
     __tablename__ = "meta"
 

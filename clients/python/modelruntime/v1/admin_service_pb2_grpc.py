@@ -84,6 +84,16 @@ class AdminServiceStub:
                 request_serializer=modelruntime_dot_v1_dot_admin__service__pb2.QueryUsageRequest.SerializeToString,
                 response_deserializer=modelruntime_dot_v1_dot_admin__service__pb2.QueryUsageResponse.FromString,
                 _registered_method=True)
+        self.PutRoute = channel.unary_unary(
+                '/modelruntime.v1.AdminService/PutRoute',
+                request_serializer=modelruntime_dot_v1_dot_admin__service__pb2.PutRouteRequest.SerializeToString,
+                response_deserializer=modelruntime_dot_v1_dot_admin__service__pb2.PutRouteResponse.FromString,
+                _registered_method=True)
+        self.DeleteRoute = channel.unary_unary(
+                '/modelruntime.v1.AdminService/DeleteRoute',
+                request_serializer=modelruntime_dot_v1_dot_admin__service__pb2.DeleteRouteRequest.SerializeToString,
+                response_deserializer=modelruntime_dot_v1_dot_admin__service__pb2.DeleteRouteResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -157,6 +167,21 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutRoute(self, request, context):
+        """Creates or replaces a stored route (not one the server's config defines); every replica
+        serves it within auth.refresh_seconds. ProviderService/ListRoutes lists it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRoute(self, request, context):
+        """Deletes a stored route.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +229,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.QueryUsage,
                     request_deserializer=modelruntime_dot_v1_dot_admin__service__pb2.QueryUsageRequest.FromString,
                     response_serializer=modelruntime_dot_v1_dot_admin__service__pb2.QueryUsageResponse.SerializeToString,
+            ),
+            'PutRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutRoute,
+                    request_deserializer=modelruntime_dot_v1_dot_admin__service__pb2.PutRouteRequest.FromString,
+                    response_serializer=modelruntime_dot_v1_dot_admin__service__pb2.PutRouteResponse.SerializeToString,
+            ),
+            'DeleteRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRoute,
+                    request_deserializer=modelruntime_dot_v1_dot_admin__service__pb2.DeleteRouteRequest.FromString,
+                    response_serializer=modelruntime_dot_v1_dot_admin__service__pb2.DeleteRouteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -454,6 +489,60 @@ class AdminService:
             '/modelruntime.v1.AdminService/QueryUsage',
             modelruntime_dot_v1_dot_admin__service__pb2.QueryUsageRequest.SerializeToString,
             modelruntime_dot_v1_dot_admin__service__pb2.QueryUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelruntime.v1.AdminService/PutRoute',
+            modelruntime_dot_v1_dot_admin__service__pb2.PutRouteRequest.SerializeToString,
+            modelruntime_dot_v1_dot_admin__service__pb2.PutRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelruntime.v1.AdminService/DeleteRoute',
+            modelruntime_dot_v1_dot_admin__service__pb2.DeleteRouteRequest.SerializeToString,
+            modelruntime_dot_v1_dot_admin__service__pb2.DeleteRouteResponse.FromString,
             options,
             channel_credentials,
             insecure,

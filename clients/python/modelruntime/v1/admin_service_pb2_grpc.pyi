@@ -56,6 +56,12 @@ class AdminServiceStub:
     """Re-encrypt every stored credential under the first configured encryption key."""
     QueryUsage: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.QueryUsageRequest, _admin_service_pb2.QueryUsageResponse]
     """Usage totals per day, key, provider, model and model type."""
+    PutRoute: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.PutRouteRequest, _admin_service_pb2.PutRouteResponse]
+    """Creates or replaces a stored route (not one the server's config defines); every replica
+    serves it within auth.refresh_seconds. ProviderService/ListRoutes lists it.
+    """
+    DeleteRoute: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteRouteRequest, _admin_service_pb2.DeleteRouteResponse]
+    """Deletes a stored route."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -85,6 +91,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Re-encrypt every stored credential under the first configured encryption key."""
     QueryUsage: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.QueryUsageRequest, _admin_service_pb2.QueryUsageResponse]  # type: ignore[assignment]
     """Usage totals per day, key, provider, model and model type."""
+    PutRoute: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.PutRouteRequest, _admin_service_pb2.PutRouteResponse]  # type: ignore[assignment]
+    """Creates or replaces a stored route (not one the server's config defines); every replica
+    serves it within auth.refresh_seconds. ProviderService/ListRoutes lists it.
+    """
+    DeleteRoute: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DeleteRouteRequest, _admin_service_pb2.DeleteRouteResponse]  # type: ignore[assignment]
+    """Deletes a stored route."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Operator API: caller keys, stored provider credentials and the usage ledger.
@@ -165,5 +177,23 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.QueryUsageResponse, _abc.Awaitable[_admin_service_pb2.QueryUsageResponse]]:
         """Usage totals per day, key, provider, model and model type."""
+
+    @_abc_1.abstractmethod
+    def PutRoute(
+        self,
+        request: _admin_service_pb2.PutRouteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.PutRouteResponse, _abc.Awaitable[_admin_service_pb2.PutRouteResponse]]:
+        """Creates or replaces a stored route (not one the server's config defines); every replica
+        serves it within auth.refresh_seconds. ProviderService/ListRoutes lists it.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteRoute(
+        self,
+        request: _admin_service_pb2.DeleteRouteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.DeleteRouteResponse, _abc.Awaitable[_admin_service_pb2.DeleteRouteResponse]]:
+        """Deletes a stored route."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -516,9 +516,48 @@ async def scenario_metrics(b: Bench) -> dict:
             "cost_pct": cost}
 
 
+async def scenario_routing(b: Bench) -> dict:
+    """Unary Generate naming the route "bench" (one deployment) vs the same model as a target, in one
+    server, rounds alternating; what routing costs on the happy path, as req/s and CPU per call."""
+    from modelruntime.v1 import llm_service_pb2
+
+    c = max(b.settings.unary_levels)
+    verify = await cl.check_generate(b.server.target, b.nginx.base)
+    direct_frame = grpc_frame(cl.generate_request(b.nginx.base))
+    routed_request = llm_service_pb2.GenerateRequest(route="bench", messages=cl.generate_request("").messages)
+    async with cl.channel(b.server.target) as ch:
+        call = llm_service_pb2_grpc.LLMServiceStub(ch).Generate(routed_request, timeout=10)
+        reply = await call
+        trailers = dict(await call.trailing_metadata())
+    if reply.message.content != up.CHAT_CONTENT or trailers.get("x-modelruntime-attempts") != "1":
+        return {"status": "failed", "error": f"routed Generate: {reply.message.content!r}, {trailers}"}
+    rounds = []
+    for routed in (False, True, False, True, False, True):
+        frame = grpc_frame(routed_request) if routed else direct_frame
+        point = await b.measure(f"unary grpc c={c} {'route' if routed else 'target'}", b.grpc_url(cl.GENERATE),
+                                frame, GRPC_HEADERS, c, sut=True, expected_bytes=verify["response_frame_bytes"])
+        rounds.append({"routed": routed, **point.to_dict()})
+
+    def mean(key: str, routed: bool) -> float:
+        values = [r[key] for r in rounds if r["routed"] == routed and r.get(key)]
+        return statistics.mean(values) if values else 0.0
+
+    rps_target, rps_route = mean("rps", False), mean("rps", True)
+    cpu_target, cpu_route = mean("cpu_ms_per_req", False), mean("cpu_ms_per_req", True)
+    rps_cost = round((rps_target - rps_route) / rps_target * 100, 2) if rps_target else None
+    cpu_cost = round((cpu_route - cpu_target) / cpu_target * 100, 2) if cpu_target else None
+    print(f"  target {rps_target:.1f} req/s {cpu_target:.4f} ms CPU/call; route {rps_route:.1f} req/s "
+          f"{cpu_route:.4f} ms CPU/call: {rps_cost} % fewer req/s, {cpu_cost} % more CPU per call (target < 5 %)",
+          flush=True)
+    return {"status": "ok", "concurrency": c, "rounds": rounds, "rps_target": round(rps_target, 1),
+            "rps_route": round(rps_route, 1), "cpu_ms_target": round(cpu_target, 4),
+            "cpu_ms_route": round(cpu_route, 4), "rps_cost_pct": rps_cost, "cpu_cost_pct": cpu_cost}
+
+
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {
     "unary": scenario_unary,
     "metrics": scenario_metrics,
+    "routing": scenario_routing,
     "stream": scenario_stream,
     "embeddings": scenario_embeddings,
     "http": scenario_http,

@@ -26,6 +26,7 @@ from .upstream import children, cpu_seconds, free_port, pinned, pss_bytes, rss_b
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 API_KEY = "sk-bench-0123456789abcdef"
+BENCH_MODEL = "gpt-4o-mini"  # = bench.upstream.MODEL
 
 
 def server_supports_workers(python: str) -> bool:
@@ -70,6 +71,10 @@ class Server:
             "providers": {"openai": {"credentials": {"openai_api_key": API_KEY,
                                                      "openai_api_base": self.upstream_base}}},
             "observability": {"metrics": self.metrics},
+            # The routing scenario's route: one deployment, the same upstream as the direct target.
+            "routing": {"routes": {"bench": {"deployments": [{
+                "provider": "openai", "model": BENCH_MODEL,
+                "credentials": {"openai_api_key": API_KEY, "openai_api_base": self.upstream_base}}]}}},
             "log_level": self.log_level,
         }
 

@@ -10,8 +10,8 @@ import os
 import grpc
 import pytest
 from modelruntime.admin import AsyncAdminClient
-from modelruntime.v1 import llm_service_pb2_grpc, provider_service_pb2_grpc
 from modelruntime.v1 import llm_service_pb2 as llm_pb
+from modelruntime.v1 import llm_service_pb2_grpc, provider_service_pb2_grpc
 from modelruntime.v1 import provider_service_pb2 as prov_pb
 from sqlalchemy import select
 
@@ -19,7 +19,15 @@ from server.app import start_server
 from server.auth.crypto import generate_key_spec
 from server.auth.store import open_store
 from server.auth.store.models import UsageRow
-from server.config import AuthConfig, Config, EgressConfig, GrpcConfig, HttpConfig, RoutingConfig, StorageConfig
+from server.config import (
+    AuthConfig,
+    Config,
+    EgressConfig,
+    GrpcConfig,
+    HttpConfig,
+    RoutingConfig,
+    StorageConfig,
+)
 from tests.helpers import decode, user
 from tests.mocks.openai_mock import OpenAIMock, status
 

@@ -7,8 +7,6 @@ where they are not reachable — and under CI=true that skip fails (tests/confte
 from __future__ import annotations
 
 import asyncio
-import secrets
-import socket
 import time
 
 import grpc
@@ -21,31 +19,16 @@ from server.auth.store import open_store
 from tests.helpers import struct, user
 from tests.mocks.openai_mock import OpenAIMock
 from tests.server_process import ServerProcess
+from tests.services import fresh_database
 
 pytestmark = pytest.mark.services
 KEY = "sk-shared-upstream"
 
 
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 async def database():
-    if not (_reachable(5432) and _reachable(6379)):
-        pytest.skip("PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are not both reachable")
-    import asyncpg
-
-    name = "mr_auth_" + secrets.token_hex(4)
-    admin = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="test")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    async with fresh_database("mr_auth_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import re
 import secrets
-import socket
 
 import grpc
 import httpx
@@ -27,34 +26,19 @@ from tests.helpers import struct, user
 from tests.mocks.openai_mock import OpenAIMock, slow_first_byte, status
 from tests.nginx import Nginx, find_nginx
 from tests.server_process import ServerProcess, free_port
+from tests.services import fresh_database
 
 pytestmark = pytest.mark.services
 KEY = "sk-test"
 REDIS = "redis://127.0.0.1:6379/0"
 
 
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 async def database():
-    if not (_reachable(5432) and _reachable(6379)):
-        pytest.skip("PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are not both reachable")
     if find_nginx() is None:
         pytest.skip("nginx is not installed (apt-get install -y nginx)")
-    import asyncpg
-
-    name = "mr_replicas_" + secrets.token_hex(4)
-    admin = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="test")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    async with fresh_database("mr_replicas_") as url:
+        yield url
 
 
 def _deployment(url: str, name: str) -> dict:

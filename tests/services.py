@@ -1,0 +1,36 @@
+"""The real PostgreSQL and Redis on 127.0.0.1 for tests marked ``services``: reachability, and a
+fresh PostgreSQL database per test module or test (dropped afterwards)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+
+def reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(prefix: str) -> AsyncIterator[str]:
+    """A new, empty database's SQLAlchemy URL; skips the test when PostgreSQL or Redis is away."""
+    if not (reachable(5432) and reachable(6379)):
+        pytest.skip("PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) are not both reachable")
+    import asyncpg
+
+    name = prefix + secrets.token_hex(4)
+    admin = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="test")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -293,3 +293,55 @@ def test_shipped_replica_config_and_its_routes_are_valid():
     routes = parse_routes(config.routing.routes)
     assert routes["chat"].strategy == "weighted"
     check_routes(ModelRuntime(builtin_registry([], config.load_options()), None), routes)
+
+
+async def test_retry_after_ms_and_gemini_retry_info_are_waited():
+    from tests.mocks.gemini_mock import GeminiMock
+    from tests.mocks.gemini_mock import rate_limit as gemini_rate_limit
+
+    gkey = "AIzaSy-routing-test-0123456789"
+    async with OpenAIMock(api_keys=[KEY]) as a, GeminiMock(api_keys=[gkey]) as g:
+        a.enqueue(rate_limit(retry_after=None, retry_after_ms=300))
+        g.enqueue(gemini_rate_limit(retry_delay="0.4s"))
+        gemini = {"provider": "google", "model": "gemini-2.5-flash",
+                  "credentials": {"google_api_key": gkey, "google_base_url": g.url + "/v1beta"}}
+        routes = {"ms": {"deployments": [deployment(a.url)], "retry": FAST},
+                  "gemini": {"deployments": [gemini], "retry": FAST}}
+        async with routed(routes) as (stubs, _):
+            _, openai_trailers = await generate(stubs, ask("ms"))
+            _, gemini_trailers = await generate(stubs, ask("gemini"))
+        assert openai_trailers["x-modelruntime-attempts"] == gemini_trailers["x-modelruntime-attempts"] == "2"
+        assert a.requests[1].received_at - a.requests[0].received_at >= 0.3
+        assert g.requests[1].received_at - g.requests[0].received_at >= 0.4
+
+
+async def test_long_429_cools_down_and_falls_back_at_once(mocks):
+    a, b = mocks
+    a.enqueue(rate_limit(retry_after=30))
+    routes = {"main": {"deployments": [deployment(a.url, name="a"), deployment(b.url, name="b")], "retry": FAST}}
+    async with routed(routes) as (stubs, _):
+        _, trailers = await generate(stubs, ask("main"))
+        listed = await stubs.providers.ListRoutes(prov_pb.ListRoutesRequest())
+    assert trailers["x-modelruntime-deployment"] == "b" and len(a.requests) == 1
+    cooling = listed.routes[0].deployments[0]
+    assert cooling.cooling_down and 25 < cooling.cooldown_seconds <= 30
+
+
+async def test_least_in_flight_and_the_concurrency_cap(mocks):
+    from tests.mocks.openai_mock import slow_first_byte
+
+    a, b = mocks
+    a.enqueue(slow_first_byte(0.5), times=20)
+    b.enqueue(slow_first_byte(0.5), times=20)
+    routes = {"spread": {"strategy": "least_in_flight",
+                         "deployments": [deployment(a.url, name="a"), deployment(b.url, name="b")]},
+              "capped": {"deployments": [deployment(a.url, name="a", max_in_flight=2), deployment(b.url, name="b")]},
+              "full": {"deployments": [deployment(a.url, max_in_flight=1)]}}
+    async with routed(routes) as (stubs, _):
+        served = await asyncio.gather(*(generate(stubs, ask("spread")) for _ in range(10)))
+        assert sorted(t["x-modelruntime-deployment"] for _, t in served) == ["a"] * 5 + ["b"] * 5
+        served = await asyncio.gather(*(generate(stubs, ask("capped")) for _ in range(5)))
+        assert sorted(t["x-modelruntime-deployment"] for _, t in served) == ["a", "a", "b", "b", "b"]
+        results = await asyncio.gather(*(generate(stubs, ask("full")) for _ in range(2)), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(refused) == 1 and refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED

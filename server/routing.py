@@ -145,9 +145,8 @@ def _credentials(config: Config, gate: Gate | None) -> Any:
             if gate is None:
                 raise ConfigError("stored credentials need the operator layer")
             return gate.operator_stored(spec.credentials_name, spec.provider)
-        if spec.credentials:
-            return dict(spec.credentials)
-        return dict(configured.get(spec.provider) or {})
+        # Not copied: the runtime validates them into a new dict before any use.
+        return spec.credentials or configured.get(spec.provider) or {}
 
     return credentials
 

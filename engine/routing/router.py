@@ -86,10 +86,7 @@ class Route:
         self.spec = spec
         self.balancer = Balancer(name, spec)
         self.budget = RetryBudget(spec.retry)
-
-    @property
-    def deployments(self) -> list[Deployment]:
-        return self.balancer.deployments
+        self.deployments: list[Deployment] = self.balancer.deployments
 
 
 class Router:
@@ -154,7 +151,10 @@ class Router:
     async def _serve(self, route: Route, served: Served, model_type: ModelType, deadline: float | None,
                      attempt: Attempt[Any], hold: bool, hops: int = 0) -> tuple[Any, Deployment]:
         route.budget.deposit()
-        candidates, probes, soonest, busy = await self._candidates(route, deadline)
+        candidates, due, soonest, busy = self._candidates(route)
+        probes: set[Deployment] = set()
+        if due:
+            candidates, probes = await self._probes(candidates, due, deadline)
         if not candidates:
             raise _none_available(route.name, soonest, busy)
         loop = asyncio.get_running_loop()
@@ -193,7 +193,7 @@ class Router:
                             return await self._serve(self.routes[other], served, model_type, deadline, attempt,
                                                      hold, hops + 1)
                         raise
-                    cooled = await self._failed(route, deployment, exc, deployment in probes)
+                    cooled = await self._failed(route, deployment, exc, bool(probes) and deployment in probes)
                     if cooled or not retryable(exc) or retries >= spec.retry.attempts:
                         break
                     wait = wait_seconds(exc, retries, spec.retry, self.rng)
@@ -212,7 +212,7 @@ class Router:
                     raise
                 if not hold:
                     deployment.in_flight -= 1
-                if deployment in probes or self.store.until(deployment.key) is not None:
+                if probes and deployment in probes or self.store.until(deployment.key) is not None:
                     await self._healthy(deployment)
                 return result, deployment
         if last is not None:
@@ -221,11 +221,12 @@ class Router:
             raise refused
         raise _none_available(route.name, soonest, busy)
 
-    async def _candidates(self, route: Route, deadline: float | None
-                          ) -> tuple[list[Deployment], set[Deployment], float | None, bool]:
-        store = self.store
+    def _candidates(self, route: Route) -> tuple[list[Deployment], list[Deployment], float | None, bool]:
+        """(healthy deployments, ones whose cooldown ended and want a probe, soonest end of a
+        cooldown in seconds, whether any was at its cap). Reads only local state."""
+        until = self.store.until
         out: list[Deployment] = []
-        probes: set[Deployment] = set()
+        due: list[Deployment] = []
         soonest: float | None = None
         busy = False
         now = 0.0
@@ -233,18 +234,25 @@ class Router:
             if deployment.full():
                 busy = True
                 continue
-            until = store.until(deployment.key)
-            if until is not None:
+            ends = until(deployment.key)
+            if ends is not None:
                 now = now or time.time()
-                if now < until:
-                    soonest = until if soonest is None else min(soonest, until)
+                if now < ends:
+                    soonest = ends if soonest is None else min(soonest, ends)
                     continue
-                ttl = max(1.0, deadline - asyncio.get_running_loop().time()) if deadline is not None else 60.0
-                if not await store.claim_probe(deployment.key, min(ttl, 60.0)):
-                    continue  # another call (maybe on another replica) is probing it
-                probes.add(deployment)
+                due.append(deployment)
             out.append(deployment)
-        return out, probes, (soonest - time.time()) if soonest is not None else None, busy
+        return out, due, (soonest - time.time()) if soonest is not None else None, busy
+
+    async def _probes(self, candidates: list[Deployment], due: list[Deployment], deadline: float | None
+                      ) -> tuple[list[Deployment], set[Deployment]]:
+        """Claim the probe slot of each deployment that is due one; drop those another call holds."""
+        ttl = max(1.0, deadline - asyncio.get_running_loop().time()) if deadline is not None else 60.0
+        probes: set[Deployment] = set()
+        for deployment in due:
+            if await self.store.claim_probe(deployment.key, min(ttl, 60.0)):
+                probes.add(deployment)
+        return [d for d in candidates if d not in due or d in probes], probes
 
     async def _failed(self, route: Route, deployment: Deployment, exc: RuntimeFault, probing: bool) -> bool:
         """Feed the cooldown; True when the deployment now cools down."""

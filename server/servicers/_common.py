@@ -33,8 +33,8 @@ def routing_metadata(target: Target | None) -> tuple[tuple[str, str], ...]:
     served = target.served if target is not None else None
     if served is None:
         return ()
+    # Provider and model are the response's own (and the error's ErrorInfo metadata).
     return (("x-modelruntime-route", served.route), ("x-modelruntime-deployment", served.deployment),
-            ("x-modelruntime-provider", served.provider), ("x-modelruntime-model", served.model),
             ("x-modelruntime-attempts", str(served.attempts)), ("x-modelruntime-fallbacks", str(served.fallbacks)))
 
 

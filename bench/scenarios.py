@@ -542,6 +542,9 @@ async def scenario_routing(b: Bench) -> dict:
         values = [r[key] for r in rounds if r["routed"] == routed and r.get(key)]
         return statistics.mean(values) if values else 0.0
 
+    from .routing_cost import measure as engine_cost
+
+    engine = await asyncio.to_thread(engine_cost)
     rps_target, rps_route = mean("rps", False), mean("rps", True)
     cpu_target, cpu_route = mean("cpu_ms_per_req", False), mean("cpu_ms_per_req", True)
     rps_cost = round((rps_target - rps_route) / rps_target * 100, 2) if rps_target else None
@@ -549,7 +552,12 @@ async def scenario_routing(b: Bench) -> dict:
     print(f"  target {rps_target:.1f} req/s {cpu_target:.4f} ms CPU/call; route {rps_route:.1f} req/s "
           f"{cpu_route:.4f} ms CPU/call: {rps_cost} % fewer req/s, {cpu_cost} % more CPU per call (target < 5 %)",
           flush=True)
-    return {"status": "ok", "concurrency": c, "rounds": rounds, "rps_target": round(rps_target, 1),
+    added = engine["routing_us_per_call"]
+    share = round(added / (cpu_target * 1000) * 100, 2) if cpu_target else None
+    print(f"  routing layer alone (model call stubbed): {added} µs CPU per call = {share} % of the server's "
+          f"{cpu_target:.4f} ms per unary call", flush=True)
+    return {"status": "ok", "concurrency": c, "rounds": rounds, "engine": engine, "engine_share_pct": share,
+            "rps_target": round(rps_target, 1),
             "rps_route": round(rps_route, 1), "cpu_ms_target": round(cpu_target, 4),
             "cpu_ms_route": round(cpu_route, 4), "rps_cost_pct": rps_cost, "cpu_cost_pct": cpu_cost}
 

@@ -345,3 +345,15 @@ async def test_least_in_flight_and_the_concurrency_cap(mocks):
         results = await asyncio.gather(*(generate(stubs, ask("full")) for _ in range(2)), return_exceptions=True)
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(refused) == 1 and refused[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_the_python_client_names_a_route(mocks):
+    import modelruntime
+
+    a, _ = mocks
+    async with routed({"main": {"deployments": [deployment(a.url)]}}) as (_, running):  # noqa: SIM117
+        async with modelruntime.AsyncModelRuntimeClient(f"127.0.0.1:{running.port}") as client:
+            reply = await client.llm.generate(route="main", messages=[{"role": "user", "content": "client"}])
+            pieces = [c.delta.content async for c in client.llm.stream(
+                route="main", messages=[{"role": "user", "content": "streamed"}])]
+    assert reply.message.content == "Echo: client" and "".join(pieces) == "Echo: streamed"

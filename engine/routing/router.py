@@ -250,7 +250,12 @@ class Router:
         ttl = max(1.0, deadline - asyncio.get_running_loop().time()) if deadline is not None else 60.0
         probes: set[Deployment] = set()
         for deployment in due:
-            if await self.store.claim_probe(deployment.key, min(ttl, 60.0)):
+            try:
+                claimed = await self.store.claim_probe(deployment.key, min(ttl, 60.0))
+            except Exception as exc:  # noqa: BLE001 - the shared store is away: probe from here
+                log.warning("routing: cooldown store failed (%s)", type(exc).__name__)
+                claimed = True
+            if claimed:
                 probes.add(deployment)
         return [d for d in candidates if d not in due or d in probes], probes
 

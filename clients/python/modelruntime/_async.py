@@ -167,8 +167,8 @@ class AsyncLLM(_AsyncResource):
     async def generate(
         self,
         *,
-        provider: str,
-        model: str,
+        provider: str = "",
+        model: str = "",
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
@@ -178,8 +178,10 @@ class AsyncLLM(_AsyncResource):
         user: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
+        route: str = "",
     ) -> llm_service_pb2.GenerateResponse:
-        """One complete assistant message (default deadline: the generation timeout)."""
+        """One complete assistant message (default deadline: the generation timeout).
+        ``route``: a route (``ProviderService.ListRoutes``) instead of ``provider`` and ``model``."""
         req = _base.generate_request(
             llm_service_pb2.GenerateRequest,
             provider,
@@ -191,14 +193,15 @@ class AsyncLLM(_AsyncResource):
             tool_choice,
             stop,
             user,
+            route,
         )
         return await self._unary(self._stub.Generate, req, timeout, metadata, long=True)
 
     def stream(
         self,
         *,
-        provider: str,
-        model: str,
+        provider: str = "",
+        model: str = "",
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
@@ -208,8 +211,10 @@ class AsyncLLM(_AsyncResource):
         user: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
+        route: str = "",
     ) -> AsyncLLMStream:
-        """An async iterator of ``StreamGenerateResponse`` chunks (errors raised mid-stream are converted)."""
+        """An async iterator of ``StreamGenerateResponse`` chunks (errors raised mid-stream are converted).
+        ``route``: a route instead of ``provider`` and ``model``."""
         req = _base.generate_request(
             llm_service_pb2.StreamGenerateRequest,
             provider,
@@ -221,6 +226,7 @@ class AsyncLLM(_AsyncResource):
             tool_choice,
             stop,
             user,
+            route,
         )
         return AsyncLLMStream(self._stream(self._stub.StreamGenerate, req, timeout, metadata))
 

@@ -138,9 +138,11 @@ def generate_request(
     tool_choice: Any,
     stop: str | Iterable[str] | None,
     user: str,
+    route: str = "",
 ) -> Any:
     req = cls(
         target=_convert.target(provider, model, credentials),
+        route=route,
         messages=_convert.to_messages(messages),
         tools=_convert.to_tools(tools),
         stop=_texts(stop) if stop is not None else [],

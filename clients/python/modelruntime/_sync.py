@@ -169,8 +169,8 @@ class LLM(_Resource):
     def generate(
         self,
         *,
-        provider: str,
-        model: str,
+        provider: str = "",
+        model: str = "",
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
@@ -180,8 +180,10 @@ class LLM(_Resource):
         user: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
+        route: str = "",
     ) -> llm_service_pb2.GenerateResponse:
-        """One complete assistant message (default deadline: the generation timeout)."""
+        """One complete assistant message (default deadline: the generation timeout).
+        ``route``: a route (``ProviderService.ListRoutes``) instead of ``provider`` and ``model``."""
         req = _base.generate_request(
             llm_service_pb2.GenerateRequest,
             provider,
@@ -193,14 +195,15 @@ class LLM(_Resource):
             tool_choice,
             stop,
             user,
+            route,
         )
         return self._unary(self._stub.Generate, req, timeout, metadata, long=True)
 
     def stream(
         self,
         *,
-        provider: str,
-        model: str,
+        provider: str = "",
+        model: str = "",
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
@@ -210,8 +213,10 @@ class LLM(_Resource):
         user: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
+        route: str = "",
     ) -> LLMStream:
-        """An iterator of ``StreamGenerateResponse`` chunks (errors raised mid-stream are converted)."""
+        """An iterator of ``StreamGenerateResponse`` chunks (errors raised mid-stream are converted).
+        ``route``: a route instead of ``provider`` and ``model``."""
         req = _base.generate_request(
             llm_service_pb2.StreamGenerateRequest,
             provider,
@@ -223,6 +228,7 @@ class LLM(_Resource):
             tool_choice,
             stop,
             user,
+            route,
         )
         return LLMStream(self._stream(self._stub.StreamGenerate, req, timeout, metadata))
 

@@ -271,6 +271,7 @@ async def test_http_model_may_name_a_route(mocks):
             reply = await client.post("/chat/completions", json=body)
             streamed = await client.post("/chat/completions", json={**body, "stream": True})
             unknown = await client.post("/chat/completions", json={**body, "model": "nosuch"})
+            models = (await client.get("/models")).json()["data"]
     finally:
         await running.stop(0, 0)
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "Echo: via http"
@@ -278,6 +279,8 @@ async def test_http_model_may_name_a_route(mocks):
     assert streamed.status_code == 200 and streamed.headers["x-modelruntime-route"] == "main"
     assert "via http" in streamed.text and "data: [DONE]" in streamed.text
     assert unknown.status_code == 400
+    assert {"id": "main", "object": "model", "owned_by": "route"}.items() <= next(
+        m for m in models if m["id"] == "main").items()
 
 
 def test_shipped_replica_config_and_its_routes_are_valid():

@@ -331,6 +331,9 @@ class OpenAIApp:
             for m in await self.runtime.list_models(provider):
                 data.append({"id": call.public_model(provider, m.model), "object": "model",
                              "created": _MODEL_CREATED, "owned_by": provider})
+        if call.provider is None:  # routes are named like models on /v1
+            data.extend({"id": name, "object": "model", "created": _MODEL_CREATED, "owned_by": "route"}
+                        for name in sorted(self.runtime.router.routes))
         return data
 
 

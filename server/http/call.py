@@ -109,7 +109,8 @@ class Call:
                 return self.routed
             if not sep or not provider or not name:
                 raise bad_request(
-                    f"model must be '<provider>/<model>' on /v1 (got '{model}'), or use /<provider>/v1/...",
+                    f"model must be '<provider>/<model>' or a route name on /v1 (got '{model}'), "
+                    "or use /<provider>/v1/...",
                     param="model", code="model_not_found",
                 )
         else:

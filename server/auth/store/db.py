@@ -244,7 +244,7 @@ class Store:
         # Core, not the ORM's bulk insert: one executemany without per-row ORM bookkeeping
         # (measured ~50 -> ~10 us of CPU per row in batches of 500; the ledger sees every call).
         async with self.engine.begin() as conn:
-            await conn.execute(insert(UsageRow.__table__), rows)
+            await conn.execute(insert(UsageRow), rows)
 
     async def usage(self, key_id: str = "", provider: str = "", model: str = "", start_day: str = "",
                     end_day: str = "") -> list[UsageTotal]:

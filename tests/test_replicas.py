@@ -1,7 +1,7 @@
 """Three server processes sharing Redis and PostgreSQL behind Debian's nginx (grpc_pass), as
-operators would run them: calls spread over all three; a replica killed mid-run costs only the
-calls it was serving (UNAVAILABLE) while new calls keep succeeding; a deployment one replica
-cooled down is avoided by the others.
+operators would run them: calls spread over all three; a deployment one replica cooled down is
+avoided by the others; a route stored through one replica is served by the others; a replica
+killed mid-run costs only the calls it was serving (UNAVAILABLE) while new calls keep succeeding.
 
 Needs PostgreSQL and Redis on 127.0.0.1 and nginx (``apt-get install -y nginx``, which ``make
 install`` / ``make test`` do when it is missing); skipped where any is missing, and under CI=true
@@ -18,6 +18,7 @@ import secrets
 import grpc
 import httpx
 import pytest
+from modelruntime.admin import AsyncAdminClient
 from modelruntime.v1 import common_pb2, llm_service_pb2_grpc, provider_service_pb2_grpc
 from modelruntime.v1 import llm_service_pb2 as llm_pb
 from modelruntime.v1 import provider_service_pb2 as prov_pb
@@ -68,6 +69,9 @@ async def test_three_replicas_behind_nginx(tmp_path, database):
             "storage": {"url": database, "redis_url": REDIS},
             "egress": {"allowed_cidrs": ["127.0.0.1/32"]},
             "grpc": {"grace_seconds": 1, "drain_seconds": 0},
+            "auth": {"refresh_seconds": 0.2},
+            # what a stored route's deployment without credentials uses
+            "providers": {"openai": {"credentials": {"openai_api_key": KEY, "openai_api_base": healthy.url}}},
             "routing": {"poll_seconds": 0.1, "routes": {route: {
                 "deployments": [_deployment(failing.url, "primary"), _deployment(healthy.url, "secondary")],
                 "retry": {"attempts": 0}, "cooldown": {"failures": 1, "seconds": 120}}}},
@@ -110,7 +114,17 @@ async def test_three_replicas_behind_nginx(tmp_path, database):
         (shown,) = [r for r in listed.routes if r.name == route]
         assert [d.cooling_down for d in shown.deployments] == [True, False]
 
-        # 3. a replica killed mid-run: only its in-flight calls fail, with UNAVAILABLE
+        # 3. a route stored through one replica's AdminService is served by the others
+        admin = AsyncAdminClient(channel=await stack.enter_async_context(
+            grpc.aio.insecure_channel(f"127.0.0.1:{replicas[0].grpc_port}")))
+        stored = route + "-stored"
+        await admin.put_route(stored, {"deployments": [{"provider": "openai", "model": "gpt-4o-mini"}]})
+        await asyncio.sleep(1.0)  # every replica re-reads the store every auth.refresh_seconds
+        for stub in direct[1:]:
+            text, trailers = await _generate(stub, llm_pb.GenerateRequest(route=stored, messages=[user("c")]))
+            assert text == "Echo: c" and trailers["x-modelruntime-route"] == stored
+
+        # 4. a replica killed mid-run: only its in-flight calls fail, with UNAVAILABLE
         slow.enqueue(slow_first_byte(3), times=30)
         before = len(slow.requests)
         calls = [asyncio.ensure_future(_generate(llm, plain)) for _ in range(30)]

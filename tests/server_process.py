@@ -64,7 +64,11 @@ class ServerProcess:
     async def __aenter__(self) -> ServerProcess:  # noqa: PYI034
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server", "--config", str(self.path), cwd=str(ROOT), env=self.env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=self._limit)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            # Only when needed: a preexec_fn forces fork() and Python code in the child, which can
+            # trip over gRPC's threads of this process (epoll "Bad file descriptor"); without one,
+            # the child is started by vfork/posix_spawn and runs nothing before exec.
+            preexec_fn=self._limit if self.nofile is not None else None)
         self._reader = asyncio.create_task(self._collect())
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

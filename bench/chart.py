@@ -22,6 +22,31 @@ def _pairs(results: dict) -> list[tuple[str, float, float]]:
     return out
 
 
+def _metrics_panel(ax, metrics: dict) -> None:
+    """Throughput per round, on beside off, with server CPU per call on a second axis."""
+    rounds = metrics["rounds"]
+    numbers = sorted({r.get("round", i // 2 + 1) for i, r in enumerate(rounds)})
+    for on, shift, color in ((True, -0.2, "tab:blue"), (False, 0.2, "tab:gray")):
+        side = {r.get("round", i // 2 + 1): r for i, r in enumerate(rounds) if r["metrics"] is on}
+        xs = [n + shift for n in numbers if n in side]
+        ax.bar(xs, [side[n]["rps"] for n in numbers if n in side], 0.4, color=color,
+               label=f"metrics {'on' if on else 'off'}")
+    ax.set_xticks(numbers, [f"round {n}" for n in numbers])
+    ax.set_ylabel("requests / s")
+    ax.legend(loc="lower left")
+    cpu = ax.twinx()
+    for on, marker in ((True, "o"), (False, "s")):
+        pts = [(r.get("round", i // 2 + 1), r.get("cpu_ms_per_req")) for i, r in enumerate(rounds)
+               if r["metrics"] is on and r.get("cpu_ms_per_req")]
+        cpu.plot([p[0] for p in pts], [p[1] for p in pts], marker, color="black", fillstyle="none",
+                 label=f"CPU ms/call {'on' if on else 'off'}")
+    cpu.set_ylabel("server CPU ms / call")
+    cpu.set_ylim(bottom=0)
+    cpu.legend(loc="lower right")
+    ax.set_title(f"Unary c={metrics.get('concurrency')}, metrics on vs off: median {metrics.get('cost_pct')} % "
+                 f"throughput, {metrics.get('cpu_cost_pct')} % CPU/call")
+
+
 def draw(results: dict, path: Path) -> Path | None:
     try:
         import matplotlib
@@ -48,12 +73,7 @@ def draw(results: dict, path: Path) -> Path | None:
         ax.set_title("Throughput")
         ax.legend()
     if metrics.get("rounds"):
-        ax = ax_list.pop(0)
-        rounds = metrics["rounds"]
-        labels = [f"{'on' if r['metrics'] else 'off'} #{i // 2 + 1}" for i, r in enumerate(rounds)]
-        ax.bar(labels, [r["rps"] for r in rounds], color=["tab:blue" if r["metrics"] else "tab:gray" for r in rounds])
-        ax.set_ylabel("requests / s")
-        ax.set_title(f"Unary c={metrics.get('concurrency')}: metrics on vs off ({metrics.get('cost_pct')} % apart)")
+        _metrics_panel(ax_list.pop(0), metrics)
     fig.suptitle(f"make bench, {results.get('started', '')}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

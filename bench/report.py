@@ -132,6 +132,15 @@ def target_rows(s: dict) -> list[dict]:
     else:
         missing("streaming throughput", "≥ 1,500 streams/s", "stream")
 
+    m = s.get("metrics")
+    if m and m.get("status") == "ok" and m.get("cost_pct") is not None:
+        row("metrics on vs off, unary throughput", "≤ 5 % apart", f"{_f(m['rps_on'])} vs {_f(m['rps_off'])} req/s "
+            f"({_f(m['cost_pct'], 2, ' %')})", "n/a", "n/a", abs(m["cost_pct"]) <= 5,
+            f"medians of {len(m['cost_pct_per_round'])} alternating rounds, c={m['concurrency']}; CPU/call "
+            f"{_f(m['cpu_ms_on'], 4)} vs {_f(m['cpu_ms_off'], 4)} ms ({_f(m['cpu_cost_pct'], 2, ' %')})")
+    else:
+        missing("metrics on vs off, unary throughput", "≤ 5 % apart", "metrics")
+
     o = s.get("open_streams")
     if o and o.get("status") in ("ok", "partial"):
         row(f"{o['requested']:,} open streams, server RSS", "≤ 250 MB",

@@ -527,7 +527,7 @@ def metrics_cost(rounds: list[dict]) -> dict:
     """Medians over rounds of throughput and server CPU per call, on vs off, and how far apart."""
     def median(key: str, on: bool) -> float | None:
         values = [r[key] for r in rounds if r["metrics"] is on and r.get(key)]
-        return statistics.median(values) if values else None
+        return round(statistics.median(values), 4) if values else None
 
     rps_on, rps_off = median("rps", True), median("rps", False)
     cpu_on, cpu_off = median("cpu_ms_per_req", True), median("cpu_ms_per_req", False)

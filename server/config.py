@@ -120,6 +120,9 @@ class ObservabilityConfig(_Section):
     # One log line per call; "text" (key=value) or "json".
     call_log: bool = True
     log_format: Literal["text", "json"] = "text"
+    # Prompt and completion text in spans and call log lines (scrubbed of credential values); off by default.
+    capture_content: bool = False
+    capture_content_max_chars: int = Field(default=16384, ge=64)
 
 
 class AuthConfig(_Section):

@@ -99,6 +99,10 @@ class Metrics:
                                 ["front_door"], registry=r)
         self.bytes_out = Counter("modelruntime_sent_bytes", "Response bytes sent to callers.",
                                  ["front_door"], registry=r)
+        self.upstream_out = Counter("modelruntime_upstream_sent_bytes", "Request body bytes sent to providers.",
+                                    [PROVIDER], registry=r)
+        self.upstream_in = Counter("modelruntime_upstream_received_bytes", "Response body bytes received from "
+                                   "providers (after decompression).", [PROVIDER], registry=r)
         self.grpc_started = Counter("grpc_server_started", "RPCs started on the server.",
                                     ["grpc_type", "grpc_service", "grpc_method"], registry=r)
         self.grpc_handled = Counter("grpc_server_handled", "RPCs completed on the server, by code.",
@@ -152,5 +156,10 @@ class Metrics:
         return (record.operation, labels.provider(record.provider), labels.model(record.model),
                 labels.model(record.response_model) if record.response_model else "")
 
-    def attempt(self, provider: str, status: str) -> None:
-        self.child(self.attempts, self.labels.provider(provider), status).inc()
+    def attempt(self, provider: str, status: str, sent: int, received: int) -> None:
+        name = self.labels.provider(provider)
+        self.child(self.attempts, name, status).inc()
+        if sent:
+            self.child(self.upstream_out, name).inc(sent)
+        if received:
+            self.child(self.upstream_in, name).inc(received)

@@ -1,0 +1,196 @@
+"""Issue 13, the rest: captured content (off by default, on by the operator, secrets scrubbed),
+CountTokens and credential checks observed like model calls, bytes in and out (callers and
+upstream), one span per upstream attempt including retried connect failures, and the W3C trace
+context on the upstream request of every model type's call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+
+import grpc
+import httpx
+import pytest
+from modelruntime.v1 import llm_service_pb2 as llm_pb
+from modelruntime.v1 import provider_service_pb2 as prov_pb
+from modelruntime.v1 import provider_service_pb2_grpc
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.helpers import struct, target, user
+from tests.mocks.openai_mock import reply, slow_stream
+from tests.test_observability import CHAT, KEY, PARENT, TRACE_ID, _gen, _start, _stop, value
+
+
+@pytest.fixture
+async def mock():
+    from tests.mocks.openai_mock import OpenAIMock
+
+    async with OpenAIMock(api_keys=[KEY]) as m:
+        yield m
+
+
+def _lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "modelruntime.calls"]
+
+
+def _secret_prompt(mock) -> llm_pb.GenerateRequest:
+    return _gen(mock, text=f"remember the launch code 7781 and my key {KEY}")
+
+
+async def test_content_is_absent_by_default(mock, caplog):
+    caplog.set_level(logging.INFO, logger="modelruntime.calls")
+    env = await _start(mock, InMemorySpanExporter())
+    try:
+        mock.enqueue(reply(content="the answer is 42"))
+        await env.llm.Generate(_secret_prompt(mock))
+    finally:
+        await _stop(env)
+    spans = env.exporter.get_finished_spans()
+    dump = json.dumps([dict(s.attributes) for s in spans]) + "\n".join(_lines(caplog))
+    assert "launch code" not in dump and "the answer is 42" not in dump and KEY not in dump
+    assert not any("gen_ai.input.messages" in s.attributes for s in spans)
+
+
+async def test_content_captured_when_the_operator_turns_it_on(mock, caplog):
+    caplog.set_level(logging.INFO, logger="modelruntime.calls")
+    env = await _start(mock, InMemorySpanExporter(), capture_content=True)
+    try:
+        mock.enqueue(reply(content="the answer is 42"))
+        await env.llm.Generate(_secret_prompt(mock), metadata=(("x-request-id", "content-1"),))
+        mock.enqueue(slow_stream(0.3))
+        call = env.llm.StreamGenerate(_gen(mock, cls=llm_pb.StreamGenerateRequest, text="a streamed question"))
+        await call.read()
+        call.cancel()
+        for _ in range(200):  # the cancelled call's span ends once the runtime saw the cancel
+            if len([s for s in env.exporter.get_finished_spans() if s.kind.name == "SERVER"]) == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await _stop(env)
+    lines = _lines(caplog)
+    line = next(x for x in lines if "request_id=content-1" in x)
+    assert "launch code 7781" in line and "the answer is 42" in line
+    assert KEY not in "\n".join(lines) and "***" in line
+    generated, streamed = (s.attributes for s in env.exporter.get_finished_spans() if s.kind.name == "SERVER")
+    assert json.loads(generated["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "the answer is 42"}], "finish_reason": "stop"}]
+    # The streamed, cancelled call: its prompt and the completion sent so far.
+    assert streamed["modelruntime.status"] == "cancelled"
+    assert json.loads(streamed["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "a streamed question"}]}]
+    output = json.loads(streamed["gen_ai.output.messages"])
+    assert output[0]["role"] == "assistant" and output[0]["parts"][0]["type"] == "text"
+
+
+async def test_content_in_spans_is_scrubbed_and_capped(mock):
+    env = await _start(mock, InMemorySpanExporter(), capture_content=True, capture_content_max_chars=200)
+    try:
+        mock.enqueue(reply(content="x" * 1000))
+        await env.llm.Generate(_secret_prompt(mock))
+    finally:
+        await _stop(env)
+    span = next(s for s in env.exporter.get_finished_spans() if s.kind.name == "SERVER")
+    sent = json.loads(span.attributes["gen_ai.input.messages"])
+    assert sent[0]["parts"][0]["content"] == "remember the launch code 7781 and my key ***"
+    assert len(span.attributes["gen_ai.output.messages"]) == 200
+    assert span.attributes["gen_ai.output.messages"].endswith("…")
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+
+
+async def test_count_tokens_and_credential_checks_are_observed(mock, caplog):
+    caplog.set_level(logging.INFO, logger="modelruntime.calls")
+    env = await _start(mock, InMemorySpanExporter())
+    try:
+        creds = {"openai_api_key": KEY, "openai_api_base": mock.url}
+        counted = await env.llm.CountTokens(llm_pb.CountTokensRequest(
+            target=target("openai", "gpt-4o-mini", creds), messages=[user("count me")]),
+            metadata=(("x-request-id", "count-1"),))
+        assert counted.tokens > 0
+        providers = provider_service_pb2_grpc.ProviderServiceStub(env.channel)
+        await providers.ValidateProviderCredentials(prov_pb.ValidateProviderCredentialsRequest(
+            provider="openai", credentials=struct(creds)), metadata=(("x-request-id", "validate-1"),))
+        m = await env.scrape()
+    finally:
+        await _stop(env)
+    count = {"gen_ai_operation_name": "count_tokens", "gen_ai_provider_name": "openai",
+             "gen_ai_request_model": "gpt-4o-mini", "error_type": ""}
+    assert value(m, "gen_ai_client_operation_duration_seconds_count", **count) == 1
+    assert value(m, "gen_ai_client_token_usage_count", gen_ai_operation_name="count_tokens") == 0  # none used
+    assert value(m, "gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="validate_credentials",
+                 gen_ai_provider_name="openai", error_type="") == 1
+    # The check's upstream request is tied to its call: counted for its provider, a child span.
+    assert value(m, "modelruntime_upstream_attempts_total", gen_ai_provider_name="openai", status="200") == 1
+    spans = env.exporter.get_finished_spans()
+    check = next(s for s in spans if s.kind.name == "SERVER" and s.attributes["gen_ai.operation.name"]
+                 == "validate_credentials")
+    attempt = next(s for s in spans if s.kind.name == "CLIENT")
+    assert attempt.parent.span_id == check.context.span_id
+    sent = mock.requests[-1].header("traceparent") or ""
+    assert sent.startswith(f"00-{attempt.context.trace_id:032x}-{attempt.context.span_id:016x}-")
+    lines = _lines(caplog)
+    assert any("request_id=count-1" in x and "provider=openai" in x and "model=gpt-4o-mini" in x for x in lines)
+    assert any("request_id=validate-1" in x and "provider=openai" in x and "attempts=1" in x for x in lines)
+
+
+async def test_bytes_in_and_out_at_both_doors_and_upstream(mock):
+    env = await _start(mock, InMemorySpanExporter())
+    try:
+        mock.enqueue(reply(content="hello back", usage={"prompt_tokens": 3, "completion_tokens": 2,
+                                                        "total_tokens": 5}))
+        request = _gen(mock)
+        response = await env.llm.Generate(request)
+        body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        raw = json.dumps(body).encode()
+        mock.enqueue(reply(content="ok"))
+        async with httpx.AsyncClient() as client:
+            r = await client.post(env.base + "/v1/chat/completions", content=raw,
+                                  headers={"content-type": "application/json"})
+        m = await env.scrape()
+    finally:
+        await _stop(env)
+    assert value(m, "modelruntime_received_bytes_total", front_door="grpc") == request.ByteSize()
+    assert value(m, "modelruntime_sent_bytes_total", front_door="grpc") == response.ByteSize()
+    assert value(m, "modelruntime_received_bytes_total", front_door="http") == len(raw)
+    assert value(m, "modelruntime_sent_bytes_total", front_door="http") == len(r.content)
+    upstream_sent = sum(len(req.body) for req in mock.requests)
+    assert value(m, "modelruntime_upstream_sent_bytes_total", gen_ai_provider_name="openai") == upstream_sent
+    received = value(m, "modelruntime_upstream_received_bytes_total", gen_ai_provider_name="openai")
+    attempts = [s for s in env.exporter.get_finished_spans() if s.kind.name == "CLIENT"]
+    assert received > 0 and received == sum(s.attributes["http.response.body.size"] for s in attempts)
+    assert sum(s.attributes["http.request.body.size"] for s in attempts) == upstream_sent
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_one_span_per_upstream_attempt_with_a_retried_connect_failure(mock):
+    env = await _start(mock, InMemorySpanExporter())
+    dead = f"http://127.0.0.1:{_closed_port()}/v1"
+    try:
+        request = llm_pb.GenerateRequest(
+            target=target("openai", "gpt-4o-mini", {"openai_api_key": KEY, "openai_api_base": dead}),
+            messages=[user("hello")])
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await env.llm.Generate(request, metadata=(("traceparent", PARENT),))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        m = await env.scrape()
+    finally:
+        await _stop(env)
+    spans = env.exporter.get_finished_spans()
+    call = next(s for s in spans if s.kind.name == "SERVER")
+    attempts = [s for s in spans if s.kind.name == "CLIENT"]
+    assert len(attempts) == 2  # egress.retries=1: the never-connected request is tried twice
+    assert all(a.parent.span_id == call.context.span_id and format(a.context.trace_id, "032x") == TRACE_ID
+               for a in attempts)
+    assert all(a.attributes["error.type"] for a in attempts)
+    assert call.attributes["modelruntime.upstream_attempts"] == 2
+    assert value(m, "modelruntime_upstream_attempts_total", gen_ai_provider_name="openai",
+                 status="connect_error") == 2
+    assert value(m, "gen_ai_client_operation_duration_seconds_count", **CHAT,
+                 error_type="InvokeConnectionError") == 1

@@ -124,7 +124,7 @@ class Attempt(Protocol):
 
 
 class AttemptObserver(Protocol):
-    def attempt(self, method: str, url: str, headers: Mapping[str, str] | None) -> Attempt: ...
+    def attempt(self, method: str, url: str, headers: Mapping[str, str] | None, retry: bool) -> Attempt: ...
 
 
 # The call in progress in this task, so an upstream attempt can be tied to its call.

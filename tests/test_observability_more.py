@@ -192,5 +192,48 @@ async def test_one_span_per_upstream_attempt_with_a_retried_connect_failure(mock
     assert call.attributes["modelruntime.upstream_attempts"] == 2
     assert value(m, "modelruntime_upstream_attempts_total", gen_ai_provider_name="openai",
                  status="connect_error") == 2
+    assert value(m, "modelruntime_upstream_retries_total", gen_ai_provider_name="openai") == 1
+    assert [a.attributes.get("modelruntime.retry", False) for a in attempts] == [False, True]
     assert value(m, "gen_ai_client_operation_duration_seconds_count", **CHAT,
                  error_type="InvokeConnectionError") == 1
+
+
+async def test_caller_key_labels_only_when_the_config_allows(mock, tmp_path, monkeypatch):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from server.app import start_server
+    from server.auth.crypto import generate_key_spec
+    from server.auth.store import open_store
+    from server.config import AuthConfig, ObservabilityConfig, StorageConfig
+    from tests.test_observability import _config
+
+    monkeypatch.setenv("MR_TEST_OBS_KEYS", generate_key_spec("k1"))
+    store = await open_store("", tmp_path)
+    _, team = await store.create_key("team-a")
+    await store.close()
+    for allowed in (False, True):
+        config = _config(mock).model_copy(update={
+            "auth": AuthConfig(enabled=True, encryption_keys_env="MR_TEST_OBS_KEYS"),
+            "storage": StorageConfig(data_dir=str(tmp_path)),
+            "observability": ObservabilityConfig(caller_key_labels=allowed, metrics_admin=True, metrics_port=0)})
+        running = await start_server(config)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+                from modelruntime.v1 import llm_service_pb2_grpc
+
+                mock.enqueue(reply(content="ok", usage={"prompt_tokens": 6, "completion_tokens": 4,
+                                                        "total_tokens": 10}))
+                await llm_service_pb2_grpc.LLMServiceStub(channel).Generate(
+                    _gen(mock), metadata=(("authorization", f"Bearer {team}"),))
+            async with httpx.AsyncClient() as client:
+                page = (await client.get(f"http://127.0.0.1:{running.metrics_port}/metrics")).text
+        finally:
+            await running.stop(0, 0)
+        m = {f.name: f for f in text_string_to_metric_families(page)}
+        assert ("modelruntime_caller_calls" in m) is allowed
+        assert "caller_key" not in page or allowed
+        if allowed:
+            assert value(m, "modelruntime_caller_calls_total", caller_key="team-a", gen_ai_operation_name="chat",
+                         outcome="ok") == 1
+            assert value(m, "modelruntime_caller_tokens_total", caller_key="team-a", gen_ai_token_type="input") == 6
+            assert value(m, "modelruntime_caller_cost_usd_total", caller_key="team-a") > 0

@@ -172,7 +172,8 @@ class Egress:
                     params: Any, timeout: float, capped: bool) -> tuple[UpstreamResponse, Attempt | None]:
         attempt = 0
         while True:
-            observed = self.attempt_observer.attempt(method, url, headers) if self.attempt_observer else None
+            observed = (self.attempt_observer.attempt(method, url, headers, attempt > 0)
+                        if self.attempt_observer else None)
             try:
                 if observed is None:
                     return await self.transport.open(method, url, headers=headers, content=content, files=files,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.observe import CallRecord, current_call
 
+from ..auth.gate import CURRENT
 from . import content
 from .calls import CallLog, current_scope
 from .metrics import Labels, Metrics
@@ -39,7 +40,8 @@ __all__ = ["Observability"]
 class Observability:
     def __init__(self, config: ObservabilityConfig, providers: set[str], span_exporter: Any = None) -> None:
         self.config = config
-        self.metrics = Metrics(Labels(providers, config.max_model_labels)) if config.metrics else None
+        callers = config.max_caller_key_labels if config.caller_key_labels else 0
+        self.metrics = Metrics(Labels(providers, config.max_model_labels, callers)) if config.metrics else None
         self.tracing: Any = None
         if config.tracing or span_exporter is not None:
             from .tracing import Tracing, otlp_exporter
@@ -122,8 +124,12 @@ class RuntimeObserver:
     def call_ended(self, record: CallRecord) -> None:
         if record.capture:
             content.capture(record, self.max_chars)
-        if self.metrics is not None:
-            self.metrics.call_ended(record)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.call_ended(record)
+            if metrics.callers is not None:
+                state = CURRENT.get()  # the caller key the auth gate identified in this task
+                metrics.caller(state.key.name if state is not None else "_none", record)
         if record.span is not None:
             self.tracing.end_call(record)
         scope = current_scope.get()
@@ -162,11 +168,13 @@ class AttemptHook:
         self.metrics = observability.metrics
         self.tracing = observability.tracing
 
-    def attempt(self, method: str, url: str, headers: Mapping[str, str] | None) -> _Attempt:
+    def attempt(self, method: str, url: str, headers: Mapping[str, str] | None, retry: bool) -> _Attempt:
         record = current_call.get()
         if record is not None:
             record.attempts += 1
+        if retry and self.metrics is not None:
+            self.metrics.retry(record.provider if record is not None else "")
         if self.tracing is None:
             return _Attempt(self, record, headers)
-        span, headers = self.tracing.start_attempt(record, method, url, headers)
+        span, headers = self.tracing.start_attempt(record, method, url, headers, retry)
         return _Attempt(self, record, headers, span)

@@ -46,10 +46,20 @@ PROVIDER_NAMES = {
 class Labels:
     """Bounded label values."""
 
-    def __init__(self, providers: set[str], max_models: int) -> None:
+    def __init__(self, providers: set[str], max_models: int, max_callers: int = 0) -> None:
         self.providers = providers
         self.max_models = max_models
         self._models: dict[str, str] = {}
+        self.max_callers = max_callers
+        self._callers: dict[str, str] = {}
+
+    def caller(self, name: str) -> str:
+        value = self._callers.get(name)
+        if value is None:
+            value = name if len(self._callers) < self.max_callers and len(name) <= 128 else OTHER
+            if len(self._callers) < 4 * self.max_callers:
+                self._callers[name] = value
+        return value
 
     def provider(self, name: str) -> str:
         if name in self.providers:
@@ -91,6 +101,8 @@ class Metrics:
             "Dify error class.", ["front_door", "method", "code", "error_class"], registry=r)
         self.attempts = Counter("modelruntime_upstream_attempts", "Upstream HTTP attempts by provider and "
                                 "HTTP status (or connect_error / timeout).", [PROVIDER, "status"], registry=r)
+        self.retries = Counter("modelruntime_upstream_retries", "Upstream attempts that retried a connection "
+                               "never established (egress.retries).", [PROVIDER], registry=r)
         self.in_flight = Gauge("modelruntime_calls_in_flight", "Model calls in progress.", [OP], registry=r)
         self.streams = Gauge("modelruntime_streams_open", "Streamed model calls in progress.", [OP], registry=r)
         self.cancelled = Counter("modelruntime_calls_cancelled", "Model calls the caller cancelled.",
@@ -110,6 +122,14 @@ class Metrics:
         self.grpc_seconds = Histogram("grpc_server_handling", "RPC handling time on the server.",
                                       ["grpc_type", "grpc_service", "grpc_method"], unit="seconds",
                                       buckets=GRPC_BUCKETS, registry=r)
+        self.callers: tuple[Any, Any, Any] | None = None
+        if labels.max_callers:  # observability.caller_key_labels
+            self.callers = (
+                Counter("modelruntime_caller_calls", "Model calls per caller key (its name) and outcome.",
+                        ["caller_key", OP, "outcome"], registry=r),
+                Counter("modelruntime_caller_tokens", "Tokens per caller key.", ["caller_key", "gen_ai_token_type"],
+                        registry=r),
+                Counter("modelruntime_caller_cost_usd", "Cost in USD per caller key.", ["caller_key"], registry=r))
         self._cache: dict[tuple, Any] = {}
         for door in ("grpc", "http"):
             self.bytes_in.labels(door)
@@ -155,6 +175,21 @@ class Metrics:
         labels = self.labels
         return (record.operation, labels.provider(record.provider), labels.model(record.model),
                 labels.model(record.response_model) if record.response_model else "")
+
+    def caller(self, name: str, record: Any) -> None:
+        assert self.callers is not None
+        calls, tokens, cost = self.callers
+        key = self.labels.caller(name)
+        self.child(calls, key, record.operation, record.status).inc()
+        if record.input_tokens:
+            self.child(tokens, key, "input").inc(record.input_tokens)
+        if record.output_tokens:
+            self.child(tokens, key, "output").inc(record.output_tokens)
+        if record.cost:
+            self.child(cost, key).inc(record.cost)
+
+    def retry(self, provider: str) -> None:
+        self.child(self.retries, self.labels.provider(provider)).inc()
 
     def attempt(self, provider: str, status: str, sent: int, received: int) -> None:
         name = self.labels.provider(provider)

@@ -99,7 +99,7 @@ class Tracing:
         span.end()
 
     def start_attempt(self, record: Any, method: str, url: str,
-                      headers: Mapping[str, str] | None) -> tuple[Any, dict[str, str]]:
+                      headers: Mapping[str, str] | None, retry: bool = False) -> tuple[Any, dict[str, str]]:
         parts = urlsplit(url)
         attributes: dict[str, Any] = {"http.request.method": method, "server.address": parts.hostname or ""}
         if parts.port:
@@ -111,6 +111,8 @@ class Tracing:
             name = f"{record.operation} {record.model}"
             attributes.update({"gen_ai.operation.name": record.operation, "gen_ai.request.model": record.model,
                                "gen_ai.provider.name": record.provider})
+        if retry:
+            attributes["modelruntime.retry"] = True
         span = self.tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
         out = dict(headers or {})
         _PROPAGATOR.inject(out, context=trace.set_span_in_context(span))

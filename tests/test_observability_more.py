@@ -237,3 +237,32 @@ async def test_caller_key_labels_only_when_the_config_allows(mock, tmp_path, mon
                          outcome="ok") == 1
             assert value(m, "modelruntime_caller_tokens_total", caller_key="team-a", gen_ai_token_type="input") == 6
             assert value(m, "modelruntime_caller_cost_usd_total", caller_key="team-a") > 0
+
+
+async def test_cancelled_http_stream_is_counted_in_metrics_and_traces(mock):
+    env = await _start(mock, InMemorySpanExporter())
+    try:
+        mock.enqueue(slow_stream(0.3))
+        async with httpx.AsyncClient() as client:
+            async with client.stream("POST", env.base + "/v1/chat/completions", json={
+                    "model": "openai/gpt-4o-mini", "stream": True,
+                    "messages": [{"role": "user", "content": "a long story please"}]}) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data:"):
+                        break  # the first chunk, then leave
+        for _ in range(200):
+            m = await env.scrape()
+            if value(m, "modelruntime_calls_cancelled_total", gen_ai_operation_name="chat") and value(
+                    m, "modelruntime_requests_total", front_door="http", code="499"):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await _stop(env)
+    assert value(m, "modelruntime_calls_cancelled_total", gen_ai_operation_name="chat",
+                 gen_ai_provider_name="openai") == 1
+    assert value(m, "gen_ai_client_token_usage_sum", **CHAT, gen_ai_token_type="input") > 0
+    assert value(m, "modelruntime_requests_total", front_door="http", code="499") == 1
+    span = next(s for s in env.exporter.get_finished_spans() if s.kind.name == "SERVER")
+    assert span.attributes["modelruntime.status"] == "cancelled"
+    attempt = next(s for s in env.exporter.get_finished_spans() if s.kind.name == "CLIENT")
+    assert attempt.attributes["error.type"] == "cancelled"

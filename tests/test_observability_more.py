@@ -243,13 +243,13 @@ async def test_cancelled_http_stream_is_counted_in_metrics_and_traces(mock):
     env = await _start(mock, InMemorySpanExporter())
     try:
         mock.enqueue(slow_stream(0.3))
-        async with httpx.AsyncClient() as client:
-            async with client.stream("POST", env.base + "/v1/chat/completions", json={
-                    "model": "openai/gpt-4o-mini", "stream": True,
-                    "messages": [{"role": "user", "content": "a long story please"}]}) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("data:"):
-                        break  # the first chunk, then leave
+        body = {"model": "openai/gpt-4o-mini", "stream": True,
+                "messages": [{"role": "user", "content": "a long story please"}]}
+        async with httpx.AsyncClient() as client, client.stream(
+                "POST", env.base + "/v1/chat/completions", json=body) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    break  # the first chunk, then leave
         for _ in range(200):
             m = await env.scrape()
             if value(m, "modelruntime_calls_cancelled_total", gen_ai_operation_name="chat") and value(

@@ -266,3 +266,31 @@ async def test_cancelled_http_stream_is_counted_in_metrics_and_traces(mock):
     assert span.attributes["modelruntime.status"] == "cancelled"
     attempt = next(s for s in env.exporter.get_finished_spans() if s.kind.name == "CLIENT")
     assert attempt.attributes["error.type"] == "cancelled"
+
+
+def test_families_expose_le_buckets_and_counters_through_prometheus_client():
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from server.observability.families import Families
+
+    families = Families()
+    hist = families.add("histogram", "demo_duration", "A demo.", ["op"], unit="seconds", buckets=(0.1, 1.0))
+    counter = families.add("counter", "demo_calls", "Calls.", ["op"])
+    gauge = families.add("gauge", "demo_open", "Open.", [])
+    for v in (0.1, 0.5, 1.0, 7.0):  # a value equal to a bound falls in that bucket (le)
+        hist.labels("chat").observe(v)
+    counter.labels("chat").inc(2)
+    gauge.labels().inc(3)
+    gauge.labels().dec()
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(families)
+    parsed = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    buckets = {s.labels["le"]: s.value for s in parsed["demo_duration_seconds"].samples if s.name.endswith("_bucket")}
+    assert buckets == {"0.1": 1, "1.0": 3, "+Inf": 4}
+    count = next(s.value for s in parsed["demo_duration_seconds"].samples if s.name.endswith("_count"))
+    total = next(s.value for s in parsed["demo_duration_seconds"].samples if s.name.endswith("_sum"))
+    assert (count, total) == (4, 8.6)
+    assert parsed["demo_calls"].type == "counter" and parsed["demo_calls"].samples[0].name == "demo_calls_total"
+    assert parsed["demo_calls"].samples[0].value == 2 and parsed["demo_open"].samples[0].value == 2

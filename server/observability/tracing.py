@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import content
+from .metrics import PROVIDER_NAMES
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -110,7 +111,7 @@ class Tracing:
             parent = trace.set_span_in_context(record.span) if record.span is not None else None
             name = f"{record.operation} {record.model}"
             attributes.update({"gen_ai.operation.name": record.operation, "gen_ai.request.model": record.model,
-                               "gen_ai.provider.name": record.provider})
+                               "gen_ai.provider.name": PROVIDER_NAMES.get(record.provider, record.provider)})
         if retry:
             attributes["modelruntime.retry"] = True
         span = self.tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)

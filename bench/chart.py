@@ -25,12 +25,13 @@ def _pairs(results: dict) -> list[tuple[str, float, float]]:
 def _metrics_panel(ax, metrics: dict) -> None:
     """Throughput per round, on beside off, with server CPU per call on a second axis."""
     rounds = metrics["rounds"]
+    names = {True: "A (off)", False: "B (off)"} if metrics.get("control") else {True: "on", False: "off"}
     numbers = sorted({r.get("round", i // 2 + 1) for i, r in enumerate(rounds)})
     for on, shift, color in ((True, -0.2, "tab:blue"), (False, 0.2, "tab:gray")):
         side = {r.get("round", i // 2 + 1): r for i, r in enumerate(rounds) if r["metrics"] is on}
         xs = [n + shift for n in numbers if n in side]
         ax.bar(xs, [side[n]["rps"] for n in numbers if n in side], 0.4, color=color,
-               label=f"metrics {'on' if on else 'off'}")
+               label=f"metrics {names[on]}")
     ax.set_xticks(numbers, [f"round {n}" for n in numbers])
     ax.set_ylabel("requests / s")
     ax.legend(loc="lower left")
@@ -39,11 +40,12 @@ def _metrics_panel(ax, metrics: dict) -> None:
         pts = [(r.get("round", i // 2 + 1), r.get("cpu_ms_per_req")) for i, r in enumerate(rounds)
                if r["metrics"] is on and r.get("cpu_ms_per_req")]
         cpu.plot([p[0] for p in pts], [p[1] for p in pts], marker, color="black", fillstyle="none",
-                 label=f"CPU ms/call {'on' if on else 'off'}")
+                 label=f"CPU ms/call {names[on]}")
     cpu.set_ylabel("server CPU ms / call")
     cpu.set_ylim(bottom=0)
     cpu.legend(loc="lower right")
-    ax.set_title(f"Unary c={metrics.get('concurrency')}, metrics on vs off: median {metrics.get('cost_pct')} % "
+    what = "A/A control, metrics off on both" if metrics.get("control") else "metrics on vs off"
+    ax.set_title(f"Unary c={metrics.get('concurrency')}, {what}: median {metrics.get('cost_pct')} % "
                  f"throughput, {metrics.get('cpu_cost_pct')} % CPU/call")
 
 

@@ -44,6 +44,7 @@ class Settings:
     workers: int = 1
     profile: bool = False
     metrics_rounds: int = 6
+    metrics_control: bool = False  # the metrics scenario with metrics off on both sides (A/A)
     results_dir: Path = Path("bench/results")
 
 
@@ -496,31 +497,36 @@ def _finish_profiler(proc, out: Path) -> dict:
 
 
 async def scenario_metrics(b: Bench) -> dict:
-    """Unary Generate, metrics on (the default) vs off: two servers side by side, alternating rounds."""
+    """Unary Generate, metrics on (the default) vs off: two fresh servers side by side, alternating rounds."""
     c = max(b.settings.unary_levels)
-    # Two servers on the same pinned core(s), both up for the whole scenario, so a round differs
-    # only in observability.metrics. Each round measures both, in alternating order (on→off,
-    # off→on), so drift and other tenants' load fall on both sides alike; medians over rounds.
-    off = Server(b.server.upstream_base, python=b.server.python, cpus=b.server.cpus, workers=b.server.workers,
-                 log_level=b.server.log_level, metrics=False)
-    await asyncio.to_thread(off.start)
-    servers = {True: b.server, False: off}
+    control = b.settings.metrics_control
+    # Two fresh servers (same history) on the same pinned core(s), both up for the whole scenario,
+    # so the sides differ only in observability.metrics. Each round measures both, in alternating
+    # order (on→off, off→on), so drift and other tenants' load fall on both sides alike; medians
+    # over rounds. --metrics-control runs the same with metrics off on both sides (an A/A run):
+    # the gap it shows is the method's noise floor.
+    servers = {on: Server(b.server.upstream_base, python=b.server.python, cpus=b.server.cpus,
+                          workers=b.server.workers, log_level=b.server.log_level, metrics=on and not control)
+               for on in (True, False)}
     rounds: list[dict] = []
     try:
         frames = {}
         for on, server in servers.items():
+            await asyncio.to_thread(server.start)
             verify = await cl.check_generate(server.target, b.nginx.base)
             frames[on] = (grpc_frame(cl.generate_request(b.nginx.base)), verify["response_frame_bytes"])
         for i in range(b.settings.metrics_rounds):
             for on in ((True, False) if i % 2 == 0 else (False, True)):
                 frame, expected = frames[on]
-                point = await b.measure(f"unary grpc c={c} metrics {'on' if on else 'off'} #{i + 1}",
+                side = ("A" if on else "B") if control else ("on" if on else "off")
+                point = await b.measure(f"unary grpc c={c} metrics {side} #{i + 1}",
                                         f"http://{servers[on].target}{cl.GENERATE}", frame, GRPC_HEADERS, c,
                                         sut=True, expected_bytes=expected, server=servers[on])
                 rounds.append({"round": i + 1, "metrics": on, **point.to_dict()})
     finally:
-        await asyncio.to_thread(off.cleanup)
-    return {"status": "ok", "concurrency": c, "rounds": rounds, **metrics_cost(rounds)}
+        for server in servers.values():
+            await asyncio.to_thread(server.cleanup)
+    return {"status": "ok", "concurrency": c, "control": control, "rounds": rounds, **metrics_cost(rounds)}
 
 
 def metrics_cost(rounds: list[dict]) -> dict:

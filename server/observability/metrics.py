@@ -48,36 +48,37 @@ PROVIDER_NAMES = {
 }
 
 
+class _Bounded:
+    """The first ``limit`` distinct names keep their value; later ones (and long ones) are ``_other``."""
+
+    __slots__ = ("limit", "seen")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        value = self.seen.get(name)
+        if value is None:
+            value = name if len(self.seen) < self.limit and len(name) <= 128 else OTHER
+            if len(self.seen) < 4 * self.limit:
+                self.seen[name] = value
+        return value
+
+
 class Labels:
     """Bounded label values."""
 
     def __init__(self, providers: set[str], max_models: int, max_callers: int = 0) -> None:
         self.providers = providers
-        self.max_models = max_models
-        self._models: dict[str, str] = {}
         self.max_callers = max_callers
-        self._callers: dict[str, str] = {}
-
-    def caller(self, name: str) -> str:
-        value = self._callers.get(name)
-        if value is None:
-            value = name if len(self._callers) < self.max_callers and len(name) <= 128 else OTHER
-            if len(self._callers) < 4 * self.max_callers:
-                self._callers[name] = value
-        return value
+        self.model = _Bounded(max_models)
+        self.caller = _Bounded(max_callers)
 
     def provider(self, name: str) -> str:
         if name in self.providers:
             return PROVIDER_NAMES.get(name, name)
         return UNKNOWN
-
-    def model(self, name: str) -> str:
-        value = self._models.get(name)
-        if value is None:
-            value = name if len(self._models) < self.max_models and len(name) <= 128 else OTHER
-            if len(self._models) < 4 * self.max_models:
-                self._models[name] = value
-        return value
 
 
 class _Call:

@@ -53,8 +53,10 @@ def _metrics_panel(ax, metrics: dict) -> None:
     cpu.set_ylim(bottom=0)
     cpu.legend(loc="lower right")
     what = "A/A control, metrics off on both" if metrics.get("control") else "metrics on vs off"
+    hot = metrics.get("hotpath") or {}
+    extra = f"\nin-process: metrics cost {hot['metrics_us']} µs CPU per call" if hot.get("metrics_us") else ""
     ax.set_title(f"Unary c={metrics.get('concurrency')}, {what}: median {metrics.get('cost_pct')} % "
-                 f"throughput, {metrics.get('cpu_cost_pct')} % CPU/call")
+                 f"throughput, {metrics.get('cpu_cost_pct')} % CPU/call{extra}")
 
 
 def draw(results: dict, path: Path) -> Path | None:

@@ -294,3 +294,19 @@ def test_families_expose_le_buckets_and_counters_through_prometheus_client():
     assert (count, total) == (4, 8.6)
     assert parsed["demo_calls"].type == "counter" and parsed["demo_calls"].samples[0].name == "demo_calls_total"
     assert parsed["demo_calls"].samples[0].value == 2 and parsed["demo_open"].samples[0].value == 2
+
+
+def test_tracing_off_imports_no_opentelemetry_sdk():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from server.config import ObservabilityConfig\n"
+        "from server.observability import Observability\n"
+        "obs = Observability(ObservabilityConfig(), {'openai'})\n"
+        "assert obs.tracing is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -21,6 +21,10 @@ Deliberate differences from Dify, all caused by the transport:
   rules with "should be float." (Dify would pass NaN through, or crash in ``int(inf)``).
 * All violations are collected into one ``InvokeBadRequestError`` instead of stopping at the
   first; each carries Dify's message text.
+* The token limit has one name per vendor (``max_tokens``, ``max_completion_tokens``,
+  ``max_output_tokens``, ``max_tokens_to_sample``). A rule named by, or templated on, one of
+  them also takes the others when neither its name nor its template was sent, so a caller's
+  limit reaches the model's own parameter instead of being dropped (errors name the key sent).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from engine.entities import AIModelEntity, ParameterRule, ParameterType
 from engine.errors import FieldViolation, InvokeBadRequestError
 
 _FIELD_PREFIX = "model_parameters."
+TOKEN_LIMIT_ALIASES = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
 
 class _Bad(str):
@@ -165,10 +170,12 @@ class ParameterValidator:
     pass over the rules. Instances are immutable and thread-safe.
     """
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_limits", "_rules")
 
     def __init__(self, rules: list[ParameterRule]) -> None:
         compiled = []
+        # (rule name, the token-limit names it also takes in order) for rules of the token limit
+        self._limits: tuple[tuple[str, tuple[str, ...], int], ...] = ()
         for rule in rules:
             alias = rule.use_template or None
             compiled.append(
@@ -183,18 +190,39 @@ class ParameterValidator:
                     f"Model Parameter {rule.name} is required.",
                 )
             )
+            if rule.name in TOKEN_LIMIT_ALIASES or alias in TOKEN_LIMIT_ALIASES:
+                own = (rule.name, alias) if alias else (rule.name,)
+                others = tuple(a for a in TOKEN_LIMIT_ALIASES if a not in own)
+                self._limits += ((rule.name, own + others, len(own)),)
         self._rules: tuple[tuple[Any, ...], ...] = tuple(compiled)
+
+    def _token_limit(self, params: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+        """{rule name: (alias sent, value)} for token-limit rules whose own name and template
+        were not sent but another alias was (the first in TOKEN_LIMIT_ALIASES order)."""
+        renamed: dict[str, tuple[str, Any]] = {}
+        for name, names, own in self._limits:
+            if any(params.get(n) is not None for n in names[:own]):
+                continue  # its name or template: the usual path takes it
+            for other in names[own:]:
+                if params.get(other) is not None:
+                    renamed[name] = (other, params[other])
+                    break
+        return renamed
 
     def __call__(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if not params:
             params = {}
         out: dict[str, Any] = {}
         violations: list[FieldViolation] | None = None
+        renamed = self._token_limit(params) if self._limits else {}
         get = params.get
         for name, alias, required, default, check, field, alias_field, missing in self._rules:
             value = get(name)
             if value is None:
-                if alias is not None and alias in params:
+                if name in renamed:
+                    sent_as, value = renamed[name]
+                    field = _FIELD_PREFIX + sent_as
+                elif alias is not None and alias in params:
                     value = params[alias]
                     # Point at the key the caller actually sent; the message keeps Dify's rule name.
                     field = alias_field

@@ -1,0 +1,113 @@
+"""Combinations a provider rejects for one model, refused before the call with the field at fault.
+
+Parameter rules (:mod:`.rules`) judge each parameter alone, and drop the ones a model has no rule
+for. Reasoning models brought rules that span parameters and the request: Claude Opus 5 thinks
+adaptively and takes no thinking budget, Claude 4.6 and later take no assistant prefill, Gemini 3
+takes ``thinking_level`` where Gemini 2.5 takes a budget (and 2.5 Pro cannot turn thinking off),
+gpt-5.1 takes ``temperature`` only at ``reasoning_effort: none``. A model YAML declares them as
+``parameter_checks`` (:class:`engine.entities.ParameterCheck`); the runtime evaluates them after
+the rules, so the caller gets INVALID_ARGUMENT naming ``model_parameters.<name>``,
+``messages[i]`` or ``tool_choice`` with the YAML's advice, instead of the provider's 400 or a
+parameter that silently vanishes.
+
+Values compare by type as well as value (``false`` never matches ``0``); a condition on a
+parameter the caller did not send sees its rule's default, which the YAML sets to the provider's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .adapter import LLMRequest
+from .entities import AIModelEntity, ParameterCheck, ParameterRule
+from .errors import FieldViolation, InvokeBadRequestError
+from .messages import Role
+
+ASSISTANT_PREFILL = "assistant_prefill"  # the conversation ends with an assistant message
+FORCED_TOOL_CHOICE = "forced_tool_choice"  # tool_choice "required" or a named function
+_FORCING = ("required", "function")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return bool(a == b)
+
+
+def _among(value: Any, values: list[Any]) -> bool:
+    return any(_same(value, v) for v in values)
+
+
+def _effective(name: str, validated: Mapping[str, Any], rules: Mapping[str, ParameterRule]) -> Any:
+    value = validated.get(name)
+    if value is None:
+        rule = rules.get(name)
+        value = rule.default if rule is not None else None
+    return value
+
+
+def _holds(check: ParameterCheck, validated: Mapping[str, Any], rules: Mapping[str, ParameterRule]) -> bool:
+    for name, values in check.when.items():
+        if not _among(_effective(name, validated, rules), values):
+            return False
+    return not any(_among(_effective(name, validated, rules), values) for name, values in check.unless.items())
+
+
+def _prefill(request: LLMRequest) -> str | None:
+    for i in range(len(request.messages) - 1, -1, -1):
+        message = request.messages[i]
+        if message.role in (Role.SYSTEM, Role.DEVELOPER):
+            continue
+        return f"messages[{i}]" if message.role is Role.ASSISTANT and not message.tool_calls else None
+    return None
+
+
+def _parameter(check: ParameterCheck, raw: Mapping[str, Any], validated: Mapping[str, Any]) -> str | None:
+    name = check.reject
+    if raw.get(name) is None:
+        return None  # not sent by the caller (a rule's default never trips a check)
+    value = validated.get(name, raw[name])
+    if check.values is not None and not _among(value, check.values):
+        return None
+    if check.between is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        low, high = check.between
+        if not low <= value <= high:
+            return None
+    return f"model_parameters.{name}"
+
+
+def _offending(check: ParameterCheck, raw: Mapping[str, Any], validated: Mapping[str, Any],
+               request: LLMRequest) -> str | None:
+    """The field the check rejects in this request, or None when the request passes it."""
+    if check.reject == ASSISTANT_PREFILL:
+        return _prefill(request)
+    if check.reject == FORCED_TOOL_CHOICE:
+        choice = request.tool_choice
+        return "tool_choice" if request.tools and choice is not None and choice.mode in _FORCING else None
+    return _parameter(check, raw, validated)
+
+
+def check_request(schema: AIModelEntity, raw: Mapping[str, Any] | None, request: LLMRequest) -> None:
+    """Raise one bad request naming every field the model's ``parameter_checks`` reject.
+
+    ``raw``: the parameters as the caller sent them; ``request.parameters``: after the rules."""
+    checks = schema.parameter_checks
+    if not checks:
+        return
+    raw = raw or {}
+    validated = request.parameters
+    rules = {r.name: r for r in schema.parameter_rules}
+    violations: list[FieldViolation] = []
+    for check in checks:
+        if not _holds(check, validated, rules):
+            continue
+        field = _offending(check, raw, validated, request)
+        if field is not None and all(v.field != field for v in violations):
+            violations.append(FieldViolation(field, check.message))
+    if violations:
+        raise InvokeBadRequestError(
+            " ".join(f"{v.field}: {v.description}" for v in violations), field_violations=violations
+        )

@@ -27,7 +27,6 @@ from engine.messages import (
     TokenCounts,
     ToolCall,
 )
-
 from providers.kit.toolcalls import IdRewriter
 
 from .options import OpenAIOptions

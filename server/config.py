@@ -320,6 +320,12 @@ def _apply_env(data: dict[str, Any]) -> None:
         node[path[-1]] = yaml.safe_load(value) if value else value
 
 
+def _problem(error: Any) -> str:
+    where = ".".join(map(str, error["loc"]))
+    text = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {text}" if where else text
+
+
 def load_config(path: str | Path | None = None) -> Config:
     data: dict[str, Any] = {}
     if path:
@@ -336,7 +342,7 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"invalid config: {problems}") from None
 
 

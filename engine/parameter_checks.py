@@ -22,7 +22,7 @@ from typing import Any
 from .adapter import LLMRequest
 from .entities import AIModelEntity, ParameterCheck, ParameterRule
 from .errors import FieldViolation, InvokeBadRequestError
-from .messages import Role
+from .messages import PartKind, Role
 
 ASSISTANT_PREFILL = "assistant_prefill"  # the conversation ends with an assistant message
 FORCED_TOOL_CHOICE = "forced_tool_choice"  # tool_choice "required" or a named function
@@ -59,7 +59,9 @@ def _prefill(request: LLMRequest) -> str | None:
         message = request.messages[i]
         if message.role in (Role.SYSTEM, Role.DEVELOPER):
             continue
-        return f"messages[{i}]" if message.role is Role.ASSISTANT and not message.tool_calls else None
+        prefill = message.role is Role.ASSISTANT and not message.tool_calls and any(
+            p.text or p.kind is not PartKind.TEXT for p in message.content)  # an empty turn is no prefill
+        return f"messages[{i}]" if prefill else None
     return None
 
 

@@ -111,6 +111,8 @@ async def test_no_assistant_prefill_on_claude_4_6_and_later(stubs, anthropic):
     history = [user("Name a colour."), assistant("The colour is")]
     violations = await refused(stubs, anthropic, claude(anthropic, "claude-sonnet-4-6", messages=history))
     assert "user message" in violations["messages[1]"]
+    await stubs.llm.Generate(claude(anthropic, "claude-sonnet-4-6", messages=[user("hi"), assistant("")]))
+    assert anthropic.requests[-1].json["messages"][-1]["role"] == "user"  # an empty turn is no prefill
     # Haiku 4.5 takes a prefill, but not while it thinks
     await stubs.llm.Generate(claude(anthropic, "claude-haiku-4-5-20251001", messages=history))
     assert anthropic.requests[-1].json["messages"][-1]["role"] == "assistant"

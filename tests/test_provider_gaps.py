@@ -91,13 +91,18 @@ async def test_snapshot_name_takes_the_base_schema(stubs, openai):
     assert openai.requests[-1].json["temperature"] == 0.4
 
 
-async def test_names_without_a_known_base_get_customizable_defaults(stubs, openai):
-    for model in ("ft:davinci-002:acme::Zz9", "my-private-model"):
-        response = await stubs.llm.Generate(gpt(openai, model, model_parameters=struct({"max_tokens": 64})))
-        assert response.message.content
-        body = openai.requests[-1].json
-        assert body["model"] == model and body["max_tokens"] == 64
-        assert response.usage.total_price == "0" or Decimal(response.usage.total_price) == 0  # no price known
+async def test_fine_tune_of_a_model_without_yaml_gets_customizable_defaults(stubs, openai):
+    model = "ft:davinci-002:acme::Zz9"
+    response = await stubs.llm.Generate(gpt(openai, model, model_parameters=struct({"max_tokens": 64})))
+    assert response.message.content
+    body = openai.requests[-1].json
+    assert body["model"] == model and body["max_tokens"] == 64
+    assert Decimal(response.usage.total_price) == 0  # no price is known for it
+    # a plain unknown name is still refused here, naming the model (a typo is not a fine-tune)
+    before = len(openai.requests)
+    f = await failure_of(stubs.llm.Generate(gpt(openai, "my-private-model")))
+    assert f.code == grpc.StatusCode.NOT_FOUND and "target.model" in f.violations
+    assert len(openai.requests) == before
 
 
 # ---- Mistral: tool-call ids ------------------------------------------------------------------------

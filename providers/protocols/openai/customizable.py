@@ -8,7 +8,7 @@
   another provider, renamed to the deployment.
 - OpenAI's own customizable names: a fine-tune (``ft:<base>:<org>[:<suffix>]:<id>``) or a dated
   snapshot (``gpt-4o-mini-2024-07-18``) takes the predefined schema of the model it names (its
-  rules and pricing); any other name gets the customizable defaults, so it is callable too.
+  rules and pricing); a fine-tune of a model without YAML gets the customizable defaults.
 
 The rule and schema builders are the kit's (:mod:`providers.kit.customizable`).
 """
@@ -133,12 +133,13 @@ def fine_tune_base(model: str) -> str:
 def fine_tune_schema(
     model: str, model_type: ModelType, predefined: dict[tuple[ModelType, str], AIModelEntity],
     credentials: dict[str, Any],
-) -> AIModelEntity:
-    """OpenAI's customizable model: the base model's schema under the caller's name, or the
-    customizable defaults when the name encodes no predefined model."""
+) -> AIModelEntity | None:
+    """OpenAI's customizable model: the base model's schema under the caller's name; a fine-tune
+    of a model with no YAML gets the customizable defaults, and any other unknown name None (a
+    typo fails here, naming the model, instead of after a round trip)."""
     base = named_base(fine_tune_base(model), model_type, predefined)
     if base is None:
-        return compatible_schema(model, model_type, credentials)
+        return compatible_schema(model, model_type, credentials) if model.startswith("ft:") else None
     return base.model_copy(update={
         "model": model, "label": I18nObject.plain(model), "fetch_from": FetchFrom.CUSTOMIZABLE_MODEL,
     })

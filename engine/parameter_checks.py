@@ -16,11 +16,12 @@ parameter the caller did not send sees its rule's default, which the YAML sets t
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from .adapter import LLMRequest
-from .entities import AIModelEntity, ParameterCheck, ParameterRule
+from .entities import AIModelEntity, ParameterCheck
 from .errors import FieldViolation, InvokeBadRequestError
 from .messages import PartKind, Role
 
@@ -35,23 +36,39 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _among(value: Any, values: list[Any]) -> bool:
+def _among(value: Any, values: tuple[Any, ...]) -> bool:
     return any(_same(value, v) for v in values)
 
 
-def _effective(name: str, validated: Mapping[str, Any], rules: Mapping[str, ParameterRule]) -> Any:
-    value = validated.get(name)
-    if value is None:
-        rule = rules.get(name)
-        value = rule.default if rule is not None else None
-    return value
+# One check, compiled: (reject, values or None, between or None, when, unless, message), where
+# when/unless are ((parameter, allowed values, the rule's default), ...).
+_Compiled = tuple[str, "tuple[Any, ...] | None", "tuple[float, float] | None",
+                  "tuple[tuple[str, tuple[Any, ...], Any], ...]", "tuple[tuple[str, tuple[Any, ...], Any], ...]", str]
 
 
-def _holds(check: ParameterCheck, validated: Mapping[str, Any], rules: Mapping[str, ParameterRule]) -> bool:
-    for name, values in check.when.items():
-        if not _among(_effective(name, validated, rules), values):
+def _compile(schema: AIModelEntity) -> tuple[_Compiled, ...]:
+    defaults = {r.name: r.default for r in schema.parameter_rules}
+
+    def conditions(spec: dict[str, list[Any]]) -> tuple[tuple[str, tuple[Any, ...], Any], ...]:
+        return tuple((name, tuple(values), defaults.get(name)) for name, values in spec.items())
+
+    return tuple(
+        (c.reject, tuple(c.values) if c.values is not None else None, c.between,
+         conditions(c.when), conditions(c.unless), c.message)
+        for c in schema.parameter_checks
+    )
+
+
+def _holds(when: tuple, unless: tuple, validated: Mapping[str, Any]) -> bool:
+    for name, values, default in when:
+        value = validated.get(name)
+        if not _among(default if value is None else value, values):
             return False
-    return not any(_among(_effective(name, validated, rules), values) for name, values in check.unless.items())
+    for name, values, default in unless:
+        value = validated.get(name)
+        if _among(default if value is None else value, values):
+            return False
+    return True
 
 
 def _prefill(request: LLMRequest) -> str | None:
@@ -65,50 +82,68 @@ def _prefill(request: LLMRequest) -> str | None:
     return None
 
 
-def _parameter(check: ParameterCheck, raw: Mapping[str, Any], validated: Mapping[str, Any]) -> str | None:
-    name = check.reject
+def _parameter(name: str, values: tuple[Any, ...] | None, between: tuple[float, float] | None,
+               raw: Mapping[str, Any], validated: Mapping[str, Any]) -> str | None:
     if raw.get(name) is None:
         return None  # not sent by the caller (a rule's default never trips a check)
     value = validated.get(name, raw[name])
-    if check.values is not None and not _among(value, check.values):
+    if values is not None and not _among(value, values):
         return None
-    if check.between is not None:
+    if between is not None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
-        low, high = check.between
-        if not low <= value <= high:
+        if not between[0] <= value <= between[1]:
             return None
     return f"model_parameters.{name}"
 
 
-def _offending(check: ParameterCheck, raw: Mapping[str, Any], validated: Mapping[str, Any],
+def _offending(check: _Compiled, raw: Mapping[str, Any], validated: Mapping[str, Any],
                request: LLMRequest) -> str | None:
     """The field the check rejects in this request, or None when the request passes it."""
-    if check.reject == ASSISTANT_PREFILL:
+    reject, values, between = check[0], check[1], check[2]
+    if reject == ASSISTANT_PREFILL:
         return _prefill(request)
-    if check.reject == FORCED_TOOL_CHOICE:
+    if reject == FORCED_TOOL_CHOICE:
         choice = request.tool_choice
         return "tool_choice" if request.tools and choice is not None and choice.mode in _FORCING else None
-    return _parameter(check, raw, validated)
+    return _parameter(reject, values, between, raw, validated)
+
+
+# id(schema) -> (weak ref to it, its check list, the compiled checks); as rules.validator_for.
+_CACHE: dict[int, tuple[weakref.ref[AIModelEntity], list[ParameterCheck], tuple[_Compiled, ...]]] = {}
+
+
+def _compiled(schema: AIModelEntity) -> tuple[_Compiled, ...]:
+    key = id(schema)
+    entry = _CACHE.get(key)
+    if entry is not None and entry[0]() is schema and entry[1] is schema.parameter_checks:
+        return entry[2]
+    compiled = _compile(schema)
+
+    def _drop(dead: weakref.ref[AIModelEntity], key: int = key) -> None:
+        current = _CACHE.get(key)
+        if current is not None and current[0] is dead:
+            _CACHE.pop(key, None)
+
+    _CACHE[key] = (weakref.ref(schema, _drop), schema.parameter_checks, compiled)
+    return compiled
 
 
 def check_request(schema: AIModelEntity, raw: Mapping[str, Any] | None, request: LLMRequest) -> None:
     """Raise one bad request naming every field the model's ``parameter_checks`` reject.
 
     ``raw``: the parameters as the caller sent them; ``request.parameters``: after the rules."""
-    checks = schema.parameter_checks
-    if not checks:
+    if not schema.parameter_checks:
         return
     raw = raw or {}
     validated = request.parameters
-    rules = {r.name: r for r in schema.parameter_rules}
     violations: list[FieldViolation] = []
-    for check in checks:
-        if not _holds(check, validated, rules):
-            continue
+    for check in _compiled(schema):
         field = _offending(check, raw, validated, request)
-        if field is not None and all(v.field != field for v in violations):
-            violations.append(FieldViolation(field, check.message))
+        if field is None or not _holds(check[3], check[4], validated):
+            continue
+        if all(v.field != field for v in violations):
+            violations.append(FieldViolation(field, check[5]))
     if violations:
         raise InvokeBadRequestError(
             " ".join(f"{v.field}: {v.description}" for v in violations), field_violations=violations

@@ -254,3 +254,50 @@ async def test_deepseek_thinking_switch_and_effort(stubs, upstream):
     assert "thinking on" in violations["model_parameters.reasoning_effort"]
     violations = await refused(stubs, mock, ask("deepseek-reasoner", {"thinking": False}))
     assert "always thinks" in violations["model_parameters.thinking"]
+
+
+# ---- the check semantics, on a schema built here ------------------------------------------------
+
+
+def _schema(checks: list[dict]):
+    from engine.entities import AIModelEntity
+
+    return AIModelEntity.model_validate({
+        "model": "m", "model_type": "llm",
+        "parameter_rules": [{"name": "mode", "type": "string", "default": "fast"},
+                            {"name": "budget", "type": "int"}, {"name": "flag", "type": "boolean"}],
+        "parameter_checks": checks})
+
+
+def _violations(schema, sent: dict) -> set[str]:
+    from engine.adapter import LLMRequest
+    from engine.errors import InvokeBadRequestError
+    from engine.messages import ContentPart, PartKind, PromptMessage, Role
+    from engine.parameter_checks import check_request
+    from engine.rules import validator_for
+
+    request = LLMRequest([PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="hi")])], validator_for(schema)(sent))
+    try:
+        check_request(schema, sent, request)
+    except InvokeBadRequestError as exc:
+        return {v.field for v in exc.field_violations}
+    return set()
+
+
+def test_values_compare_by_type_and_conditions_see_rule_defaults():
+    schema = _schema([{"reject": "budget", "values": [0], "message": "m"},
+                      {"reject": "flag", "values": [False], "when": {"mode": ["fast"]}, "message": "m"},
+                      {"reject": "budget", "between": [1, 9], "unless": {"mode": ["slow"]}, "message": "m"}])
+    assert _violations(schema, {"budget": 0.0}) == {"model_parameters.budget"}  # Struct numbers are doubles
+    assert _violations(schema, {"flag": False}) == {"model_parameters.flag"}  # mode's default is fast
+    assert _violations(schema, {"flag": False, "mode": "slow"}) == set()
+    assert _violations(schema, {"budget": 5}) == {"model_parameters.budget"}
+    assert _violations(schema, {"budget": 5, "mode": "slow"}) == set()
+    assert _violations(schema, {"budget": 10, "flag": True}) == set()
+
+
+def test_a_condition_on_an_unknown_parameter_fails_loading():
+    with pytest.raises(ValueError, match="no parameter rule named"):
+        _schema([{"reject": "budget", "when": {"nope": [1]}, "message": "m"}])
+    with pytest.raises(ValueError):
+        _schema([{"reject": "budget", "mesage": "typo"}])

@@ -149,7 +149,10 @@ def apply_base_urls(registry: Registry, config: Config) -> None:
             raise ConfigError(f"providers.{name}.base_url: provider '{name}' names no protocol") from None
         if "base_url" not in type(adapter.options).model_fields:
             raise ConfigError(f"providers.{name}.base_url: the {adapter.options.protocol} protocol takes no base URL")
-        adapter.options = adapter.options.model_copy(update={"base_url": entry.base_url})
+        update: dict[str, object] = {"base_url": entry.base_url}
+        if "base_url_by_credential" in type(adapter.options).model_fields:
+            update["base_url_by_credential"] = None  # a region switch must not route around it
+        adapter.options = adapter.options.model_copy(update=update)
 
 
 def _shutdown_status() -> grpc.Status:

@@ -161,8 +161,10 @@ async def _serving(config):
 
 async def test_config_base_url_redirects_a_provider_without_a_url_credential(pool):
     d, mock = DIALECTS["groq"], await pool.get("groq")
-    config = make_config(providers={"groq": ProviderCredentials(
-        base_url=mock.url + d.prefix + "/", credentials={"api_key": d.key})})
+    sf, sf_mock = DIALECTS["siliconflow"], await pool.get("siliconflow")
+    config = make_config(providers={
+        "groq": ProviderCredentials(base_url=mock.url + d.prefix + "/", credentials={"api_key": d.key}),
+        "siliconflow": ProviderCredentials(base_url=sf_mock.url + sf.prefix)})
     config.http.enabled = True
     running, channel, stubs = await _serving(config)
     http = await start_http(config, running.runtime)
@@ -176,6 +178,11 @@ async def test_config_base_url_redirects_a_provider_without_a_url_credential(poo
                 "model": f"groq/{d.chat_model}", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200, r.text
         assert mock.requests[-1].path == "/openai/v1/chat/completions"
+        # a provider whose region switch picks its default host: the configured URL still wins
+        creds = {**sf.credentials(sf_mock.url), "use_international_endpoint": "true"}
+        await stubs.llm.Generate(llm_pb.GenerateRequest(target=target("siliconflow", sf.chat_model, creds),
+                                                        messages=[user("hi")]))
+        assert sf_mock.requests[-1].path == sf.prefix + "/chat/completions"
     finally:
         await http.stop()
         await channel.close()

@@ -14,7 +14,7 @@ from modelruntime.v1 import llm_service_pb2 as llm_pb
 from server.app import start_server
 from server.config import Config, EgressConfig, GrpcConfig, HttpConfig, ProviderCredentials
 from server.http.app import start_http
-from tests.helpers import failure_of, struct, target, user
+from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks import compat_mock
 from tests.mocks.anthropic_mock import AnthropicMock
 from tests.mocks.compat_dialects import DIALECTS
@@ -130,6 +130,16 @@ async def test_forced_tool_choice_refused_while_thinking(stubs, anthropic):
     await stubs.llm.Generate(claude(anthropic, "claude-sonnet-4-6", {"thinking": True, "thinking_budget": 2048,
                                                                        "max_tokens": 4096}))
     assert anthropic.requests[-1].json["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
+async def test_a_refused_stream_ends_before_any_chunk(stubs, anthropic):
+    creds = {"anthropic_api_key": ANTHROPIC_KEY, "anthropic_api_url": anthropic.url}
+    before = len(anthropic.requests)
+    received, f = await stream_failure(stubs.llm.StreamGenerate(llm_pb.StreamGenerateRequest(
+        target=target("anthropic", "claude-opus-5", creds), messages=[user("hi")],
+        model_parameters=struct({"thinking_budget": 4096}))))
+    assert received == [] and f.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(f.violations) == {"model_parameters.thinking_budget"} and len(anthropic.requests) == before
 
 
 async def test_all_violations_are_reported_together(stubs, anthropic):

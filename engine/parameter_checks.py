@@ -16,14 +16,14 @@ parameter the caller did not send sees its rule's default, which the YAML sets t
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from .adapter import LLMRequest
-from .entities import AIModelEntity, ParameterCheck
+from .entities import AIModelEntity
 from .errors import FieldViolation, InvokeBadRequestError
 from .messages import PartKind, Role
+from .rules import PerSchema
 
 ASSISTANT_PREFILL = "assistant_prefill"  # the conversation ends with an assistant message
 FORCED_TOOL_CHOICE = "forced_tool_choice"  # tool_choice "required" or a named function
@@ -109,24 +109,7 @@ def _offending(check: _Compiled, raw: Mapping[str, Any], validated: Mapping[str,
     return _parameter(reject, values, between, raw, validated)
 
 
-# id(schema) -> (weak ref to it, its check list, the compiled checks); as rules.validator_for.
-_CACHE: dict[int, tuple[weakref.ref[AIModelEntity], list[ParameterCheck], tuple[_Compiled, ...]]] = {}
-
-
-def _compiled(schema: AIModelEntity) -> tuple[_Compiled, ...]:
-    key = id(schema)
-    entry = _CACHE.get(key)
-    if entry is not None and entry[0]() is schema and entry[1] is schema.parameter_checks:
-        return entry[2]
-    compiled = _compile(schema)
-
-    def _drop(dead: weakref.ref[AIModelEntity], key: int = key) -> None:
-        current = _CACHE.get(key)
-        if current is not None and current[0] is dead:
-            _CACHE.pop(key, None)
-
-    _CACHE[key] = (weakref.ref(schema, _drop), schema.parameter_checks, compiled)
-    return compiled
+_compiled: PerSchema[tuple[_Compiled, ...]] = PerSchema(_compile, lambda schema: schema.parameter_checks)
 
 
 def check_request(schema: AIModelEntity, raw: Mapping[str, Any] | None, request: LLMRequest) -> None:

@@ -32,11 +32,12 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from engine.entities import AIModelEntity, ParameterRule, ParameterType
 from engine.errors import FieldViolation, InvokeBadRequestError
 
+T = TypeVar("T")
 _FIELD_PREFIX = "model_parameters."
 TOKEN_LIMIT_ALIASES = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
@@ -249,27 +250,37 @@ class ParameterValidator:
 
 
 
-# id(entity) -> (weak ref to the entity, its rule list, validator). Schemas are treated as
-# immutable once loaded; replacing ``parameter_rules`` (a new list) invalidates the entry,
-# mutating rules in place does not. The weakref callback drops entries of collected schemas
-# (customizable schemas are rebuilt per request and must not accumulate here).
-_CACHE: dict[int, tuple[weakref.ref[AIModelEntity], list[ParameterRule], ParameterValidator]] = {}
+class PerSchema(Generic[T]):
+    """Something built once per model schema from one of its lists, and cached.
+
+    Keyed by ``id(schema)``: schemas are treated as immutable once loaded; replacing the watched
+    list (a new list) invalidates the entry, mutating it in place does not. A weakref callback
+    drops the entries of collected schemas (customizable schemas are rebuilt per request and must
+    not accumulate here).
+    """
+
+    def __init__(self, build: Callable[[AIModelEntity], T], watch: Callable[[AIModelEntity], list[Any]]) -> None:
+        self._build = build
+        self._watch = watch
+        self._cache: dict[int, tuple[weakref.ref[AIModelEntity], list[Any], T]] = {}
+
+    def __call__(self, schema: AIModelEntity) -> T:
+        key = id(schema)
+        entry = self._cache.get(key)
+        if entry is not None and entry[0]() is schema and entry[1] is self._watch(schema):
+            return entry[2]
+        built = self._build(schema)
+        cache = self._cache
+
+        def _drop(dead: weakref.ref[AIModelEntity], key: int = key) -> None:
+            current = cache.get(key)
+            if current is not None and current[0] is dead:
+                cache.pop(key, None)
+
+        cache[key] = (weakref.ref(schema, _drop), self._watch(schema), built)
+        return built
 
 
-def validator_for(model: AIModelEntity) -> ParameterValidator:
-    """The cached validator of a model schema (built on first use)."""
-    key = id(model)
-    entry = _CACHE.get(key)
-    if entry is not None:
-        ref, rules, validator = entry
-        if ref() is model and rules is model.parameter_rules:
-            return validator
-    validator = ParameterValidator(model.parameter_rules)
-
-    def _drop(dead: weakref.ref[AIModelEntity], key: int = key) -> None:
-        current = _CACHE.get(key)
-        if current is not None and current[0] is dead:
-            _CACHE.pop(key, None)
-
-    _CACHE[key] = (weakref.ref(model, _drop), model.parameter_rules, validator)
-    return validator
+# The cached validator of a model schema (built on first use).
+validator_for: PerSchema[ParameterValidator] = PerSchema(
+    lambda model: ParameterValidator(model.parameter_rules), lambda model: model.parameter_rules)

@@ -70,7 +70,7 @@ class ServerProcess:
             # the child is started by vfork/posix_spawn and runs nothing before exec.
             preexec_fn=self._limit if self.nofile is not None else None)
         self._reader = asyncio.create_task(self._collect())
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a bound on start-up, generous for a loaded machine
         while time.monotonic() < deadline:
             if self.proc.returncode is not None:
                 await self._reader

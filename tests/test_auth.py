@@ -17,35 +17,15 @@ from pathlib import Path
 import grpc
 import openai
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from modelruntime.admin import AsyncAdminClient
-from modelruntime.v1 import common_pb2, llm_service_pb2_grpc
 from modelruntime.v1 import llm_service_pb2 as llm_pb
 
-from server.app import start_server
 from server.auth import check_exposure
 from server.auth.crypto import Keyring, generate_key_spec
-from server.config import AuthConfig, Config, ConfigError, EgressConfig, GrpcConfig, HttpConfig, StorageConfig
-from server.http.app import start_http
-from tests.helpers import struct, user
+from server.config import AuthConfig, Config, ConfigError, GrpcConfig
+from tests.auth_env import ENV, KEY, auth_server, bearer, creds, details, req
+from tests.helpers import user
 from tests.mocks.openai_mock import OpenAIMock, slow_stream
-
-KEY = "sk-upstream-secret-value-42"
-ENV = "MR_TEST_AUTH_KEYS"
-
-
-def details(err: grpc.aio.AioRpcError) -> dict[str, object]:
-    status = rpc_status.from_call(err)
-    out: dict[str, object] = {}
-    for any_ in status.details if status else []:
-        for cls in (error_details_pb2.ErrorInfo, error_details_pb2.RetryInfo, error_details_pb2.QuotaFailure,
-                    error_details_pb2.ResourceInfo, error_details_pb2.PreconditionFailure):
-            if any_.Is(cls.DESCRIPTOR):
-                msg = cls()
-                any_.Unpack(msg)
-                out[cls.__name__] = msg
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -56,42 +36,8 @@ async def mock():
 
 @pytest.fixture(scope="module")
 async def env(tmp_path_factory, mock):
-    data = tmp_path_factory.mktemp("authdata")
-    os.environ[ENV] = generate_key_spec("k1")
-    config = Config(
-        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_seconds=0.5, drain_seconds=0),
-        http=HttpConfig(enabled=True, host="127.0.0.1", port=0, allow_request_credentials=True),
-        egress=EgressConfig(allowed_cidrs=["127.0.0.1/32"], retries=0, connect_timeout=5, read_timeout=30),
-        auth=AuthConfig(enabled=True, encryption_keys_env=ENV, refresh_seconds=0.2, ledger_flush_seconds=0.2),
-        storage=StorageConfig(data_dir=str(data)),
-    )
-    from server.auth.store import open_store
-
-    store = await open_store("", data)  # the first admin key, as `keys create` does, before the server
-    _, admin_secret = await store.create_key("root", admin=True)
-    await store.close()
-    running = await start_server(config)
-    running.http = await start_http(config, running.runtime)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    admin = AsyncAdminClient(channel=channel, api_key=admin_secret)
-    yield {"running": running, "admin": admin, "channel": channel, "data": data, "secret": admin_secret,
-           "http": f"http://127.0.0.1:{running.http.port}/v1", "llm": llm_service_pb2_grpc.LLMServiceStub(channel)}
-    await channel.close()
-    await running.stop(0, 0)
-
-
-def creds(mock) -> dict:
-    return {"openai_api_key": KEY, "openai_api_base": mock.url}
-
-
-def req(mock, secret_creds: dict | None = None, name: str = "", model: str = "gpt-4o-mini"):
-    target = common_pb2.ModelTarget(provider="openai", model=model, credentials=struct(secret_creds),
-                                    credentials_name=name)
-    return llm_pb.GenerateRequest(target=target, messages=[user("hello there")])
-
-
-def bearer(secret: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {secret}"),)
+    async with auth_server(tmp_path_factory.mktemp("authdata")) as handles:
+        yield handles
 
 
 async def test_missing_and_unknown_key_are_unauthenticated(env, mock):

@@ -9,7 +9,9 @@ Per call (:mod:`server.auth.metered` drives it around every runtime call):
 2. ``authorize``: scopes (provider / model / model type), raw-vs-stored credentials, and the
    stored credentials named by the call (decrypted once per change, kept in memory);
 3. ``admit``: the key's rate limits and budget (:mod:`server.auth.limits`);
-4. ``finish``: charge tokens and cost, append a ledger row — both off the hot path.
+4. ``finish``: charge tokens and cost, append a ledger row — both off the hot path. A refused
+   call (no or unknown key, out of scope, over a limit) gets a ledger row too (``refused``), its
+   status the refusal reason, so an operator sees who was turned away and why.
 
 Every process polls ``meta.version`` every ``auth.refresh_seconds`` (default 0.5 s) and reloads on a
 change, so a revoked key is refused by every process within a second. The caller of the current
@@ -28,10 +30,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
 from engine.credentials import mask_secrets
 
 from .crypto import CredentialsUnreadable, Keyring, KeyringError
-from .errors import CredentialsUnavailable, PermissionDenied, Unauthenticated
+from .errors import AccessError, CredentialsUnavailable, PermissionDenied, Unauthenticated, store_unavailable
 from .keys import ANONYMOUS, CallerKey, hash_secret
 from .ledger import Ledger
 from .limits import MemoryCounters, RedisCounters
@@ -40,6 +45,8 @@ from .store import Store, UsageRecord
 log = logging.getLogger("modelruntime.auth")
 
 _BEARER = "bearer "
+# The database or Redis failing: the call is refused UNAVAILABLE (fail closed), never UNKNOWN.
+STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, RedisError, OSError, TimeoutError)
 _MISSES = 10_000  # unknown key hashes remembered until the next change
 
 
@@ -154,7 +161,10 @@ class Gate:
         key = self._by_hash.get(digest)
         if key is not None or digest in self._misses:
             return key
-        key = await self.store.key_by_hash(digest)  # created by another process since the last poll
+        try:  # created by another process since the last poll
+            key = await self.store.key_by_hash(digest)
+        except STORE_ERRORS as exc:
+            raise store_unavailable(exc) from None
         if key is None:
             if len(self._misses) >= _MISSES:
                 self._misses.clear()
@@ -221,7 +231,10 @@ class Gate:
     # ---- 3./4. limits and ledger ----------------------------------------------------------------
 
     async def admit(self, state: CallState) -> None:
-        await self.counters.admit(state.key)
+        try:
+            await self.counters.admit(state.key)
+        except STORE_ERRORS as exc:
+            raise store_unavailable(exc) from None
 
     def finish(self, state: CallState, provider: str, model: str, model_type: str, started: float,
                tokens: tuple[int, int] = (0, 0), cost: Decimal = Decimal(0), status: str = "OK",
@@ -238,6 +251,14 @@ class Gate:
                 latency_ms=latency_ms if latency_ms is not None else (time.perf_counter() - started) * 1000,
                 status=status, cancelled=cancelled,
             ))
+
+    def refused(self, door: str, exc: AccessError, key: CallerKey | None = None, provider: str = "",
+                model: str = "", model_type: str = "") -> None:
+        """A refused call in the ledger, its status the refusal reason (unauthenticated: no key id)."""
+        if self.ledger is not None:
+            self.ledger.record(UsageRecord(
+                ts=datetime.now(UTC), key_id=key.id if key is not None else "", door=door, provider=provider[:100],
+                model=model[:200], model_type=model_type, status=exc.reason))
 
     def later(self, work: Any) -> None:
         """Run ``work`` (a coroutine) off the hot path; :meth:`close` waits for it."""

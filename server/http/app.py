@@ -171,7 +171,7 @@ class OpenAIApp:
             if refused is not None:
                 raise refused
             if handler is not None and self.gate is not None:
-                await self._authenticate(scope)
+                await self._authenticate(scope, provider)
             if handler is not None and (unsupported := media_type_error(scope, sub)) is not None:
                 raise unsupported
             body = await self._read_body(scope, receive)
@@ -199,7 +199,7 @@ class OpenAIApp:
             return
         await self._run(handler, call, receive, observed)
 
-    async def _authenticate(self, scope: dict[str, Any]) -> None:
+    async def _authenticate(self, scope: dict[str, Any], provider: str | None) -> None:
         """The caller key from ``authorization: Bearer`` (how the openai SDK sends ``api_key``)."""
         assert self.gate is not None
         authorization = None
@@ -210,6 +210,7 @@ class OpenAIApp:
         try:
             caller = await self.gate.authenticate(authorization)
         except AccessError as exc:
+            self.gate.refused("http", exc, None, provider or "")  # the body (and model) is not read yet
             raise access_error(exc) from None
         CURRENT.set(CallState(caller, "http"))
 

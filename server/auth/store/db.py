@@ -18,7 +18,7 @@ import asyncio
 import fcntl
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -72,6 +72,7 @@ class UsageTotal:
     completion_tokens: int
     total_tokens: int
     cost: Decimal
+    statuses: dict[str, int] = field(default_factory=dict)  # calls per status (OK, error or refusal reason)
 
 
 def _key(row: KeyRow) -> CallerKey:
@@ -246,14 +247,13 @@ class Store:
 
     async def usage(self, key_id: str = "", provider: str = "", model: str = "", start_day: str = "",
                     end_day: str = "") -> list[UsageTotal]:
-        """Totals per (day, key, provider, model, type), filtered; days are UTC ``YYYY-MM-DD``."""
+        """Totals per (day, key, provider, model, type), with calls per status; days are UTC ``YYYY-MM-DD``."""
         u = UsageRow
         group = (u.day, u.key_id, u.provider, u.model, u.model_type)
         query = select(
-            *group, func.count(), func.sum(func.cast(u.status != "OK", type_=u.prompt_tokens.type)),
-            func.sum(func.cast(u.cancelled, type_=u.prompt_tokens.type)), func.sum(u.prompt_tokens),
-            func.sum(u.completion_tokens), func.sum(u.total_tokens), func.sum(u.cost),
-        ).group_by(*group).order_by(*group)
+            *group, u.status, func.count(), func.sum(func.cast(u.cancelled, type_=u.prompt_tokens.type)),
+            func.sum(u.prompt_tokens), func.sum(u.completion_tokens), func.sum(u.total_tokens), func.sum(u.cost),
+        ).group_by(*group, u.status).order_by(*group, u.status)
         for column, value in ((u.key_id, key_id), (u.provider, provider), (u.model, model)):
             if value:
                 query = query.where(column == value)
@@ -261,10 +261,22 @@ class Store:
             query = query.where(u.day >= start_day)
         if end_day:
             query = query.where(u.day <= end_day)
+        totals: dict[tuple[str, ...], UsageTotal] = {}
         async with self.session() as s:
-            return [UsageTotal(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6] or 0), int(r[7] or 0),
-                               int(r[8] or 0), int(r[9] or 0), int(r[10] or 0), Decimal(str(r[11] or 0)))
-                    for r in await s.execute(query)]
+            for r in await s.execute(query):
+                t = totals.get(r[:5])
+                if t is None:
+                    t = totals[r[:5]] = UsageTotal(r[0], r[1], r[2], r[3], r[4], 0, 0, 0, 0, 0, 0, Decimal(0), {})
+                count = int(r[6])
+                t.statuses[r[5]] = count
+                t.requests += count
+                t.errors += 0 if r[5] == "OK" else count
+                t.cancelled += int(r[7] or 0)
+                t.prompt_tokens += int(r[8] or 0)
+                t.completion_tokens += int(r[9] or 0)
+                t.total_tokens += int(r[10] or 0)
+                t.cost += Decimal(str(r[11] or 0))
+        return list(totals.values())
 
     async def spend_since(self, key_id: str, start_day: str) -> Decimal:
         async with self.session() as s:

@@ -88,6 +88,11 @@ SPECIAL: list[tuple[str, str]] = [
     ``generation_timeout`` that of ``llm.generate``/``llm.stream``/``tts.stream``/
     ``speech2text.transcribe``; ``None`` means no deadline. ``metadata`` is sent
     with every call. ``options`` add to or override the channel options.
+
+    ``api_key`` (default ``$MODELRUNTIME_API_KEY``) is the caller key of a server
+    with authentication on, sent as ``authorization: Bearer <key>``. Calls that
+    address a model take ``credentials_name=`` to use provider credentials stored
+    on the server (AdminService.PutCredentials) instead of sending them.
     """
 ''',
     ),

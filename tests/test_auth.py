@@ -12,11 +12,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
+import modelruntime
 import openai
 import pytest
+from modelruntime import AsyncModelRuntimeClient, ModelRuntimeClient
 from modelruntime.admin import AsyncAdminClient
 from modelruntime.v1 import llm_service_pb2 as llm_pb
 
@@ -240,3 +243,34 @@ def test_cli_creates_the_first_admin_key_without_a_server(tmp_path):
                             env=env, timeout=60)
     assert created["id"] in listed.stdout and created["secret"] not in listed.stdout
     assert created["secret"].encode() not in (tmp_path / "modelruntime.db").read_bytes()
+
+
+async def test_typed_clients_send_the_api_key_and_name_stored_credentials(env, mock):
+    await env["admin"].put_credentials("client-openai", "openai", creds(mock))
+    created = await env["admin"].create_key("typed", credentials=["client-*"], deny_raw_credentials=True,
+                                            requests_per_minute=3)
+    if time.time() % 60 > 50:  # the three admitted calls and the refused one in one minute window
+        await asyncio.sleep(61 - time.time() % 60)
+    target = f"127.0.0.1:{env['running'].port}"
+    ask = {"provider": "openai", "model": "gpt-4o-mini", "messages": [user("hi")]}
+    async with AsyncModelRuntimeClient(target, api_key=created.secret) as client:
+        reply = await client.llm.generate(**ask, credentials_name="client-openai")
+        assert reply.message.content
+        chunks = [c async for c in client.llm.stream(**ask, credentials_name="client-openai")]
+        assert any(c.delta.content for c in chunks)
+        with pytest.raises(modelruntime.PermissionDeniedError) as raw:
+            await client.llm.generate(**ask, credentials=creds(mock))  # this key may not send raw secrets
+        assert raw.value.reason == "RAW_CREDENTIALS_DENIED"
+        with pytest.raises(modelruntime.AuthenticationError) as anonymous:
+            await client.with_options(api_key=None).llm.generate(**ask, credentials_name="client-openai")
+        assert anonymous.value.reason == "CALLER_KEY_MISSING"
+
+    def sync_calls() -> str:
+        with ModelRuntimeClient(target, api_key=created.secret) as client:
+            content = client.llm.generate(**ask, credentials_name="client-openai").message.content
+            with pytest.raises(modelruntime.RateLimitError) as over:  # the 4th admitted call of a 3-per-minute key
+                client.llm.generate(**ask, credentials_name="client-openai")
+            assert over.value.caller_limit == "requests_per_minute" and over.value.retry_after
+            return content
+
+    assert await asyncio.to_thread(sync_calls)

@@ -154,7 +154,8 @@ class TlsConfig(_Section):
     key_file: str = ""
     # PEM CA bundle: when set, client certificates are requested (mTLS) and verified against it.
     client_ca_file: str = ""
-    # Refuse callers that present no client certificate (only with client_ca_file).
+    # Refuse callers that present no client certificate (only with client_ca_file). The gRPC port
+    # verifies client certificates only when this is true (grpcio cannot ask for one optionally).
     require_client_cert: bool = False
 
 

@@ -118,6 +118,7 @@ class OpenAIApp:
         self.active: dict[asyncio.Task, Call | None] = {}  # request tasks; the Call once routed
         self.obs = observability_of(runtime)  # metrics, traces, call log, request ids (or None)
         self.gate = getattr(runtime, "gate", None)  # caller keys (server/auth), when the runtime is metered
+        self.client_certs = bool(config.tls.client_ca_file)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -200,15 +201,19 @@ class OpenAIApp:
         await self._run(handler, call, receive, observed)
 
     async def _authenticate(self, scope: dict[str, Any], provider: str | None) -> None:
-        """The caller key from ``authorization: Bearer`` (how the openai SDK sends ``api_key``)."""
+        """The caller key from ``authorization: Bearer`` (how the openai SDK sends ``api_key``), or the
+        key whose ``cert_identity`` is the verified client certificate's common name (mTLS)."""
         assert self.gate is not None
         authorization = None
         for key, value in scope["headers"]:
             if key == b"authorization":
                 authorization = value.decode("latin-1")
                 break
+        identity = ""
+        if self.client_certs and not authorization:  # mTLS: the certificate's identity, when no key is sent
+            identity = scope.get("extensions", {}).get("tls", {}).get("client_cert_common_name", "")
         try:
-            caller = await self.gate.authenticate(authorization)
+            caller = await self.gate.authenticate(authorization, identity)
         except AccessError as exc:
             self.gate.refused("http", exc, None, provider or "")  # the body (and model) is not read yet
             raise access_error(exc) from None

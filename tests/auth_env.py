@@ -46,8 +46,10 @@ def details(err: grpc.aio.AioRpcError) -> dict[str, object]:
 
 
 @contextlib.asynccontextmanager
-async def auth_server(data: Path, **config_overrides: Any) -> AsyncIterator[dict[str, Any]]:
-    """The server with auth on; yields handles (``admin``: the typed admin client of a root key)."""
+async def auth_server(data: Path, channel_credentials: grpc.ChannelCredentials | None = None,
+                      **config_overrides: Any) -> AsyncIterator[dict[str, Any]]:
+    """The server with auth on; yields handles (``admin``: the typed admin client of a root key).
+    With ``tls`` in the overrides, ``channel_credentials`` make the handles' channel (TLS, mTLS)."""
     os.environ[ENV] = generate_key_spec("k1")
     config = Config(**{
         "grpc": GrpcConfig(host="127.0.0.1", port=0, grace_seconds=0.5, drain_seconds=0),
@@ -62,11 +64,13 @@ async def auth_server(data: Path, **config_overrides: Any) -> AsyncIterator[dict
     await store.close()
     running = await start_server(config)
     running.http = await start_http(config, running.runtime)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    address = f"127.0.0.1:{running.port}"
+    channel = (grpc.aio.secure_channel(address, channel_credentials) if channel_credentials
+               else grpc.aio.insecure_channel(address))
     admin = AsyncAdminClient(channel=channel, api_key=admin_secret)
     try:
         yield {"running": running, "admin": admin, "channel": channel, "data": data, "secret": admin_secret,
-               "http": f"http://127.0.0.1:{running.http.port}/v1",
+               "http": f"{'https' if config.tls.cert_file else 'http'}://127.0.0.1:{running.http.port}/v1",
                "llm": llm_service_pb2_grpc.LLMServiceStub(channel)}
     finally:
         await channel.close()

@@ -144,8 +144,11 @@ class Gate:
             if authorization[:7].lower() != _BEARER:
                 raise Unauthenticated("The authorization value must be 'Bearer <key>'.", "CALLER_KEY_INVALID")
             key = await self._lookup(authorization[7:].strip())
-        elif cert_identity and cert_identity in self._by_cert:
-            key = self._by_cert[cert_identity]
+        elif cert_identity:
+            key = await self._lookup(cert_identity, by_cert=True)
+            if key is None:
+                raise Unauthenticated("A caller key is required: no key has this client certificate's identity; "
+                                      "send 'authorization: Bearer <key>'.", "CALLER_KEY_MISSING")
         else:
             raise Unauthenticated("A caller key is required: send 'authorization: Bearer <key>'.",
                                   "CALLER_KEY_MISSING")
@@ -156,21 +159,24 @@ class Gate:
                                   {"key": key.id})
         return key
 
-    async def _lookup(self, secret: str) -> CallerKey | None:
-        digest = hash_secret(secret)
-        key = self._by_hash.get(digest)
-        if key is not None or digest in self._misses:
+    async def _lookup(self, value: str, by_cert: bool = False) -> CallerKey | None:
+        """The live key with this secret (or certificate identity); a miss asks the database once."""
+        name = "cert:" + value if by_cert else hash_secret(value)
+        key = self._by_cert.get(value) if by_cert else self._by_hash.get(name)
+        if key is not None or name in self._misses:
             return key
         try:  # created by another process since the last poll
-            key = await self.store.key_by_hash(digest)
+            key = await (self.store.key_by_cert(value) if by_cert else self.store.key_by_hash(name))
         except STORE_ERRORS as exc:
             raise store_unavailable(exc) from None
         if key is None:
             if len(self._misses) >= _MISSES:
                 self._misses.clear()
-            self._misses.add(digest)
+            self._misses.add(name)
+        elif by_cert:
+            self._by_cert[value] = key
         else:
-            self._by_hash[digest] = key
+            self._by_hash[name] = key
         return key
 
     @staticmethod

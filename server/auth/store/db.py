@@ -166,6 +166,11 @@ class Store:
             row = (await s.execute(select(KeyRow).where(KeyRow.key_hash == key_hash))).scalar_one_or_none()
             return _key(row) if row is not None and row.revoked_at is None else None
 
+    async def key_by_cert(self, identity: str) -> CallerKey | None:
+        async with self.session() as s:
+            row = (await s.execute(select(KeyRow).where(KeyRow.cert_identity == identity))).scalar_one_or_none()
+            return _key(row) if row is not None and row.revoked_at is None else None
+
     async def get_key(self, key_id: str) -> CallerKey | None:
         async with self.session() as s:
             row = await s.get(KeyRow, key_id)

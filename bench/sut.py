@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -50,6 +50,7 @@ class Server:
     workers: int = 1
     log_level: str = "INFO"
     metrics: bool = True  # observability.metrics (the metrics scenario turns it off for its "off" rounds)
+    extra: dict = field(default_factory=dict)  # more config sections (the auth scenario's auth/storage)
     grpc_port: int = 0
     http_port: int = 0
     proc: subprocess.Popen | None = None
@@ -71,6 +72,7 @@ class Server:
                                                      "openai_api_base": self.upstream_base}}},
             "observability": {"metrics": self.metrics},
             "log_level": self.log_level,
+            **self.extra,
         }
 
     @property

@@ -43,7 +43,7 @@ def _create_key(python: str, data_dir: Path) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNTIME_")}
     env["MODEL_RUNTIME_STORAGE__DATA_DIR"] = str(data_dir)
     run = subprocess.run([python, "-m", "server", "keys", "create", "--name", "bench", "--rpm", "100000000",
-                          "--tpm", "1000000000000", "--budget-usd", "1000000000", "--budget-period", "month"],
+                          "--tpm", "2000000000", "--budget-usd", "1000000000", "--budget-period", "month"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     if run.returncode != 0:
         raise RuntimeError(f"keys create failed: {run.stderr.strip()[-300:]}")

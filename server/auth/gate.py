@@ -247,9 +247,12 @@ class Gate:
                cancelled: bool = False, latency_ms: float | None = None) -> None:
         key = state.key
         if key.limited and (tokens[0] or tokens[1] or cost):
-            task = asyncio.get_running_loop().create_task(self.counters.charge(key, tokens[0] + tokens[1], cost))
-            self._pending.add(task)
-            task.add_done_callback(self._charged)
+            if isinstance(self.counters, MemoryCounters):  # no I/O: no task (a task per call costs CPU)
+                self.counters.add(key, tokens[0] + tokens[1], cost)
+            else:
+                task = asyncio.get_running_loop().create_task(self.counters.charge(key, tokens[0] + tokens[1], cost))
+                self._pending.add(task)
+                task.add_done_callback(self._charged)
         if self.ledger is not None:
             self.ledger.record(UsageRecord(
                 ts=datetime.now(UTC), key_id=key.id, door=state.door, provider=provider, model=model,

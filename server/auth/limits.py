@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from .errors import QuotaExceeded
 from .keys import CallerKey
@@ -29,18 +30,25 @@ NANO = Decimal(10) ** 9
 Seed = Callable[[str, str], Awaitable[Decimal]]  # (key id, first day of the period) → spend
 
 
-def period(key: CallerKey, now: float) -> tuple[str, str, float]:
-    """(window id, first UTC day of the period, seconds until it ends) of the key's budget."""
-    at = datetime.fromtimestamp(now, UTC)
-    if key.budget_period == "day":
-        start = at.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = start + timedelta(days=1)
+@lru_cache(maxsize=64)
+def _period_of_day(budget_period: str, day: int) -> tuple[str, str, float]:
+    """(window id, first UTC day of the period, end as a timestamp) for a UTC day number."""
+    at = datetime.fromtimestamp(day * 86400, UTC)
+    if budget_period == "day":
+        start, end = at, at + timedelta(days=1)
         window = start.strftime("%Y%m%d")
     else:
-        start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        start = at.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
         window = start.strftime("%Y%m")
-    return window, start.strftime("%Y-%m-%d"), (end - at).total_seconds()
+    return window, start.strftime("%Y-%m-%d"), end.timestamp()
+
+
+def period(key: CallerKey, now: float) -> tuple[str, str, float]:
+    """(window id, first UTC day of the period, seconds until it ends) of the key's budget.
+    Cached per UTC day: this runs on every admitted and every charged call."""
+    window, start_day, end = _period_of_day(key.budget_period, int(now // 86400))
+    return window, start_day, end - now
 
 
 def _budget_error(key: CallerKey, spent: int, ends_in: float) -> QuotaExceeded:
@@ -98,6 +106,10 @@ class MemoryCounters:
         _check(key, requests, tokens, spent, now)
 
     async def charge(self, key: CallerKey, tokens: int, cost: Decimal, now: float | None = None) -> None:
+        self.add(key, tokens, cost, now)
+
+    def add(self, key: CallerKey, tokens: int, cost: Decimal, now: float | None = None) -> None:
+        """``charge`` without the coroutine: memory counters need no I/O, so the gate calls this at once."""
         if not key.limited:
             return
         now = time.time() if now is None else now

@@ -26,7 +26,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import Table, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -34,6 +34,7 @@ from ..keys import CallerKey, Scopes, display_prefix, hash_secret, new_secret
 from .models import CredentialRow, KeyRow, MetaRow, UsageRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+USAGE_TABLE: Table = UsageRow.__table__  # type: ignore[assignment]  # declarative: always a Table
 DB_FILE = "modelruntime.db"
 
 
@@ -247,8 +248,8 @@ class Store:
             "total_tokens": r.prompt_tokens + r.completion_tokens, "cost": r.cost, "currency": r.currency,
             "latency_ms": r.latency_ms, "status": r.status[:40], "cancelled": r.cancelled,
         } for r in records]
-        async with self.session.begin() as s:
-            await s.execute(insert(UsageRow), rows)
+        async with self.engine.begin() as conn:  # Core executemany: a third of the ORM bulk path's CPU
+            await conn.execute(insert(USAGE_TABLE), rows)
 
     async def usage(self, key_id: str = "", provider: str = "", model: str = "", start_day: str = "",
                     end_day: str = "") -> list[UsageTotal]:

@@ -7,12 +7,20 @@ throughput). "On" is what a shared gateway runs: ``auth.enabled``, a key with a 
 tokens-per-minute limit and a monthly budget (so every call is admitted against counters and
 charged), the usage ledger writing to SQLite. When Redis is reachable on 127.0.0.1:6379 two more
 rounds put the counters there (one Redis round trip per call), reported beside the target.
+
+When valgrind is installed, the server also runs once per mode under callgrind (collection switched
+on only after a warm-up) and the instructions it executes per call are counted: a figure other
+processes on the machine cannot move, where req/s and even CPU seconds per call move by tens of
+per cent on a shared machine.
 """
 
 from __future__ import annotations
 
+import asyncio
+import glob
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -59,6 +67,54 @@ def _config(mode: str, data_dir: Path) -> dict:
     return {"auth": {"enabled": True}, "storage": storage}
 
 
+def _callgrind_total(out: Path) -> int:
+    """The instructions counted in callgrind's dump files (the largest total: the measured window)."""
+    total = 0
+    for path in glob.glob(f"{out}*"):
+        with open(path, errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("summary:", "totals:")):
+                    total = max(total, int(line.split()[1]))
+    return total
+
+
+async def _instructions_per_call(b: Bench, mode: str, data_dir: Path, secret: str, calls: int = 300) -> float:
+    """Instructions the server executes per Generate (callgrind, after 100 warm-up calls)."""
+    out = Path(tempfile.mkdtemp(prefix="modelruntime-bench-cg-")) / "cg.out"
+    b.server.extra = _config(mode, data_dir)
+    b.server.wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    b.server.ready_timeout = 900.0  # the interpreter starts ~50x slower under valgrind
+    await b.restart_server()
+    meta = None if mode == "off" else (("authorization", f"Bearer {secret}"),)
+    async with cl.channel(b.server.target) as channel:
+        from modelruntime.v1 import llm_service_pb2_grpc
+
+        stub = llm_service_pb2_grpc.LLMServiceStub(channel)
+        request = cl.generate_request(b.nginx.base)
+        for _ in range(100):
+            await stub.Generate(request, metadata=meta, timeout=120)
+        pid = str(b.server.proc.pid)  # valgrind runs the interpreter in its own process
+        await asyncio.to_thread(subprocess.run, ["callgrind_control", "-i", "on", pid], capture_output=True)
+        limit = asyncio.Semaphore(8)
+
+        async def one() -> None:
+            async with limit:
+                await stub.Generate(request, metadata=meta, timeout=120)
+
+        await asyncio.gather(*(one() for _ in range(calls)))
+        await asyncio.to_thread(subprocess.run, ["callgrind_control", "-d", pid], capture_output=True)
+    total = 0
+    for _ in range(50):  # the dump is written by the server process: wait for it
+        total = _callgrind_total(out)
+        if total:
+            break
+        await asyncio.sleep(0.2)
+    shutil.rmtree(out.parent, ignore_errors=True)
+    if not total:
+        raise RuntimeError("callgrind wrote no instruction count")
+    return total / calls
+
+
 async def scenario_auth(b: Bench) -> dict:
     """Unary Generate with auth, limits, budget and ledger on vs off, same run, rounds interleaved."""
     c = max(b.settings.unary_levels)
@@ -66,7 +122,11 @@ async def scenario_auth(b: Bench) -> dict:
     secret = _create_key(b.server.python, data_dir)
     order = list(ORDER) + (["redis", "redis"] if _redis_reachable() else [])
     rounds = []
+    instructions: dict[str, float] = {}
     try:
+        if shutil.which("valgrind") and shutil.which("callgrind_control"):
+            for mode in ("off", "on"):
+                instructions[mode] = await _instructions_per_call(b, mode, data_dir, secret)
         for mode in order:
             b.server.extra = _config(mode, data_dir)
             await b.restart_server()
@@ -78,7 +138,7 @@ async def scenario_auth(b: Bench) -> dict:
                                     sut=True, expected_bytes=verify["response_frame_bytes"])
             rounds.append({"auth": mode, **point.to_dict()})
     finally:
-        b.server.extra = {}
+        b.server.extra, b.server.wrapper, b.server.ready_timeout = {}, [], 60.0
         await b.restart_server()
 
     def mean(mode: str, key: str) -> float | None:
@@ -92,6 +152,11 @@ async def scenario_auth(b: Bench) -> dict:
     out = {"status": "ok", "concurrency": c, "order": order, "rounds": rounds,
            "rps_on": round(on or 0, 1), "rps_off": round(off or 0, 1), "cost_pct": cost,
            "cpu_ms_per_req_on": cpu_on, "cpu_ms_per_req_off": cpu_off, "added_cpu_us_per_req": added_us}
+    if instructions:
+        out["instructions_per_call"] = {k: round(v) for k, v in instructions.items()}
+        out["instructions_added_pct"] = round((instructions["on"] - instructions["off"]) / instructions["off"] * 100, 2)
+        print(f"  instructions per call (callgrind): on {instructions['on'] / 1e6:.3f} M, off "
+              f"{instructions['off'] / 1e6:.3f} M: +{out['instructions_added_pct']} %", flush=True)
     if "redis" in order:
         out["rps_redis"] = round(mean("redis", "rps") or 0, 1)
         out["cpu_ms_per_req_redis"] = mean("redis", "cpu_ms_per_req")

@@ -163,6 +163,9 @@ def target_rows(s: dict) -> list[dict]:
             None if cost is None else cost <= 10,
             f"server CPU per call {_f(a.get('cpu_ms_per_req_on'), 3)} vs {_f(a.get('cpu_ms_per_req_off'), 3)} ms "
             f"(+{_f(a.get('added_cpu_us_per_req'), 1)} µs); rounds {'/'.join(a['order'])}"
+            + (f"; instructions per call (callgrind) {a['instructions_per_call']['on']:,} on vs "
+               f"{a['instructions_per_call']['off']:,} off, +{_f(a['instructions_added_pct'], 2)} %"
+               if "instructions_per_call" in a else "")
             + (f"; counters in Redis: {_f(a['rps_redis'])} req/s, {_f(a.get('cpu_ms_per_req_redis'), 3)} ms CPU/call"
                if "rps_redis" in a else ""))
     else:

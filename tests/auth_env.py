@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from modelruntime.admin import AsyncAdminClient
@@ -26,6 +28,7 @@ from server.auth.store import open_store
 from server.config import AuthConfig, Config, EgressConfig, GrpcConfig, HttpConfig, StorageConfig
 from server.http.app import start_http
 from tests.helpers import struct, user
+from tests.mocks.openai_mock import OpenAIMock
 
 KEY = "sk-upstream-secret-value-42"
 ENV = "MR_TEST_AUTH_KEYS"
@@ -75,6 +78,37 @@ async def auth_server(data: Path, channel_credentials: grpc.ChannelCredentials |
     finally:
         await channel.close()
         await running.stop(0, 0)
+
+
+def upstream_fixture():
+    """A module-scoped ``mock`` fixture: the OpenAI mock accepting :data:`KEY` (``mock = upstream_fixture()``)."""
+
+    @pytest.fixture(scope="module")
+    async def mock():
+        async with OpenAIMock(api_keys=[KEY]) as m:
+            yield m
+
+    return mock
+
+
+def server_fixture(folder: str):
+    """A module-scoped ``env`` fixture: :func:`auth_server` on a fresh data directory."""
+
+    @pytest.fixture(scope="module")
+    async def env(tmp_path_factory, mock):
+        async with auth_server(tmp_path_factory.mktemp(folder)) as handles:
+            yield handles
+
+    return env
+
+
+def reachable(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port`` (PostgreSQL, Redis)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def creds(mock) -> dict:

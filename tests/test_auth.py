@@ -26,21 +26,21 @@ from modelruntime.v1 import llm_service_pb2 as llm_pb
 from server.auth import check_exposure
 from server.auth.crypto import Keyring, generate_key_spec
 from server.config import AuthConfig, Config, ConfigError, GrpcConfig
-from tests.auth_env import ENV, KEY, auth_server, bearer, creds, details, req
+from tests.auth_env import (
+    ENV,
+    KEY,
+    bearer,
+    creds,
+    details,
+    req,
+    server_fixture,
+    upstream_fixture,
+)
 from tests.helpers import user
-from tests.mocks.openai_mock import OpenAIMock, slow_stream
+from tests.mocks.openai_mock import slow_stream
 
-
-@pytest.fixture(scope="module")
-async def mock():
-    async with OpenAIMock(api_keys=[KEY]) as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
-async def env(tmp_path_factory, mock):
-    async with auth_server(tmp_path_factory.mktemp("authdata")) as handles:
-        yield handles
+mock = upstream_fixture()
+env = server_fixture("authdata")
 
 
 async def test_missing_and_unknown_key_are_unauthenticated(env, mock):

@@ -18,20 +18,10 @@ import pytest
 
 from server.auth.crypto import Keyring, generate_key_spec
 from server.config import StorageConfig
-from tests.auth_env import KEY, auth_server, bearer, creds, details, req
-from tests.mocks.openai_mock import OpenAIMock
+from tests.auth_env import auth_server, bearer, creds, details, req, server_fixture, upstream_fixture
 
-
-@pytest.fixture(scope="module")
-async def mock():
-    async with OpenAIMock(api_keys=[KEY]) as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
-async def env(tmp_path_factory, mock):
-    async with auth_server(tmp_path_factory.mktemp("admindata")) as handles:
-        yield handles
+mock = upstream_fixture()
+env = server_fixture("admindata")
 
 
 async def _refused(call) -> grpc.aio.AioRpcError:

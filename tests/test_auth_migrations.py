@@ -9,7 +9,6 @@ The PostgreSQL case needs 127.0.0.1:5432 and is a failure under CI=true when ski
 from __future__ import annotations
 
 import secrets
-import socket
 
 import pytest
 from alembic import command
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Connection
 from server.auth.store import open_store
 from server.auth.store.db import MIGRATIONS
 from server.auth.store.models import Base
+from tests.auth_env import reachable
 
 
 def _differences(connection: Connection) -> list:
@@ -53,17 +53,9 @@ async def test_sqlite_migrations_match_the_models(tmp_path):
     await _check("", tmp_path)
 
 
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.services
 async def test_postgresql_migrations_match_the_models(tmp_path):
-    if not _reachable(5432):
+    if not reachable(5432):
         pytest.skip("PostgreSQL (127.0.0.1:5432) is not reachable")
     import asyncpg
 

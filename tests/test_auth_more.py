@@ -24,21 +24,12 @@ from server.auth import cli, keyring
 from server.auth.crypto import generate_key_spec
 from server.auth.store import open_store
 from server.config import AuthConfig, Config
-from tests.auth_env import KEY, auth_server, bearer, creds, details, req
+from tests.auth_env import auth_server, bearer, creds, details, req, server_fixture, upstream_fixture
 from tests.helpers import struct
-from tests.mocks.openai_mock import OpenAIMock, slow_stream
+from tests.mocks.openai_mock import slow_stream
 
-
-@pytest.fixture(scope="module")
-async def mock():
-    async with OpenAIMock(api_keys=[KEY]) as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
-async def env(tmp_path_factory, mock):
-    async with auth_server(tmp_path_factory.mktemp("moredata")) as handles:
-        yield handles
+mock = upstream_fixture()
+env = server_fixture("moredata")
 
 
 async def _eventually(check, tries: int = 100):

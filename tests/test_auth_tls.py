@@ -28,17 +28,13 @@ import pytest
 from modelruntime.admin import AsyncAdminClient
 
 from server.config import TlsConfig
-from tests.auth_env import KEY, auth_server, bearer, creds, details, req
-from tests.mocks.openai_mock import OpenAIMock
+from tests.auth_env import auth_server, bearer, creds, details, req, upstream_fixture
 from tests.tls_certs import CA
 
 CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest.fixture(scope="module")
-async def mock():
-    async with OpenAIMock(api_keys=[KEY]) as m:
-        yield m
+mock = upstream_fixture()
 
 
 @pytest.fixture(scope="module")

@@ -67,10 +67,7 @@ class PermissionDenied(AccessError):
         self.resource_name = resource_name
 
     def details(self) -> list[Message]:
-        if not self.resource_type:
-            return []
-        return [error_details_pb2.ResourceInfo(resource_type=self.resource_type,
-                                               resource_name=self.resource_name, description=self.message[:200])]
+        return _resource_info(self.resource_type, self.resource_name, self.message)
 
 
 class QuotaExceeded(AccessError):
@@ -98,6 +95,12 @@ class QuotaExceeded(AccessError):
         return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()),
                 (b"retry-after-ms", str(int(self.retry_after * 1000)).encode()),
                 (b"x-model-runtime-limit", self.limit.encode())]
+
+
+def _resource_info(resource_type: str, name: str, message: str) -> list[Message]:
+    if not resource_type:
+        return []
+    return [error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name, description=message[:200])]
 
 
 def _pack(message: Message) -> any_pb2.Any:
@@ -156,10 +159,7 @@ class AdminError(AccessError):
         self.resource_name = resource_name
 
     def details(self) -> list[Message]:
-        if not self.resource_type:
-            return []
-        return [error_details_pb2.ResourceInfo(resource_type=self.resource_type,
-                                               resource_name=self.resource_name, description=self.message[:200])]
+        return _resource_info(self.resource_type, self.resource_name, self.message)
 
 
 def store_unavailable(exc: BaseException) -> AdminError:

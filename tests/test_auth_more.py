@@ -1,6 +1,7 @@
 """The rest of issue 11's sentences, one test each: expiry, the token limit, model-type scopes, key
 metadata, the ledger flushed at shutdown, an HTTP stream cancelled mid-way in the ledger, the
-encryption keys read from a file, and every admin operation from the command line.
+encryption keys read from a file, every admin operation from the command line, and the sync
+admin client.
 
 One auth server on SQLite (tests/auth_env.py) against the OpenAI mock; the CLI runs in this process
 on its own data directory, with no server, and its encryption keys in MODEL_RUNTIME_ENCRYPTION_KEYS
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import openai
 import pytest
+from modelruntime.admin import AdminClient
 from modelruntime.v1 import common_pb2, text_embedding_service_pb2, text_embedding_service_pb2_grpc
 
 from server.auth import cli, keyring
@@ -190,3 +192,20 @@ def test_every_admin_operation_from_the_command_line(tmp_path, capsys, monkeypat
     assert run.json("usage", "--from", "2026-01-01") == []
     database = (tmp_path / "data" / "modelruntime.db").read_bytes()
     assert secret.encode() not in database and created["secret"].encode() not in database
+
+
+async def test_the_sync_admin_client(env):
+    port, secret = env["running"].port, env["secret"]
+
+    def admin_calls() -> tuple[str, list[str]]:
+        with AdminClient(f"127.0.0.1:{port}", api_key=secret) as admin:
+            created = admin.create_key("from-sync", requests_per_minute=7)
+            names = [k.name for k in admin.list_keys()]
+            admin.revoke_key(created.key.id)
+            with pytest.raises(grpc.RpcError) as missing:
+                admin.revoke_key("key_nothing")
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+            return created.secret, names
+
+    created_secret, names = await asyncio.to_thread(admin_calls)
+    assert created_secret.startswith("mrk_") and "from-sync" in names

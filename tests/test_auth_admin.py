@@ -120,6 +120,13 @@ async def test_refused_calls_are_in_the_ledger_with_their_reason(env, mock):
     assert {t.model_type for t in anonymous} == {"llm"}
     http = [t for t in await admin.query_usage() if not t.key_id and not t.model]
     assert sum(t.statuses["CALLER_KEY_INVALID"] for t in http) == 1  # HTTP: refused before the body is read
+    narrow_http = await admin.create_key("narrow-http", models=["gpt-4o-mini"])
+    client = openai.AsyncOpenAI(base_url=env["http"], api_key=narrow_http.secret, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError):
+        await client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "x"}])
+    await client.close()
+    denied = await admin.query_usage(key_id=narrow_http.key.id)
+    assert [(t.model, dict(t.statuses)) for t in denied] == [("gpt-4o", {"CALLER_SCOPE_DENIED": 1})]
 
 
 def _closed_port() -> int:

@@ -109,6 +109,8 @@ async def _instructions_per_call(b: Bench, mode: str, data_dir: Path, secret: st
         if total:
             break
         await asyncio.sleep(0.2)
+    b.server.wrapper, b.server.ready_timeout = [], 60.0
+    await asyncio.to_thread(b.server.stop)  # before its output folder goes (callgrind dumps at exit)
     shutil.rmtree(out.parent, ignore_errors=True)
     if not total:
         raise RuntimeError("callgrind wrote no instruction count")

@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.credentials import mask_secrets
@@ -39,14 +38,14 @@ from .crypto import CredentialsUnreadable, Keyring, KeyringError
 from .errors import AccessError, CredentialsUnavailable, PermissionDenied, Unauthenticated, store_unavailable
 from .keys import ANONYMOUS, CallerKey, hash_secret
 from .ledger import Ledger
-from .limits import MemoryCounters, RedisCounters
+from .limits import CountersUnavailable, MemoryCounters, RedisCounters
 from .store import Store, UsageRecord
 
 log = logging.getLogger("modelruntime.auth")
 
 _BEARER = "bearer "
 # The database or Redis failing: the call is refused UNAVAILABLE (fail closed), never UNKNOWN.
-STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, RedisError, OSError, TimeoutError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, CountersUnavailable, OSError, TimeoutError)
 _MISSES = 10_000  # unknown key hashes remembered until the next change
 
 

@@ -70,6 +70,10 @@ def _check(key: CallerKey, requests: int, tokens: int, spent: int | None, now: f
         raise _budget_error(key, spent, period(key, now)[2])
 
 
+class CountersUnavailable(Exception):
+    """Redis failed (redis-py's own errors are not OSError; redis is imported only when configured)."""
+
+
 class MemoryCounters:
     """Counters of this process only."""
 
@@ -129,8 +133,10 @@ class RedisCounters:
 
     def __init__(self, url: str, seed: Seed | None = None, prefix: str = "modelruntime:") -> None:
         from redis.asyncio import Redis
+        from redis.exceptions import RedisError
 
         self.redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._errors = RedisError
         self._seed = seed
         self._prefix = prefix
         self._seeded: set[str] = set()
@@ -139,6 +145,12 @@ class RedisCounters:
         await self.redis.ping()
 
     async def admit(self, key: CallerKey, now: float | None = None) -> None:
+        try:
+            await self._admit(key, now)
+        except self._errors as exc:
+            raise CountersUnavailable(type(exc).__name__) from None
+
+    async def _admit(self, key: CallerKey, now: float | None = None) -> None:
         if not key.limited:
             return
         now = time.time() if now is None else now

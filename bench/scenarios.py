@@ -19,6 +19,7 @@ from modelruntime.v1 import llm_service_pb2_grpc
 from . import clients as cl
 from . import hotpath
 from . import upstream as up
+from .auth_scenario import scenario_auth
 from .load import GRPC_HEADERS, H2Load, LoadPoint, grpc_frame, percentiles
 from .sut import RssSampler, Server, cpu_snapshot, foreign_cpu, http_endpoint_present
 
@@ -612,6 +613,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {
     "unary": scenario_unary,
     "metrics": scenario_metrics,
     "routing": scenario_routing,
+    "auth": scenario_auth,
     "stream": scenario_stream,
     "embeddings": scenario_embeddings,
     "http": scenario_http,

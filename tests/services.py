@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
-
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from tests.auth_env import reachable
 
 
 @contextlib.asynccontextmanager

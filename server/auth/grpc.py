@@ -18,6 +18,13 @@ from .errors import AccessError, to_status
 from .gate import CURRENT, CallState, Gate
 
 _OPEN = ("/grpc.health.v1.", "/grpc.reflection.")
+_ADMIN = "/modelruntime.v1.AdminService/"
+_MODEL_TYPES = {"LLMService": "llm", "TextEmbeddingService": "text-embedding", "RerankService": "rerank",
+                "Speech2TextService": "speech2text", "TTSService": "tts", "ModerationService": "moderation"}
+
+
+def _model_type(method: str) -> str:
+    return _MODEL_TYPES.get(method.split("/")[1].rpartition(".")[2] if method.count("/") == 2 else "", "")
 
 
 def _request_credentials(request: Any) -> tuple[bool, str]:
@@ -41,15 +48,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         io = {"request_deserializer": handler.request_deserializer,
               "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **io)
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, details.method), **io)
         if handler.unary_stream is not None:
             behavior = handler.unary_stream
             if inspect.isasyncgenfunction(behavior):
-                return grpc.unary_stream_rpc_method_handler(self._stream(behavior), **io)
-            return grpc.unary_stream_rpc_method_handler(self._unary(behavior), **io)
+                return grpc.unary_stream_rpc_method_handler(self._stream(behavior, details.method), **io)
+            return grpc.unary_stream_rpc_method_handler(self._unary(behavior, details.method), **io)
         return handler
 
-    async def _enter(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _enter(self, request: Any, context: grpc.aio.ServicerContext, method: str) -> None:
         authorization = None
         for name, value in context.invocation_metadata() or ():
             if name == "authorization":
@@ -59,23 +66,30 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if self.client_certs and not authorization:
             names = context.auth_context().get("x509_common_name") or []
             identity = names[0].decode() if names else ""
-        key = await self.gate.authenticate(authorization, identity)
+        try:
+            key = await self.gate.authenticate(authorization, identity)
+        except AccessError as exc:
+            if not method.startswith(_ADMIN):  # model calls go in the ledger, refused ones too
+                where = getattr(request, "target", None) or request
+                self.gate.refused("grpc", exc, None, getattr(where, "provider", ""), getattr(where, "model", ""),
+                                  _model_type(method))
+            raise
         raw, name = _request_credentials(request)
         CURRENT.set(CallState(key, "grpc", raw, name))
 
-    def _unary(self, behavior):
+    def _unary(self, behavior, method: str):
         async def call(request, context):
             try:
-                await self._enter(request, context)
+                await self._enter(request, context, method)
                 return await behavior(request, context)
             except AccessError as exc:
                 await context.abort_with_status(to_status(exc))
         return call
 
-    def _stream(self, behavior):
+    def _stream(self, behavior, method: str):
         async def call(request, context):
             try:
-                await self._enter(request, context)
+                await self._enter(request, context, method)
                 async for item in behavior(request, context):
                     yield item
             except AccessError as exc:

@@ -25,6 +25,7 @@ from engine.errors import RuntimeFault
 from engine.messages import LLMChunk, LLMUsage, TokenCounts
 from engine.runtime import ModelRuntime, Target
 
+from .errors import AccessError
 from .gate import CURRENT, CallState, Gate
 
 
@@ -41,10 +42,14 @@ class MeteredRuntime(ModelRuntime):
         state = CURRENT.get()
         if state is None:
             return None
-        if not target.route:  # a route's deployments are checked one by one (server/routing.py)
-            target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
-                                                     target.credentials)
-        await self.gate.admit(state)
+        try:
+            if not target.route:  # a route's deployments are checked one by one (server/routing.py)
+                target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
+                                                         target.credentials)
+            await self.gate.admit(state)
+        except AccessError as exc:
+            self.gate.refused(state.door, exc, state.key, target.provider, target.model, model_type.value)
+            raise
         return state
 
     @staticmethod

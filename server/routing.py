@@ -38,7 +38,8 @@ PREFIX = "modelruntime:routing:"
 
 class RedisCooldowns:
     """Cooldown state in Redis: a hash of deployment → end of cooldown, polled into memory every
-    ``poll_seconds``; failure windows in sorted sets; the probe slot is a ``SET NX PX`` key."""
+    ``poll_seconds``; failure windows in sorted sets; the probe slot is a ``SET NX PX`` key. While
+    Redis is away the server keeps serving: cooldowns then hold in this process only."""
 
     def __init__(self, url: str, poll_seconds: float = 0.25, prefix: str = PREFIX) -> None:
         from redis.asyncio import Redis
@@ -48,6 +49,7 @@ class RedisCooldowns:
         self.prefix = prefix
         self._hash = prefix + "cooldowns"
         self._until: dict[str, float] = {}
+        self._local = MemoryCooldowns()  # failure windows while Redis is away
         self._task: Any = None
 
     def until(self, key: str) -> float | None:
@@ -59,12 +61,16 @@ class RedisCooldowns:
     async def failure(self, key: str, spec: CooldownSpec) -> bool:
         now = time.time()
         name = f"{self.prefix}failures:{key}"
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(name, {f"{now:.6f}:{secrets.token_hex(4)}": now})
-        pipe.zremrangebyscore(name, 0, now - spec.window_seconds)
-        pipe.zcard(name)
-        pipe.expire(name, int(spec.window_seconds) + 1)
-        count = (await pipe.execute())[2]
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zadd(name, {f"{now:.6f}:{secrets.token_hex(4)}": now})
+            pipe.zremrangebyscore(name, 0, now - spec.window_seconds)
+            pipe.zcard(name)
+            pipe.expire(name, int(spec.window_seconds) + 1)
+            count = (await pipe.execute())[2]
+        except Exception as exc:  # noqa: BLE001 - Redis away: count in this process meanwhile
+            log.warning("routing: shared cooldowns unavailable (%s); counting locally", type(exc).__name__)
+            return await self._local.failure(key, spec)
         if count >= spec.failures:
             await self.redis.delete(name)
             return True
@@ -72,21 +78,21 @@ class RedisCooldowns:
 
     async def open(self, key: str, seconds: float) -> None:
         until = time.time() + seconds
+        self._until = {**self._until, key: until}  # this process at once, even if Redis is away
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._hash, key, repr(until))
         pipe.delete(f"{self.prefix}probe:{key}")
         await pipe.execute()
-        self._until = {**self._until, key: until}
 
     async def claim_probe(self, key: str, ttl: float) -> bool:
         return bool(await self.redis.set(f"{self.prefix}probe:{key}", "1", nx=True, px=max(1, int(ttl * 1000))))
 
     async def close(self, key: str) -> None:
+        self._until = {k: v for k, v in self._until.items() if k != key}
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(self._hash, key)
         pipe.delete(f"{self.prefix}probe:{key}")
         await pipe.execute()
-        self._until = {k: v for k, v in self._until.items() if k != key}
 
     async def refresh(self) -> None:
         raw = await self.redis.hgetall(self._hash)
@@ -95,7 +101,10 @@ class RedisCooldowns:
     async def start(self) -> None:
         import asyncio
 
-        await self.refresh()
+        try:
+            await self.refresh()
+        except Exception as exc:  # noqa: BLE001 - start anyway; the poll keeps trying
+            log.warning("routing: shared cooldowns unavailable at start-up (%s)", type(exc).__name__)
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:

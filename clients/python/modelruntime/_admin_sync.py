@@ -93,6 +93,15 @@ class AdminClient:
     def reencrypt_credentials(self) -> pb.ReencryptCredentialsResponse:
         return self._call(self._stub.ReencryptCredentials, pb.ReencryptCredentialsRequest())
 
+    def put_route(self, name: str, route: Mapping[str, Any]) -> pb.PutRouteResponse:
+        """Store a route (the keys of ``routing.routes.<name>`` in the server's config)."""
+        body = struct_pb2.Struct()
+        body.update(dict(route))
+        return self._call(self._stub.PutRoute, pb.PutRouteRequest(name=name, route=body))
+
+    def delete_route(self, name: str) -> bool:
+        return (self._call(self._stub.DeleteRoute, pb.DeleteRouteRequest(name=name))).deleted
+
     def query_usage(self, *, key_id: str = "", provider: str = "", model: str = "", start_day: str = "",
                           end_day: str = "") -> list[pb.UsageTotal]:
         request = pb.QueryUsageRequest(key_id=key_id, provider=provider, model=model, start_day=start_day,

@@ -18,6 +18,7 @@ from modelruntime.v1 import llm_service_pb2_grpc
 
 from . import clients as cl
 from . import upstream as up
+from .doors import scenario_doors
 from .load import GRPC_HEADERS, H2Load, LoadPoint, grpc_frame, percentiles
 from .sut import RssSampler, Server, cpu_snapshot, foreign_cpu, http_endpoint_present
 
@@ -43,6 +44,8 @@ class Settings:
     pin: bool = True
     workers: int = 1
     profile: bool = False
+    doors_concurrency: int = 16
+    doors_rounds: int = 3
     results_dir: Path = Path("bench/results")
 
 
@@ -66,22 +69,24 @@ class Bench:
 
     async def measure(self, label: str, url: str, body: bytes, headers: list[str], concurrency: int, *,
                       sut: bool, expected_bytes: int | None, requests: int | None = None,
-                      h1: bool | None = None, profile: bool = False) -> LoadPoint:
-        """One h2load point with the CPU time the server and nginx spent in the measured window."""
+                      h1: bool | None = None, profile: bool = False, proc: object | None = None) -> LoadPoint:
+        """One h2load point with the CPU time the server (or ``proc``, anything with ``cpu()``)
+        and nginx spent in the measured window."""
+        measured_proc = proc or self.server
         path = self.h2.body_file(f"{label.replace(' ', '_').replace('=', '')}.bin", body)
         duration = None if requests else self.settings.duration
         warm = 0.0 if requests else self.h2.warmup_s
         marks: dict[str, dict] = {}
 
         def snap() -> None:  # called by H2Load.run after its warm-up run, before the measured one
-            marks["start"] = cpu_snapshot(self.server, self.nginx)
+            marks["start"] = cpu_snapshot(measured_proc, self.nginx)
 
         profiler = _start_profiler(self.server.proc.pid, self.settings, warm) if profile else None
         point = await asyncio.to_thread(
             self.h2.run, label, url, path, headers, concurrency, h1=(not sut) if h1 is None else h1,
             duration_s=duration,
             requests=requests, expected_bytes=expected_bytes, on_start=snap)
-        after = cpu_snapshot(self.server, self.nginx)
+        after = cpu_snapshot(measured_proc, self.nginx)
         if profiler is not None:
             self.profile = await asyncio.to_thread(_finish_profiler, *profiler)
         start = marks["start"]
@@ -517,6 +522,7 @@ async def scenario_metrics(b: Bench) -> dict:
 
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {
+    "doors": scenario_doors,
     "unary": scenario_unary,
     "metrics": scenario_metrics,
     "stream": scenario_stream,

@@ -67,7 +67,7 @@ class Leg:
     headers: list[str]
     h1: bool
     expected_bytes: int
-    proc: object | None = None  # what the CPU time is read from (None: the server)
+    proc: Floor | None = None  # what the CPU time is read from (None: the server)
 
 
 def _credentials(base: str) -> str:
@@ -132,7 +132,8 @@ async def scenario_doors(b) -> dict:
             order = legs if r % 2 == 0 else legs[::-1]
             for leg in order:
                 point = await b.measure(f"doors {leg.name} c={c} #{r + 1}", leg.url, leg.body, leg.headers, c,
-                                        sut=True, h1=leg.h1, expected_bytes=leg.expected_bytes, proc=leg.proc)
+                                        sut=True, h1=leg.h1, expected_bytes=leg.expected_bytes,
+                                        server=leg.proc)  # type: ignore[arg-type]
                 samples[leg.name].append(point.to_dict())
     finally:
         for f in floors:

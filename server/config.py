@@ -116,6 +116,9 @@ class ObservabilityConfig(_Section):
     metrics_port: int = 9464
     # Distinct model names per label before new ones count as "_other" (bounded cardinality).
     max_model_labels: int = 200
+    # Per caller key (auth) calls, tokens and cost, labelled by the key's name; off by default.
+    caller_key_labels: bool = False
+    max_caller_key_labels: int = 100
     # OpenTelemetry traces over OTLP/gRPC; off: the SDK is not even imported.
     tracing: bool = False
     otlp_endpoint: str = "http://127.0.0.1:4317"
@@ -125,6 +128,9 @@ class ObservabilityConfig(_Section):
     # One log line per call; "text" (key=value) or "json".
     call_log: bool = True
     log_format: Literal["text", "json"] = "text"
+    # Prompt and completion text in spans and call log lines (scrubbed of credential values); off by default.
+    capture_content: bool = False
+    capture_content_max_chars: int = Field(default=16384, ge=64)
 
 
 class AuthConfig(_Section):

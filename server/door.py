@@ -39,7 +39,7 @@ from .auth.errors import to_status as access_status
 from .auth.gate import CURRENT, CallState, Gate
 from .auth.grpc import OPEN, request_credentials
 from .auth.keys import ANONYMOUS
-from .observability.grpc import GrpcObserver, status_code
+from .observability.grpc import BoundMethod, GrpcObserver, status_code
 from .servicers._decode import Malformed, diagnose, guard
 
 if TYPE_CHECKING:
@@ -80,14 +80,15 @@ class FrontDoor:
         serialize = handler.response_serializer or _identity
         service, _, name = method[1:].rpartition("/")
         check = not method.startswith(OPEN)
+        observer = self.observer
         if handler.unary_unary is not None:
-            labels = ("unary", service, name)
+            bound = observer.bind(method, ("unary", service, name)) if observer is not None else None
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, labels, parse, descriptor, serialize, check))
+                self._unary(handler.unary_unary, bound, parse, descriptor, serialize, check))
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            labels = ("server_stream", service, name)
+            bound = observer.bind(method, ("server_stream", service, name)) if observer is not None else None
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method, labels, parse, descriptor, serialize, check))
+                self._stream(handler.unary_stream, bound, parse, descriptor, serialize, check))
         return guard(handler)  # client/bidi streaming (reflection): the decoding guard only
 
     # ---- per call ---------------------------------------------------------------------------
@@ -106,13 +107,13 @@ class FrontDoor:
         key = await self.gate.authenticate(authorization, identity)
         CURRENT.set(CallState(key, "grpc", raw, name))
 
-    def _unary(self, behavior: Callable, method: str, labels: tuple[str, str, str], parse: Callable,
-               descriptor: Descriptor, serialize: Callable, check: bool) -> Callable:
+    def _unary(self, behavior: Callable, bound: BoundMethod | None, parse: Callable, descriptor: Descriptor,
+               serialize: Callable, check: bool) -> Callable:
         observer, in_flight = self.observer, self.in_flight
 
         async def call(data: bytes, context: grpc.aio.ServicerContext) -> Any:
             meta = _metadata(context)
-            scope = observer.begin(meta, method, labels, len(data)) if observer is not None else None
+            scope = observer.begin(meta, bound, len(data)) if observer is not None and bound is not None else None
             code, sent = "OK", 0
             rpc = in_flight.enter(context)
             try:
@@ -144,17 +145,17 @@ class FrontDoor:
             finally:
                 in_flight.leave(rpc)
                 if scope is not None:
-                    observer.end(scope, labels, code, sent)  # type: ignore[union-attr]
+                    observer.end(scope, bound, code, sent)  # type: ignore[union-attr,arg-type]
 
         return call
 
-    def _stream(self, behavior: Callable, method: str, labels: tuple[str, str, str], parse: Callable,
-                descriptor: Descriptor, serialize: Callable, check: bool) -> Callable:
+    def _stream(self, behavior: Callable, bound: BoundMethod | None, parse: Callable, descriptor: Descriptor,
+                serialize: Callable, check: bool) -> Callable:
         observer, in_flight = self.observer, self.in_flight
 
         async def call(data: bytes, context: grpc.aio.ServicerContext):
             meta = _metadata(context)
-            scope = observer.begin(meta, method, labels, len(data)) if observer is not None else None
+            scope = observer.begin(meta, bound, len(data)) if observer is not None and bound is not None else None
             code, sent = "OK", 0
             rpc = in_flight.enter(context)
             responses = None
@@ -206,7 +207,7 @@ class FrontDoor:
                 if responses is not None:
                     await responses.aclose()
                 if scope is not None:
-                    observer.end(scope, labels, code, sent)  # type: ignore[union-attr]
+                    observer.end(scope, bound, code, sent)  # type: ignore[union-attr,arg-type]
 
         return call
 

@@ -174,6 +174,22 @@ def target_rows(s: dict) -> list[dict]:
     else:
         missing("soak RSS growth", "< 5 %", "soak")
 
+    a = s.get("auth")
+    if a and a.get("status") == "ok":
+        cost = a.get("cost_pct")
+        row(f"unary throughput, auth + limits on vs off (c={a['concurrency']})", "within 10 %",
+            f"{_f(a['rps_on'])} req/s on, {_f(a['rps_off'])} off: {_f(cost, 2, ' %')} apart", "n/a", "n/a",
+            None if cost is None else cost <= 10,
+            f"server CPU per call {_f(a.get('cpu_ms_per_req_on'), 3)} vs {_f(a.get('cpu_ms_per_req_off'), 3)} ms "
+            f"(+{_f(a.get('added_cpu_us_per_req'), 1)} µs); rounds {'/'.join(a['order'])}"
+            + (f"; instructions per call (callgrind) {a['instructions_per_call']['on']:,} on vs "
+               f"{a['instructions_per_call']['off']:,} off, +{_f(a['instructions_added_pct'], 2)} %"
+               if "instructions_per_call" in a else "")
+            + (f"; counters in Redis: {_f(a['rps_redis'])} req/s, {_f(a.get('cpu_ms_per_req_redis'), 3)} ms CPU/call"
+               if "rps_redis" in a else ""))
+    else:
+        missing("unary throughput, auth + limits on vs off", "within 10 %", "auth")
+
     c = s.get("cancel")
     if c and c.get("status") in ("ok", "partial"):
         sm, dm = c["cancel_to_upstream_close_ms"], c["direct_close_ms"]

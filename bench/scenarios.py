@@ -19,6 +19,7 @@ from modelruntime.v1 import llm_service_pb2_grpc
 from . import clients as cl
 from . import hotpath
 from . import upstream as up
+from .auth_scenario import scenario_auth
 from .doors import scenario_doors
 from .load import GRPC_HEADERS, H2Load, LoadPoint, grpc_frame, percentiles
 from .sut import RssSampler, Server, cpu_snapshot, foreign_cpu, http_endpoint_present
@@ -569,6 +570,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {
     "doors": scenario_doors,
     "unary": scenario_unary,
     "metrics": scenario_metrics,
+    "auth": scenario_auth,
     "stream": scenario_stream,
     "embeddings": scenario_embeddings,
     "http": scenario_http,

@@ -47,6 +47,7 @@ from .messages import (
     Voice,
 )
 from .observe import CANCELLED, COUNT_TOKENS, CallRecord
+from .parameter_checks import check_request
 from .registry import Registry
 from .rules import validator_for
 from .tokenizers import count_off_loop
@@ -182,7 +183,9 @@ class ModelRuntime(Catalog):
         if request.tools:
             check_tools(request.tools, self.limits.max_tools)
         _check_features(schema, request.messages)
-        request.parameters = validator_for(schema)(request.parameters)
+        sent = request.parameters
+        request.parameters = validator_for(schema)(sent)
+        check_request(schema, sent, request)
         return ctx, llm
 
     async def generate(self, target: Target, request: LLMRequest, deadline: float | None = None) -> LLMResult:

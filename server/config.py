@@ -18,18 +18,46 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from engine._http.guard import EgressPolicy, ip_literal
 from engine.plugins import LoadOptions
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_PREFIX = "MODEL_RUNTIME_"
+# Variables under the prefix that hold data, not config overrides (the default home of the
+# stored-credentials encryption keys; without this the documented set-up refused to start).
+NOT_OVERRIDES = frozenset({"MODEL_RUNTIME_ENCRYPTION_KEYS"})
 
 
 class ConfigError(ValueError):
     """A configuration mistake, with a message meant for the operator (no traceback)."""
+
+
+def check_base_url(url: str) -> str:
+    """A plain http(s) URL with a host and no ``user:password@`` (the trailing slash dropped)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    # The value is never echoed: it may carry a password.
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    if "@" in parts.netloc or any(c.isspace() for c in url) or parts.query or parts.fragment:
+        raise ValueError("must be a plain URL (no user:password@, spaces, query or fragment)")
+    return url.rstrip("/")
 
 
 class _Section(BaseModel):
@@ -165,12 +193,21 @@ class TlsConfig(_Section):
     key_file: str = ""
     # PEM CA bundle: when set, client certificates are requested (mTLS) and verified against it.
     client_ca_file: str = ""
-    # Refuse callers that present no client certificate (only with client_ca_file).
+    # Refuse callers that present no client certificate (only with client_ca_file). The gRPC port
+    # verifies client certificates only when this is true (grpcio cannot ask for one optionally).
     require_client_cert: bool = False
 
 
 class ProviderCredentials(_Section):
     credentials: dict[str, Any] = Field(default_factory=dict)
+    # The provider's API base URL for every caller (a regional endpoint, a corporate proxy), in
+    # place of its YAML's default; a base URL the caller gives as a credential still wins.
+    base_url: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_base_url(value.strip()) if value.strip() else ""
 
 
 class PluginsConfig(_Section):
@@ -201,6 +238,17 @@ class Config(_Section):
     log_level: str = "INFO"
 
     _dirs_empty: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _base_urls_allowed(self) -> Config:
+        # An address literal is judged here; a host name is judged after DNS at every connect.
+        policy = EgressPolicy.from_config(self.egress.allow_private_networks, self.egress.allowed_cidrs)
+        for name, entry in self.providers.items():
+            address = ip_literal(urlsplit(entry.base_url).hostname or "") if entry.base_url else None
+            if address is not None and not policy.allows(address):
+                raise ValueError(f"providers.{name}.base_url: {address} is an address the egress policy refuses "
+                                 "(allow it with egress.allowed_cidrs or egress.allow_private_networks)")
+        return self
 
     @model_validator(mode="wrap")
     @classmethod
@@ -271,7 +319,7 @@ def check_keys(data: Any, source: str, model: type[BaseModel] = Config, path: tu
 
 def _apply_env(data: dict[str, Any]) -> None:
     for key, value in sorted(os.environ.items()):
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key in NOT_OVERRIDES:
             continue
         path = key[len(ENV_PREFIX):].lower().split("__")
         model: type[BaseModel] | None = Config
@@ -285,6 +333,12 @@ def _apply_env(data: dict[str, Any]) -> None:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = yaml.safe_load(value) if value else value
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(map(str, error["loc"]))
+    text = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {text}" if where else text
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -303,7 +357,7 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"invalid config: {problems}") from None
 
 

@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError
 from .auth.errors import AccessError
 from .auth.errors import to_status as access_status
 from .auth.gate import CURRENT, CallState, Gate
-from .auth.grpc import OPEN, request_credentials
+from .auth.grpc import OPEN, note_refusal, request_credentials
 from .auth.keys import ANONYMOUS
 from .observability.grpc import BoundMethod, GrpcObserver, status_code
 from .servicers._decode import Malformed, diagnose, guard
@@ -84,16 +84,17 @@ class FrontDoor:
         if handler.unary_unary is not None:
             bound = observer.bind(method, ("unary", service, name)) if observer is not None else None
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, bound, parse, descriptor, serialize, check))
+                self._unary(handler.unary_unary, method, bound, parse, descriptor, serialize, check))
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             bound = observer.bind(method, ("server_stream", service, name)) if observer is not None else None
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, bound, parse, descriptor, serialize, check))
+                self._stream(handler.unary_stream, method, bound, parse, descriptor, serialize, check))
         return guard(handler)  # client/bidi streaming (reflection): the decoding guard only
 
     # ---- per call ---------------------------------------------------------------------------
 
-    async def _identify(self, request: Any, context: grpc.aio.ServicerContext, authorization: Any) -> None:
+    async def _identify(self, request: Any, context: grpc.aio.ServicerContext, authorization: Any,
+                        method: str) -> None:
         raw, name = request_credentials(request)
         if not self.gate.enabled:
             CURRENT.set(CallState(ANONYMOUS, "grpc", raw, name))
@@ -104,11 +105,15 @@ class FrontDoor:
         if self.client_certs and not authorization:
             names = context.auth_context().get("x509_common_name") or []
             identity = names[0].decode() if names else ""
-        key = await self.gate.authenticate(authorization, identity)
+        try:
+            key = await self.gate.authenticate(authorization, identity)
+        except AccessError as exc:
+            note_refusal(self.gate, exc, request, method)
+            raise
         CURRENT.set(CallState(key, "grpc", raw, name))
 
-    def _unary(self, behavior: Callable, bound: BoundMethod | None, parse: Callable, descriptor: Descriptor,
-               serialize: Callable, check: bool) -> Callable:
+    def _unary(self, behavior: Callable, method: str, bound: BoundMethod | None, parse: Callable,
+               descriptor: Descriptor, serialize: Callable, check: bool) -> Callable:
         observer, in_flight = self.observer, self.in_flight
 
         async def call(data: bytes, context: grpc.aio.ServicerContext) -> Any:
@@ -125,7 +130,7 @@ class FrontDoor:
                     return await _refuse(descriptor, data, context)
                 try:
                     if check:
-                        await self._identify(request, context, meta.get("authorization"))
+                        await self._identify(request, context, meta.get("authorization"), method)
                     response = await behavior(request, context)
                 except AccessError as exc:
                     await context.abort_with_status(access_status(exc))
@@ -149,8 +154,8 @@ class FrontDoor:
 
         return call
 
-    def _stream(self, behavior: Callable, bound: BoundMethod | None, parse: Callable, descriptor: Descriptor,
-                serialize: Callable, check: bool) -> Callable:
+    def _stream(self, behavior: Callable, method: str, bound: BoundMethod | None, parse: Callable,
+                descriptor: Descriptor, serialize: Callable, check: bool) -> Callable:
         observer, in_flight = self.observer, self.in_flight
 
         async def call(data: bytes, context: grpc.aio.ServicerContext):
@@ -170,7 +175,7 @@ class FrontDoor:
                     return
                 try:
                     if check:
-                        await self._identify(request, context, meta.get("authorization"))
+                        await self._identify(request, context, meta.get("authorization"), method)
                     responses = behavior(request, context)
                     while not cut:
                         rpc.busy = True

@@ -25,6 +25,7 @@ from engine.errors import RuntimeFault
 from engine.messages import LLMChunk, LLMUsage, TokenCounts
 from engine.runtime import ModelRuntime, Target
 
+from .errors import AccessError
 from .gate import CURRENT, CallState, Gate
 
 
@@ -41,9 +42,13 @@ class MeteredRuntime(ModelRuntime):
         state = CURRENT.get()
         if state is None:
             return None
-        target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
-                                                 target.credentials)
-        await self.gate.admit(state)
+        try:
+            target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
+                                                     target.credentials)
+            await self.gate.admit(state)
+        except AccessError as exc:
+            self.gate.refused(state.door, exc, state.key, target.provider, target.model, model_type.value)
+            raise
         return state
 
     def _estimate(self, target: Target, request: Any, completion: str, started: float) -> LLMUsage:

@@ -20,6 +20,7 @@ from . import clients as cl
 from . import hotpath
 from . import upstream as up
 from .auth_scenario import scenario_auth
+from .doors import scenario_doors
 from .load import GRPC_HEADERS, H2Load, LoadPoint, grpc_frame, percentiles
 from .sut import RssSampler, Server, cpu_snapshot, foreign_cpu, http_endpoint_present
 
@@ -45,6 +46,8 @@ class Settings:
     pin: bool = True
     workers: int = 1
     profile: bool = False
+    doors_concurrency: int = 16
+    doors_rounds: int = 3
     metrics_rounds: int = 6
     metrics_control: bool = False  # the metrics scenario with metrics off on both sides (A/A)
     results_dir: Path = Path("bench/results")
@@ -610,6 +613,7 @@ async def scenario_routing(b: Bench) -> dict:
 
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {
+    "doors": scenario_doors,
     "unary": scenario_unary,
     "metrics": scenario_metrics,
     "routing": scenario_routing,

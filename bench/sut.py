@@ -65,7 +65,8 @@ class Server:
         return {
             "grpc": {"host": "127.0.0.1", "port": self.grpc_port, "max_concurrent_rpcs": 4096,
                      "grace_seconds": 2, "workers": self.workers},
-            "http": {"enabled": True, "host": "127.0.0.1", "port": self.http_port},
+            # Request credentials: the doors scenario sends them per call on both doors.
+            "http": {"enabled": True, "host": "127.0.0.1", "port": self.http_port, "allow_request_credentials": True},
             "egress": {
                 "allowed_cidrs": ["127.0.0.1/32"],
                 # 1,000 open streams hold 1,000 upstream HTTP/1.1 connections (default pool: 512).

@@ -1,6 +1,6 @@
 """AdminService: caller keys, stored credentials, stored routes and usage, for admin keys only.
 
-Every RPC checks that the caller (set by the interceptor) is an admin key; with authentication off
+Every RPC checks that the caller (set by the gRPC front door) is an admin key; with authentication off
 the anonymous loopback caller is one. Secrets leave only in CreateKey / RotateKey responses; stored
 credentials only masked.
 

@@ -15,7 +15,7 @@ Per call (:mod:`server.auth.metered` drives it around every runtime call):
 
 Every process polls ``meta.version`` every ``auth.refresh_seconds`` (default 0.5 s) and reloads on a
 change, so a revoked key is refused by every process within a second. The caller of the current
-task travels in a context variable (:data:`CURRENT`) set by the gRPC interceptor or the HTTP app.
+task travels in a context variable (:data:`CURRENT`) set by the gRPC front door (server/door.py) or the HTTP app.
 """
 
 from __future__ import annotations

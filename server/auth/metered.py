@@ -1,7 +1,7 @@
 """The runtime both front doors call, with the gate around every call.
 
 :class:`MeteredRuntime` is a :class:`ModelRuntime` whose public call methods first authorize the
-caller of the current task (:data:`server.auth.gate.CURRENT`, set by the gRPC interceptor or the HTTP
+caller of the current task (:data:`server.auth.gate.CURRENT`, set by the gRPC front door (server/door.py) or the HTTP
 app), resolve stored credentials named by the call, admit it against the key's limits, then run the
 engine's own method unchanged and record the outcome: tokens and cost as the runtime priced them, the
 latency, the status (``OK`` or the error reason), and whether the caller went away. A stream the caller

@@ -23,7 +23,15 @@ from typing import Any
 from engine._http.sse import SSEEvent
 from engine.adapter import CallContext, LLMRequest
 from engine.errors import InvokeConnectionError, InvokeError
-from engine.messages import FinishReason, LLMChunk, LLMResult, PromptMessage, ReasoningDelta, Tool, ToolCallDelta
+from engine.messages import (
+    FinishReason,
+    LLMChunk,
+    LLMResult,
+    PromptMessage,
+    ReasoningDelta,
+    Tool,
+    ToolCallDelta,
+)
 from providers.kit import http
 from providers.kit.stream import stream_chunks
 

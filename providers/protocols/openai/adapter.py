@@ -23,7 +23,7 @@ from providers.kit.audio import silent_wav
 from . import client
 from .chat import OpenAIChat
 from .customizable import apply_model_info, base_model_schema, compatible_schema, fine_tune_schema
-from .options import OpenAIOptions
+from .options import ModelEndpoint, OpenAIOptions
 
 # Xinference reports a model's kind in GET /v1/models/{uid}; what each of ours must be.
 _INFO_TYPES = {
@@ -60,6 +60,9 @@ class OpenAIAdapter(Adapter):
             from .moderation import OpenAIModeration
 
             self.moderation = OpenAIModeration()
+
+    def model_problems(self) -> list[str]:
+        return ModelEndpoint.problems([s for (t, _), s in self.predefined.items() if t is ModelType.LLM])
 
     def customizable_schema(
         self, model: str, model_type: ModelType, credentials: dict[str, Any]

@@ -36,9 +36,11 @@ from .chat_transform import (
     parse_chat_response,
     text_of,
 )
+from .options import ModelEndpoint
 
 
-def _stream_error(obj: dict[str, Any]) -> InvokeError:
+def stream_error(obj: dict[str, Any]) -> InvokeError:
+    """An ``{"error": ...}`` object in a 200 (body or stream event) as the mapped runtime error."""
     err = obj.get("error")
     if isinstance(err, dict):
         message = str(err.get("message") or "error in stream")
@@ -57,7 +59,13 @@ def _stream_error(obj: dict[str, Any]) -> InvokeError:
 
 
 class OpenAIChat:
-    """LLMModel for any provider that speaks OpenAI's chat API."""
+    """LLMModel for any provider that speaks OpenAI's chat API; models whose YAML says
+    ``endpoint: responses`` go to the Responses API (:mod:`.responses`)."""
+
+    def __init__(self) -> None:
+        from .responses import OpenAIResponses  # imported here: it imports this module
+
+        self.responses = OpenAIResponses()
 
     def _request(self, ctx: CallContext, request: LLMRequest, stream: bool) -> tuple[str, bytes, bool]:
         completion = ctx.schema is not None and ctx.schema.mode is LLMMode.COMPLETION
@@ -71,6 +79,8 @@ class OpenAIChat:
         return client.url(ctx, path), client.dumps(body), completion
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
+        if uses_responses(ctx):
+            return await self.responses.generate(ctx, request)
         url, body, completion = self._request(ctx, request, stream=False)
         async with ctx.http.stream(
             "POST", url, headers=client.headers(ctx), content=body, params=client.query(ctx),
@@ -84,11 +94,13 @@ class OpenAIChat:
         except orjson.JSONDecodeError:
             raise InvokeError("The provider returned a response that is not JSON") from None
         if isinstance(parsed, dict) and parsed.get("error") and not parsed.get("choices"):
-            raise _stream_error(parsed)
+            raise stream_error(parsed)
         _raise_envelope(parsed, ctx)
         return parse_chat_response(parsed, ctx.model, completion)
 
     def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        if uses_responses(ctx):
+            return self.responses.stream(ctx, request)
         url, body, completion = self._request(ctx, request, stream=True)
         return stream_chunks(ctx, url, body=body, headers=client.headers(ctx), params=client.query(ctx),
                              errors=client.error_message, assembler=_Assembler(ctx, completion))
@@ -127,7 +139,7 @@ class _Assembler:
         if not isinstance(obj, dict):
             return None
         if obj.get("error"):
-            raise _stream_error(obj)
+            raise stream_error(obj)
         _raise_envelope(obj, self._ctx)
         final = self._final
         counts = find_usage(obj)
@@ -152,6 +164,11 @@ class _Assembler:
         if self._final.finish_reason is None:
             self._final.finish_reason = finish_reason("stop")
         return self._final
+
+
+def uses_responses(ctx: CallContext) -> bool:
+    """The model's YAML declares the Responses API (``model_properties.endpoint: responses``)."""
+    return ctx.schema is not None and ModelEndpoint.of(ctx.schema) == "responses"
 
 
 def _raise_envelope(obj: Any, ctx: CallContext) -> None:

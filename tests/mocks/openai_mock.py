@@ -23,7 +23,6 @@ from typing import Any
 from .httpserver import MockServer, Request, Response, ServerMock
 from .openai_chat import TOOL_ARG_SUFFIX, chat_completions, completions, expected_tool_arguments
 from .openai_common import DEFAULT_MODELS, ApiError, Ctx, ModelInfo, error_body, html_page
-from .openai_responses import ResponsesState, responses
 from .openai_media import (
     DEFAULT_TRIGGERS,
     MODERATION_CATEGORIES,
@@ -35,6 +34,7 @@ from .openai_media import (
     transcriptions,
     translations,
 )
+from .openai_responses import ResponsesState, responses
 from .openai_scenarios import (  # re-exported for convenience
     NONE,
     RESPONSE_EFFECTS,

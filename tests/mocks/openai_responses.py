@@ -171,7 +171,8 @@ async def responses(ctx: Ctx) -> None:
         "model": info.snapshot or info.id, "output": output, "parallel_tool_calls": True, "metadata": {},
         "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
         "temperature": body.get("temperature", 1.0), "top_p": body.get("top_p", 1.0), "store": body.get("store"),
-        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": _cached(state, body["model"], items)},
+        "usage": {"input_tokens": prompt, "input_tokens_details": {
+                      "cached_tokens": _cached(state, body["model"], items), "cache_write_tokens": 0},
                   "output_tokens": produced + reasoning, "output_tokens_details": {"reasoning_tokens": reasoning},
                   "total_tokens": prompt + produced + reasoning},
     }
@@ -183,7 +184,7 @@ async def responses(ctx: Ctx) -> None:
 
 
 def _events(response: dict[str, Any]) -> list[dict[str, Any]]:
-    shell = {**response, "status": "in_progress", "output": [], "usage": None}
+    shell = {**{k: v for k, v in response.items() if k != "usage"}, "status": "in_progress", "output": []}
     events: list[dict[str, Any]] = [{"type": "response.created", "response": shell},
                                     {"type": "response.in_progress", "response": shell}]
     for n, item in enumerate(response["output"]):

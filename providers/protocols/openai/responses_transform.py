@@ -84,13 +84,12 @@ def _reasoning_items(message: PromptMessage) -> list[dict[str, Any]]:
 def _assistant_items(message: PromptMessage) -> list[dict[str, Any]]:
     items = _reasoning_items(message)
     text = message.text()
-    if text:
-        item: dict[str, Any] = {"type": "message", "role": "assistant", "status": "completed",
-                                "content": [{"type": "output_text", "text": text, "annotations": []}]}
-        item_id = message.state_from(ORIGIN)
-        if item_id:
-            item["id"] = item_id
-        items.append(item)
+    item_id = message.state_from(ORIGIN)
+    if text and item_id:  # the output message as it came (its id pairs it with the reasoning before it)
+        items.append({"type": "message", "id": item_id, "role": "assistant", "status": "completed",
+                      "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    elif text:
+        items.append({"type": "message", "role": "assistant", "content": text})
     for call in message.tool_calls:
         wire: dict[str, Any] = {"type": "function_call", "call_id": call.id, "name": call.name,
                                 "arguments": call.arguments or "{}"}

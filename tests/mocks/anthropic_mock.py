@@ -44,6 +44,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import re
@@ -363,7 +364,7 @@ def _breakpoints(body: dict[str, Any]) -> list[tuple[str, int, str]]:
             out.append((hashlib.sha256(text.encode()).hexdigest(), approx_tokens(text), control.get("ttl", "5m")))
     if len(out) > 4:
         raise bad(f"A maximum of 4 blocks with cache_control may be provided. Found {len(out)}.")
-    for (_, _, before), (_, _, after) in zip(out, out[1:], strict=False):
+    for (_, _, before), (_, _, after) in itertools.pairwise(out):
         if before == "5m" and after == "1h":
             raise bad("a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block. Note "
                       "that blocks are processed in the following order: `tools`, `system`, `messages`.")

@@ -27,13 +27,24 @@ from .config import Config, ConfigError, empty_credentials, load_config
 log = logging.getLogger("modelruntime.server")
 
 
+async def _serve_and_exit(config: Config) -> None:
+    await serve(config)
+    # serve() returns once both doors are stopped and the ledger and spans are flushed. Leave
+    # without the event loop's teardown, which joins executor threads: a token count still running
+    # for a record already dropped would hold the process past the operator's grace budget.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _run(config: Config) -> None:
     try:
         import uvloop  # optional: ~20% more throughput when installed
 
-        uvloop.run(serve(config))
+        uvloop.run(_serve_and_exit(config))
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(_serve_and_exit(config))
 
 
 def _run_workers(config: Config, count: int) -> int:

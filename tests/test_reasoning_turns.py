@@ -277,7 +277,7 @@ async def test_azure_openai_serves_a_responses_deployment_beside_its_deployments
 # ---- switching provider mid-conversation --------------------------------------------------------
 
 
-async def test_switching_provider_drops_the_other_protocols_state(stubs, anthropic, gemini, openai):
+async def test_switching_provider_drops_the_other_protocols_state(stubs, anthropic, bedrock, gemini, openai):
     question = user("Weather in Paris?")
     claude = await turn(stubs, anthropic_target(anthropic), [question], THINKING)
     history = answered(claude, question)
@@ -293,11 +293,61 @@ async def test_switching_provider_drops_the_other_protocols_state(stubs, anthrop
     items = openai.requests[-1].json["input"]
     assert [i["type"] for i in items] == ["message", "message", "function_call", "function_call_output"]
     assert "id" not in items[2] and result.message.content == "Tool results: 21C"
-    # Gemini's and OpenAI's state never reaches Anthropic (thinking off: no thinking block is needed)
+    # Gemini's and OpenAI's state never reaches Anthropic; a tool loop begun elsewhere continues
+    # there with thinking on (Anthropic would refuse thinking for it: it is left off for that request)
     gem = await turn(stubs, gemini_target(gemini), [question])
     gpt = await turn(stubs, openai_target(openai), [question], {"reasoning_effort": "low"})
     for other in (gem, gpt):
-        await turn(stubs, anthropic_target(anthropic), answered(other, question))
-        blocks = anthropic.requests[-1].json["messages"][1]["content"]
-        assert [b["type"] for b in blocks] == ["tool_use"]
+        result = await turn(stubs, anthropic_target(anthropic), answered(other, question), THINKING)
+        body = anthropic.requests[-1].json
+        assert [b["type"] for b in body["messages"][1]["content"]] == ["tool_use"] and "thinking" not in body
+        assert result.message.content == "Tool results: 21C"
+    # the same on Bedrock, whose reasoning is Converse's own: Anthropic's is not forwarded either
+    claude_history = answered(claude, question)
+    result = await turn(stubs, bedrock_target(bedrock), claude_history, THINKING)
+    body = bedrock.requests[-1].json
+    assert "reasoningContent" not in json.dumps(body) and "thinking" not in body.get("additionalModelRequestFields", {})
+    assert result.message.content == "Tool results: 21C"
+    # a new user question starts a new loop: thinking is on again
+    history = [*answered(gem, question), assistant_reply(result), user("And in Rome?")]
+    await turn(stubs, anthropic_target(anthropic), history, THINKING)
+    assert anthropic.requests[-1].json["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     assert anthropic.sdk_problems == [] and openai.responses.problems == []
+
+
+# ---- the OpenAI-compatible HTTP endpoint --------------------------------------------------------
+
+
+async def test_http_endpoint_passes_what_openai_passes_and_invents_nothing(anthropic):
+    import httpx
+
+    from server.app import start_server
+    from server.config import Config, EgressConfig, GrpcConfig, HttpConfig, ProviderCredentials
+    from server.http.app import start_http
+
+    config = Config(
+        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_seconds=0.5),
+        http=HttpConfig(enabled=True, host="127.0.0.1", port=0),
+        egress=EgressConfig(allowed_cidrs=["127.0.0.1/32"], retries=1, connect_timeout=5, read_timeout=30),
+        providers={"anthropic": ProviderCredentials(credentials={"anthropic_api_key": "sk-ant-test",
+                                                                 "anthropic_api_url": anthropic.url})})
+    running = await start_server(config)
+    door = await start_http(config, running.runtime)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{door.port}", timeout=60) as http:
+            reply = await http.post("/v1/chat/completions", json={
+                "model": "anthropic/claude-sonnet-4-6", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+                "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}],
+                **THINKING})
+    finally:
+        await door.stop()
+        await running.stop(0)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    message = body["choices"][0]["message"]
+    thought = "The user wrote: Weather in Paris?. Reply."
+    assert message["reasoning_content"] == thought  # what OpenAI-compatible reasoning providers pass
+    assert anthropic_mock.sign(thought) not in reply.text  # signatures have no field in OpenAI's API
+    assert set(message) <= {"role", "content", "tool_calls", "reasoning_content", "refusal"}
+    assert set(message["tool_calls"][0]) == {"id", "type", "function"}
+    assert "cached_tokens" in body["usage"]["prompt_tokens_details"]

@@ -350,6 +350,17 @@ def _apply_thinking(body: dict[str, Any], params: dict[str, Any], traits: ModelT
         body["output_config"] = output_config
 
 
+def _unthought_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """The last turn answers tool calls whose assistant turn does not start with thinking."""
+    if len(turns) < 2 or turns[-1]["role"] != "user" or not isinstance(turns[-1]["content"], list):
+        return False
+    if not any(b.get("type") == "tool_result" for b in turns[-1]["content"]):
+        return False
+    content = turns[-2]["content"]
+    first = content[0] if isinstance(content, list) and content else {}
+    return first.get("type") not in ("thinking", "redacted_thinking")
+
+
 def build_messages_body(model: str, request: LLMRequest, traits: ModelTraits, *, stream: bool) -> dict[str, Any]:
     params = dict(request.parameters)
     max_tokens = params.pop("max_tokens", None)
@@ -362,6 +373,10 @@ def build_messages_body(model: str, request: LLMRequest, traits: ModelTraits, *,
     if system is not None:
         body["system"] = system
     _apply_thinking(body, params, traits)
+    if body.get("thinking", {}).get("type") in ("enabled", "adaptive") and _unthought_tool_turn(messages):
+        # The tool loop in progress began without Anthropic's thinking (another provider's turn):
+        # Anthropic refuses thinking then, and its own advice is to turn it off for the request.
+        del body["thinking"]
     body.update(params)  # temperature, top_p, top_k and any vendor rule, under its wire name
     if request.tools:
         body["tools"] = tools_to_wire(request.tools)

@@ -307,6 +307,13 @@ def tool_config(tools: list[Tool], choice: ToolChoice | None, history: set[str])
 # ---- request body ----------------------------------------------------------------------------
 
 
+def _unthought_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """The last turn answers tool calls whose assistant turn does not start with reasoning."""
+    if len(turns) < 2 or not any("toolResult" in b for b in turns[-1]["content"]):
+        return False
+    return "reasoningContent" not in turns[-2]["content"][0]
+
+
 def build_converse_body(request: LLMRequest, traits: ModelTraits) -> dict[str, Any]:
     params = dict(request.parameters)
     params.pop("response_format", None)
@@ -322,6 +329,8 @@ def build_converse_body(request: LLMRequest, traits: ModelTraits) -> dict[str, A
         inference["maxTokens"] = int(max_tokens)
     thinking = params.pop("thinking", None)
     budget = params.pop("thinking_budget", None)
+    if thinking is True and _unthought_tool_turn(turns):
+        thinking = None  # a tool loop begun without Converse's reasoning: Claude refuses thinking then
     if thinking is True:
         budget = int(budget) if budget else traits.default_budget()
         if max_tokens and budget >= int(max_tokens):

@@ -16,14 +16,14 @@ import pytest
 from modelruntime import aaccumulate, assistant_reply
 from modelruntime.v1 import llm_service_pb2 as llm_pb
 
-from tests.helpers import failure_of, struct, target, user
+from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks import anthropic_mock
 from tests.mocks.anthropic_mock import REDACTED_DATA, REDACTED_TRIGGER, AnthropicMock
 from tests.mocks.bedrock_mock import BedrockMock
 from tests.mocks.bedrock_mock import sign as bedrock_sign
 from tests.mocks.gemini_mock import GeminiMock
 from tests.mocks.openai_common import ModelInfo
-from tests.mocks.openai_mock import OpenAIMock
+from tests.mocks.openai_mock import OpenAIMock, stream_error_after, truncate_after
 from tests.mocks.openai_responses import encrypted
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -251,6 +251,26 @@ async def test_openai_responses_structured_output_and_text(stubs, openai):
     assert body["max_output_tokens"] == 500 and "seed" not in body
     assert json.loads(result.message.content) == {"answer": "hi"}
     assert result.message.provider_state.data.startswith("msg_") and openai.responses.problems == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_openai_responses_cut_by_max_output_tokens_finishes_with_length(stubs, openai, stream):
+    result = await turn(stubs, openai_target(openai), [user("a long question " * 20)],
+                        {"max_completion_tokens": 20}, stream, tools=[])
+    assert result.finish_reason == llm_pb.FINISH_REASON_LENGTH and result.provider_finish_reason == "max_output_tokens"
+    assert result.message.content and openai.responses.problems == []
+
+
+async def test_openai_responses_stream_error_and_truncation(stubs, openai):
+    request = llm_pb.StreamGenerateRequest(target=openai_target(openai), messages=[user("hello there friend")])
+    openai.enqueue(stream_error_after(7, type="server_error", code="server_error"), path="/responses")
+    received, failure = await stream_failure(stubs.llm.StreamGenerate(request))
+    assert failure.code.name == "UNAVAILABLE" and "had an error" in failure.message
+    assert "".join(c.delta.content for c in received) and not any(c.finish_reason for c in received)
+    openai.enqueue(truncate_after(7), path="/responses")
+    received, failure = await stream_failure(stubs.llm.StreamGenerate(request))
+    assert failure.reason == "InvokeConnectionError" and not any(c.finish_reason for c in received)
+    assert openai.responses.problems == []
 
 
 async def test_openai_responses_refuses_stop_sequences(stubs, openai):

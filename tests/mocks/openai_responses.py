@@ -16,6 +16,9 @@ Usage: ``input_tokens`` with ``cached_tokens`` for the part of the input an earl
 the same model began with (the prompt cache), ``output_tokens`` with ``reasoning_tokens``.
 Streams are typed SSE events (``event:`` + ``data`` with ``type`` and ``sequence_number``):
 response.created/in_progress, output_item.added, deltas, output_item.done, response.completed.
+A reply longer than ``max_output_tokens`` is cut and ends ``incomplete`` (reason
+``max_output_tokens``); the ``stream_error_after`` and ``truncate_after`` scenarios send an
+``error`` event after that many events, or end the body there.
 """
 
 from __future__ import annotations
@@ -165,9 +168,15 @@ async def responses(ctx: Ctx) -> None:
     prompt = approx_tokens(json.dumps([body.get("instructions"), items, body.get("tools")]))
     produced = approx_tokens(text) + sum(approx_tokens(c["arguments"]) for c in calls)
     reasoning = REASONING_TOKENS if info.reasoning else 0
+    status, incomplete = "completed", None
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and produced + reasoning > limit and text:
+        kept = text[:max((limit - reasoning) * 4, 0)]
+        output[-1]["content"][0]["text"], produced = kept, approx_tokens(kept)
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
     response = {
-        "id": new_id("resp_", 40), "object": "response", "created_at": int(time.time()), "status": "completed",
-        "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
+        "id": new_id("resp_", 40), "object": "response", "created_at": int(time.time()), "status": status,
+        "error": None, "incomplete_details": incomplete, "instructions": body.get("instructions"),
         "model": info.snapshot or info.id, "output": output, "parallel_tool_calls": True, "metadata": {},
         "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
         "temperature": body.get("temperature", 1.0), "top_p": body.get("top_p", 1.0), "store": body.get("store"),
@@ -224,7 +233,7 @@ def _events(response: dict[str, Any]) -> list[dict[str, Any]]:
             events.append({"type": "response.function_call_arguments.done", **where, "name": item["name"],
                            "arguments": item["arguments"]})
         events.append({"type": "response.output_item.done", "output_index": n, "item": item})
-    events.append({"type": "response.completed", "response": response})
+    events.append({"type": f"response.{response['status']}", "response": response})
     for seq, event in enumerate(events):
         event["sequence_number"] = seq
     return events
@@ -239,7 +248,16 @@ async def _stream(ctx: Ctx, response: dict[str, Any]) -> None:
     await ctx.resp.start(200, h)
     sse = SSEWriter(ctx.resp, ctx.style())
     state: ResponsesState = ctx.mock.responses
-    for event in _events(response):
+    err, cut = ctx.sc.get("stream_error_after"), ctx.sc.get("truncate_after")
+    for n, event in enumerate(_events(response)):
+        if err is not None and n == err["n"]:
+            event = {"type": "error", "code": err["code"] or err["type"], "message": err["message"], "param": None,
+                     "sequence_number": n}
+            state.problems += [f"error: {p}" for p in openai_problems(event, "ResponseErrorEvent")]
+            await sse.event(event, event="error")
+            break
+        if cut is not None and n == cut["n"]:
+            break
         state.problems += [f"{event['type']}: {p}" for p in openai_problems(event, _EVENT_SCHEMAS[event["type"]])]
         await sse.event(event, event=event["type"])
     await sse.close()

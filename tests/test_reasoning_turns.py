@@ -14,7 +14,9 @@ import json
 
 import pytest
 from modelruntime import aaccumulate, assistant_reply
+from modelruntime.v1 import common_pb2
 from modelruntime.v1 import llm_service_pb2 as llm_pb
+from modelruntime.v1 import provider_service_pb2 as prov_pb
 
 from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks import anthropic_mock
@@ -292,6 +294,13 @@ async def test_azure_openai_serves_a_responses_deployment_beside_its_deployments
         assert sent.path == "/openai/responses" and sent.query_one("api-version") == "2025-04-01-preview"
         assert sent.json["model"] == "my-gpt5" and sent.json["input"][1]["type"] == "reasoning"
         assert second.message.content == "Tool results: 21C" and mock.responses.problems == []
+        # the deployment's credential check pings through the Responses API too (its floor is 16 tokens)
+        await stubs.providers.ValidateModelCredentials(prov_pb.ValidateModelCredentialsRequest(
+            provider="azure_openai", model="my-gpt5", model_type=common_pb2.MODEL_TYPE_LLM,
+            credentials=tgt.credentials))
+        assert mock.requests[-1].json["max_output_tokens"] == 16 and mock.responses.problems == []
+        failure = await failure_of(turn(stubs, tgt, [question], {"max_completion_tokens": 8}))
+        assert "model_parameters.max_completion_tokens" in failure.violations
 
 
 # ---- switching provider mid-conversation --------------------------------------------------------

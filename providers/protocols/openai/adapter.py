@@ -147,9 +147,10 @@ class OpenAIAdapter(Adapter):
         limit_key = "max_tokens"
         if ctx.schema is not None and any(r.name == "max_completion_tokens" for r in ctx.schema.parameter_rules):
             limit_key = "max_completion_tokens"
+        responses = ctx.schema is not None and ModelEndpoint.of(ctx.schema) == "responses"
         request = LLMRequest(
             messages=[PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="ping")])],
-            parameters={limit_key: 5},
+            parameters={limit_key: 16 if responses else 5},  # the Responses API's floor is 16
         )
         await self.llm.generate(ctx, request)
 

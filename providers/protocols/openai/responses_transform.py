@@ -47,6 +47,7 @@ from engine.messages import (
 from .chat_transform import _data_uri, _response_format
 
 ORIGIN = "openai_responses"
+MIN_OUTPUT_TOKENS = 16  # max_output_tokens below this is refused by the API
 _LIMITS = ("max_output_tokens", "max_completion_tokens", "max_tokens")
 _PASSED = ("temperature", "top_p", "top_logprobs", "parallel_tool_calls")
 _NOT_IN_RESPONSES = ("seed", "presence_penalty", "frequency_penalty", "n", "logit_bias", "logprobs")
@@ -141,9 +142,11 @@ def build_responses_body(model: str, request: LLMRequest, *, stream: bool, reaso
         raise bad_request("stop", "stop sequences are not supported by the Responses API this model uses")
     params = dict(request.parameters)
     body: dict[str, Any] = {"model": model, "input": input_items(request.messages), "store": False}
-    limit = next((params[k] for k in _LIMITS if params.get(k) is not None), None)
-    if limit is not None:
-        body["max_output_tokens"] = int(limit)
+    name = next((k for k in _LIMITS if params.get(k) is not None), None)
+    if name is not None:
+        if int(params[name]) < MIN_OUTPUT_TOKENS:
+            raise bad_request(f"model_parameters.{name}", f"the Responses API needs at least {MIN_OUTPUT_TOKENS}")
+        body["max_output_tokens"] = int(params[name])
     for name in _PASSED:
         if params.get(name) is not None:
             body[name] = params[name]

@@ -50,6 +50,11 @@ class ProviderState:
     data: str
 
 
+# The origin of reasoning carried as chat completions' ``reasoning_content`` (DeepSeek, Moonshot, ...):
+# shared by the OpenAI protocol and the OpenAI-compatible HTTP endpoint, which accepts it back.
+CHAT_COMPLETIONS_ORIGIN = "openai_chat"
+
+
 @dataclass(slots=True)
 class ReasoningPart:
     """One piece of reasoning as the provider returned it; all but ``text`` is opaque.

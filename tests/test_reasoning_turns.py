@@ -303,6 +303,15 @@ async def test_azure_openai_serves_a_responses_deployment_beside_its_deployments
         assert "model_parameters.max_completion_tokens" in failure.violations
 
 
+async def test_openai_chat_models_never_get_reasoning_content(stubs, openai):
+    thought = llm_pb.ReasoningPart(text="a DeepSeek thought", origin="openai_chat")
+    history = [user("hi"), llm_pb.Message(role=llm_pb.ROLE_ASSISTANT, content=[llm_pb.ContentPart(text="hello")],
+                                          reasoning=[thought]), user("again")]
+    result = await turn(stubs, openai_target(openai, "gpt-4o-mini"), history, tools=[])
+    assert openai.requests[-1].path == "/v1/chat/completions" and result.message.content
+    assert "reasoning_content" not in json.dumps(openai.requests[-1].json)  # OpenAI rejects the field
+
+
 # ---- switching provider mid-conversation --------------------------------------------------------
 
 

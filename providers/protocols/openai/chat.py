@@ -21,13 +21,15 @@ from engine._http.status import error_for_status, raise_for_status
 from engine.adapter import CallContext, LLMRequest
 from engine.entities import LLMMode
 from engine.errors import InvokeConnectionError, InvokeError
-from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool, ToolCallDelta
+from engine.messages import LLMChunk, LLMResult, PromptMessage, ReasoningDelta, Tool, ToolCallDelta
 from engine.tokenizers import encoding_for_model
 from providers.kit.stream import merge_chunks, stream_chunks
 from providers.kit.toolcalls import ToolIndexer
 
 from . import client
 from .chat_transform import (
+    CHAT_ORIGIN,
+    add_reasoning_history,
     apply_body_options,
     build_chat_body,
     build_completion_body,
@@ -75,6 +77,8 @@ class OpenAIChat:
         body = apply_body_options(
             build(client.model_id(ctx), request, stream=stream, stream_usage=stream_usage), o
         )
+        if o.reasoning_content_history and not completion:
+            add_reasoning_history(body["messages"], request.messages)
         path = "completions" if completion else o.chat_path
         return client.url(ctx, path), client.dumps(body), completion
 
@@ -197,6 +201,8 @@ def _delta(choice: dict[str, Any], completion: bool, indexer: ToolIndexer) -> LL
         return None
     chunk = LLMChunk(content=content, reasoning_content=reasoning, refusal=refusal,
                      index=int(choice.get("index") or 0))
+    if reasoning:  # one reasoning part: the caller sends it back as the turn's reasoning
+        chunk.reasoning.append(ReasoningDelta(0, text=reasoning, origin=CHAT_ORIGIN))
     for fragment in fragments or ():
         function = fragment.get("function") or {}
         arguments = function.get("arguments")

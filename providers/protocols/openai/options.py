@@ -52,6 +52,9 @@ class OpenAIOptions(EndpointOptions):
     status_envelope: StatusEnvelope | None = None  # errors inside a 200 body
     stream_usage: bool = True  # send stream_options.include_usage
     drop_fields: list[str] = Field(default_factory=list)  # body fields never sent (Mistral rejects `user`)
+    # assistant turns send their reasoning back as reasoning_content (DeepSeek's thinking mode
+    # requires it after tool calls); off elsewhere: OpenAI itself rejects the field
+    reasoning_content_history: bool = False
     tool_choice_values: dict[str, str] = Field(default_factory=dict)  # {mode: wire value} (Mistral: required -> any)
     switch_parameters: list[str] = Field(default_factory=list)  # booleans sent as {"type": "enabled"|"disabled"}
     parameter_paths: dict[str, str] = Field(default_factory=dict)  # {parameter: "a.b"}: nest a flat parameter

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from modelruntime import aaccumulate, assistant_reply
 from modelruntime.v1 import common_pb2
@@ -135,16 +136,21 @@ async def test_anthropic_redacted_thinking_is_replayed(stubs, anthropic):
     assert sent[1] == {"type": "redacted_thinking", "data": REDACTED_DATA}
 
 
-async def test_anthropic_tampered_or_missing_thinking_is_refused_by_the_provider(stubs, anthropic):
+async def test_anthropic_tampered_thinking_is_refused_and_missing_thinking_turns_it_off(stubs, anthropic):
     question = user("Weather in Lima?")
     first = await turn(stubs, anthropic_target(anthropic), [question], THINKING)
     history = answered(first, question)
     history[1].reasoning[0].text += " (edited)"
     failure = await failure_of(turn(stubs, anthropic_target(anthropic), history, THINKING))
     assert failure.code.name == "INVALID_ARGUMENT" and "Invalid `signature`" in failure.message
-    del history[1].reasoning[:]
-    failure = await failure_of(turn(stubs, anthropic_target(anthropic), history, THINKING))
-    assert "must start with a thinking block" in failure.message
+    del history[1].reasoning[:]  # dropped by the caller: Anthropic would refuse thinking for this loop,
+    result = await turn(stubs, anthropic_target(anthropic), history, THINKING)  # so it is off for the request
+    assert "thinking" not in anthropic.requests[-1].json and result.message.content == "Tool results: 21C"
+    body = dict(anthropic.requests[-1].json, thinking={"type": "enabled", "budget_tokens": 2048})
+    async with httpx.AsyncClient() as http:  # the mock holds the API's rule, as the provider does
+        refused = await http.post(anthropic.url + "/v1/messages", json=body,
+                                  headers={"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"})
+    assert refused.status_code == 400 and "must start with a thinking block" in refused.text
 
 
 @pytest.fixture(scope="module")
@@ -357,8 +363,6 @@ async def test_switching_provider_drops_the_other_protocols_state(stubs, anthrop
 
 
 async def test_http_endpoint_passes_what_openai_passes_and_invents_nothing(anthropic):
-    import httpx
-
     from server.app import start_server
     from server.config import Config, EgressConfig, GrpcConfig, HttpConfig, ProviderCredentials
     from server.http.app import start_http

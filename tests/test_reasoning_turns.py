@@ -215,6 +215,20 @@ async def test_gemini3_signatures_on_calls_and_text_come_back(stubs, gemini, str
         "text": second.message.content, "thoughtSignature": gemini.thought_signature}
 
 
+async def test_vertex_gemini3_call_signature_comes_back(stubs, vertex):
+    from tests.test_vertex import Account, _key
+
+    tgt = target("vertex_ai", "gemini-3.5-flash", Account(vertex, _key()).creds())
+    question = user("Weather in Paris?")
+    first = await turn(stubs, tgt, [question], {}, stream=True)
+    (call,) = first.message.tool_calls
+    assert (call.provider_state.origin, call.provider_state.data) == ("gemini", vertex.gemini.thought_signature)
+    second = await turn(stubs, tgt, answered(first, question))
+    parts = vertex.api_requests[-1].json["contents"][1]["parts"]
+    assert parts[-1]["thoughtSignature"] == vertex.gemini.thought_signature
+    assert second.message.content.startswith("Tool said: ")
+
+
 # ---- OpenAI Responses API -----------------------------------------------------------------------
 
 

@@ -356,7 +356,8 @@ async def test_rejected_service_account_is_an_authorization_error(stubs, mock, k
 
 
 async def test_malformed_keys_never_echo_the_key(stubs, mock, account):
-    broken = account.key_json().replace("-----BEGIN PRIVATE KEY-----\\n", "-----BEGIN PRIVATE KEY-----\\nAAAA")
+    header = account.pem.splitlines()[0]  # the PEM's BEGIN line, as JSON escapes it below
+    broken = account.key_json().replace(header + "\\n", header + "\\nAAAA")
     cases = {"not json": "{" + account.pem, "broken PEM": broken,
              "no private_key": json.dumps({"client_email": account.email, "type": "service_account"})}
     for name, value in cases.items():

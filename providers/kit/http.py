@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ __all__ = [
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE = re.compile(r"\s")
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
 _NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
 
@@ -64,48 +66,61 @@ def credential(ctx: CallContext, name: str | None) -> str:
 
 def check_url(url: str, name: str) -> None:
     """Raise a bad request naming ``credentials.<name>`` unless ``url`` is a plain http(s) URL."""
+    problem = _url_problem(url) if len(url) <= _CACHED_URL_CHARS else _url_problem.__wrapped__(url)
+    if problem:
+        raise _invalid(name, problem)
+
+
+_CACHED_URL_CHARS = 2048  # longer URLs are checked every time rather than kept
+
+
+@lru_cache(maxsize=256)
+def _url_problem(url: str) -> str:
+    """What is wrong with ``url`` ("" when nothing). A pure function of the text, cached: every
+    call of a deployment repeats the same base URL, and parsing it is not free."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise _invalid(name, "is not a valid URL") from None
+        return "is not a valid URL"
     if parts.scheme not in ("http", "https"):
-        raise _invalid(name, "must be an http(s) URL")
+        return "must be an http(s) URL"
     if "@" in parts.netloc:
-        raise _invalid(name, "must not contain user:password@ (send keys as credentials)")
-    if any(c.isspace() for c in url):
-        raise _invalid(name, "must not contain spaces")
+        return "must not contain user:password@ (send keys as credentials)"
+    if _SPACE.search(url):
+        return "must not contain spaces"
     host = parts.hostname or ""
     if not host:
-        raise _invalid(name, "has no host")
+        return "has no host"
     if parts.netloc.split(":")[0].startswith("["):
         try:
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
-            raise _invalid(name, "has an invalid IPv6 address") from None
-        return
-    _check_host(host.removesuffix("."), name)
+            return "has an invalid IPv6 address"
+        return ""
+    return _host_problem(host.removesuffix("."))
 
 
-def _check_host(host: str, name: str) -> None:
+def _host_problem(host: str) -> str:
     try:
         ipaddress.IPv4Address(host)
-        return  # canonical dotted quad
+        return ""  # canonical dotted quad
     except ValueError:
         pass
     if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
         # URL parsers read a numeric last label as IPv4 (decimal, hex, octal, short forms).
-        raise _invalid(name, "must spell an IPv4 address as four decimal numbers (a.b.c.d)")
+        return "must spell an IPv4 address as four decimal numbers (a.b.c.d)"
     if len(host) > 253:
-        raise _invalid(name, "has a host name longer than 253 characters")
+        return "has a host name longer than 253 characters"
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
-        raise _invalid(name, "has an invalid host name") from None
+        return "has an invalid host name"
     if len(ascii_host) > 253:
-        raise _invalid(name, "has a host name longer than 253 characters")
+        return "has a host name longer than 253 characters"
     if not all(_LABEL.fullmatch(label) for label in ascii_host.split(".")):
-        raise _invalid(name, "has an invalid host name (labels of 1-63 letters, digits or '-')")
+        return "has an invalid host name (labels of 1-63 letters, digits or '-')"
+    return ""
 
 
 def base_url(ctx: CallContext, *, default: str | None, credential_name: str | None,

@@ -60,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="do not pin the server to CPU 0 and nginx/h2load/harness to the other CPUs")
     p.add_argument("--server-log-level", default="INFO",
                    help="the server's log_level (default INFO, as config/default.yaml ships)")
+    p.add_argument("--metrics-rounds", type=int, default=6,
+                   help="rounds of the metrics scenario, each measuring metrics on and off (default 6)")
+    p.add_argument("--metrics-control", action="store_true",
+                   help="metrics scenario as an A/A run (metrics off on both servers): the method's noise floor")
     p.add_argument("--profile", action="store_true", help="py-spy the server during unary c=64 (installs py-spy)")
     p.add_argument("--quick", action="store_true",
                    help="CI-sized run: 3 s points, 1 s warm-up, 10,000 soak calls, 10 cancellations")
@@ -75,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.warmup = min(args.duration, 3.0), min(args.warmup, 1.0)
         args.cancel_samples = min(args.cancel_samples, 10)
+        args.metrics_rounds = min(args.metrics_rounds, 3)
     return args
 
 
@@ -116,7 +121,7 @@ async def run(args: argparse.Namespace) -> dict:
         open_streams=args.open_streams, soak_calls=args.soak_calls, soak_max_s=args.soak_cap,
         soak_concurrency=args.soak_concurrency,
         cancel_samples=args.cancel_samples, pin=not args.no_pin, workers=workers, profile=args.profile,
-        results_dir=args.results_dir)
+        metrics_rounds=max(1, args.metrics_rounds), metrics_control=args.metrics_control, results_dir=args.results_dir)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     t0 = time.monotonic()

@@ -22,6 +22,43 @@ def _pairs(results: dict) -> list[tuple[str, float, float]]:
     return out
 
 
+def _server_points(results: dict) -> list[dict]:
+    out = []
+    for scenario in results.get("scenarios", {}).values():
+        out += [p["server"] for p in scenario.get("points", []) if isinstance(p.get("server"), dict)]
+        out += [r for r in scenario.get("rounds", [])]
+    return out
+
+
+def _metrics_panel(ax, metrics: dict) -> None:
+    """Throughput per round, on beside off, with server CPU per call on a second axis."""
+    rounds = metrics["rounds"]
+    names = {True: "A (off)", False: "B (off)"} if metrics.get("control") else {True: "on", False: "off"}
+    numbers = sorted({r.get("round", i // 2 + 1) for i, r in enumerate(rounds)})
+    for on, shift, color in ((True, -0.2, "tab:blue"), (False, 0.2, "tab:gray")):
+        side = {r.get("round", i // 2 + 1): r for i, r in enumerate(rounds) if r["metrics"] is on}
+        xs = [n + shift for n in numbers if n in side]
+        ax.bar(xs, [side[n]["rps"] for n in numbers if n in side], 0.4, color=color,
+               label=f"metrics {names[on]}")
+    ax.set_xticks(numbers, [f"round {n}" for n in numbers])
+    ax.set_ylabel("requests / s")
+    ax.legend(loc="lower left")
+    cpu = ax.twinx()
+    for on, marker in ((True, "o"), (False, "s")):
+        pts = [(r.get("round", i // 2 + 1), r.get("cpu_ms_per_req")) for i, r in enumerate(rounds)
+               if r["metrics"] is on and r.get("cpu_ms_per_req")]
+        cpu.plot([p[0] for p in pts], [p[1] for p in pts], marker, color="black", fillstyle="none",
+                 label=f"CPU ms/call {names[on]}")
+    cpu.set_ylabel("server CPU ms / call")
+    cpu.set_ylim(bottom=0)
+    cpu.legend(loc="lower right")
+    what = "A/A control, metrics off on both" if metrics.get("control") else "metrics on vs off"
+    hot = metrics.get("hotpath") or {}
+    extra = f"\nin-process: metrics cost {hot['metrics_us']} µs CPU per call" if hot.get("metrics_us") else ""
+    ax.set_title(f"Unary c={metrics.get('concurrency')}, {what}: median {metrics.get('cost_pct')} % "
+                 f"throughput, {metrics.get('cpu_cost_pct')} % CPU/call{extra}")
+
+
 def draw(results: dict, path: Path) -> Path | None:
     try:
         import matplotlib
@@ -44,17 +81,15 @@ def draw(results: dict, path: Path) -> Path | None:
         ax.bar([x - 0.2 for x in xs], [p[1] for p in pairs], 0.4, label="model runtime")
         ax.bar([x + 0.2 for x in xs], [p[2] for p in pairs], 0.4, label="upstream direct")
         ax.set_xticks(list(xs), [p[0] for p in pairs], rotation=30, ha="right")
-        ax.set_ylabel("requests / s")
+        ax.set_yscale("log")  # the upstream alone answers one to two orders of magnitude faster
+        ax.set_ylabel("requests / s (log scale)")
         ax.set_title("Throughput")
         ax.legend()
     if metrics.get("rounds"):
-        ax = ax_list.pop(0)
-        rounds = metrics["rounds"]
-        labels = [f"{'on' if r['metrics'] else 'off'} #{i // 2 + 1}" for i, r in enumerate(rounds)]
-        ax.bar(labels, [r["rps"] for r in rounds], color=["tab:blue" if r["metrics"] else "tab:gray" for r in rounds])
-        ax.set_ylabel("requests / s")
-        ax.set_title(f"Unary c={metrics.get('concurrency')}: metrics on vs off ({metrics.get('cost_pct')} % apart)")
-    fig.suptitle(f"make bench, {results.get('started', '')}")
+        _metrics_panel(ax_list.pop(0), metrics)
+    busy = max((p.get("interference", {}).get("foreign_pct", 0) for p in _server_points(results)), default=0)
+    note = f" — machine busy: other processes used up to {busy:.0f} % of a core" if busy >= 10 else ""
+    fig.suptitle(f"make bench, {results.get('started', '')}{note}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

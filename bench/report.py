@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from .scenarios import NOISY_PCT
 from .sut import python_info
 
 
@@ -131,6 +132,24 @@ def target_rows(s: dict) -> list[dict]:
                 + _ceiling(best["server"], "streams/s"))
     else:
         missing("streaming throughput", "≥ 1,500 streams/s", "stream")
+
+    m = s.get("metrics")
+    if m and m.get("status") == "ok" and m.get("cost_pct") is not None:
+        gaps = m["cost_pct_per_round"]
+        spread = (max(gaps) - min(gaps)) if gaps else 0.0
+        busy = max((r.get("interference", {}).get("foreign_pct", 0) for r in m["rounds"]), default=0)
+        # Rounds that disagree by more than the target itself cannot settle it either way.
+        settled = spread <= 10 and busy < NOISY_PCT
+        row("metrics on vs off, unary throughput" + (" (A/A control)" if m.get("control") else ""), "≤ 5 % apart",
+            f"{_f(m['rps_on'])} vs {_f(m['rps_off'])} req/s ({_f(m['cost_pct'], 2, ' %')})", "n/a", "n/a",
+            abs(m["cost_pct"]) <= 5 if settled else None,
+            f"medians of {len(gaps)} alternating rounds, c={m['concurrency']}; CPU/call "
+            f"{_f(m['cpu_ms_on'], 4)} vs {_f(m['cpu_ms_off'], 4)} ms ({_f(m['cpu_cost_pct'], 2, ' %')})"
+            + ("" if settled else f"; inconclusive: rounds spread {spread:.0f} points, other processes used up to "
+               f"{busy:.0f} % of a core")
+            + (f"; in-process: metrics cost {m['hotpath']['metrics_us']} µs CPU/call" if m.get("hotpath") else ""))
+    else:
+        missing("metrics on vs off, unary throughput", "≤ 5 % apart", "metrics")
 
     o = s.get("open_streams")
     if o and o.get("status") in ("ok", "partial"):

@@ -17,6 +17,7 @@ from pathlib import Path
 from modelruntime.v1 import llm_service_pb2_grpc
 
 from . import clients as cl
+from . import hotpath
 from . import upstream as up
 from .load import GRPC_HEADERS, H2Load, LoadPoint, grpc_frame, percentiles
 from .sut import RssSampler, Server, cpu_snapshot, foreign_cpu, http_endpoint_present
@@ -43,6 +44,8 @@ class Settings:
     pin: bool = True
     workers: int = 1
     profile: bool = False
+    metrics_rounds: int = 6
+    metrics_control: bool = False  # the metrics scenario with metrics off on both sides (A/A)
     results_dir: Path = Path("bench/results")
 
 
@@ -66,22 +69,24 @@ class Bench:
 
     async def measure(self, label: str, url: str, body: bytes, headers: list[str], concurrency: int, *,
                       sut: bool, expected_bytes: int | None, requests: int | None = None,
-                      h1: bool | None = None, profile: bool = False) -> LoadPoint:
-        """One h2load point with the CPU time the server and nginx spent in the measured window."""
+                      h1: bool | None = None, profile: bool = False, server: Server | None = None) -> LoadPoint:
+        """One h2load point with the CPU time the server (``server``, default the bench's) and nginx
+        spent in the measured window."""
+        server = server or self.server
         path = self.h2.body_file(f"{label.replace(' ', '_').replace('=', '')}.bin", body)
         duration = None if requests else self.settings.duration
         warm = 0.0 if requests else self.h2.warmup_s
         marks: dict[str, dict] = {}
 
         def snap() -> None:  # called by H2Load.run after its warm-up run, before the measured one
-            marks["start"] = cpu_snapshot(self.server, self.nginx)
+            marks["start"] = cpu_snapshot(server, self.nginx)
 
-        profiler = _start_profiler(self.server.proc.pid, self.settings, warm) if profile else None
+        profiler = _start_profiler(server.proc.pid, self.settings, warm) if profile else None
         point = await asyncio.to_thread(
             self.h2.run, label, url, path, headers, concurrency, h1=(not sut) if h1 is None else h1,
             duration_s=duration,
             requests=requests, expected_bytes=expected_bytes, on_start=snap)
-        after = cpu_snapshot(self.server, self.nginx)
+        after = cpu_snapshot(server, self.nginx)
         if profiler is not None:
             self.profile = await asyncio.to_thread(_finish_profiler, *profiler)
         start = marks["start"]
@@ -493,27 +498,68 @@ def _finish_profiler(proc, out: Path) -> dict:
 
 
 async def scenario_metrics(b: Bench) -> dict:
-    """Unary Generate with metrics on (the default) vs off, same run, rounds alternating on/off."""
+    """Unary Generate, metrics on (the default) vs off: two fresh servers side by side, alternating rounds."""
     c = max(b.settings.unary_levels)
-    rounds = []
+    control = b.settings.metrics_control
+    # Two fresh servers (same history) on the same pinned core(s), both up for the whole scenario,
+    # so the sides differ only in observability.metrics. Each round measures both, in alternating
+    # order (on→off, off→on), so drift and other tenants' load fall on both sides alike; medians
+    # over rounds. --metrics-control runs the same with metrics off on both sides (an A/A run):
+    # the gap it shows is the method's noise floor.
+    servers = {on: Server(b.server.upstream_base, python=b.server.python, cpus=b.server.cpus,
+                          workers=b.server.workers, log_level=b.server.log_level, metrics=on and not control)
+               for on in (True, False)}
+    rounds: list[dict] = []
     try:
-        for metrics in (True, False, True, False):
-            b.server.metrics = metrics
-            await b.restart_server()
-            verify = await cl.check_generate(b.server.target, b.nginx.base)
-            frame = grpc_frame(cl.generate_request(b.nginx.base))
-            point = await b.measure(f"unary grpc c={c} metrics {'on' if metrics else 'off'}", b.grpc_url(cl.GENERATE),
-                                    frame, GRPC_HEADERS, c, sut=True, expected_bytes=verify["response_frame_bytes"])
-            rounds.append({"metrics": metrics, **point.to_dict()})
+        frames = {}
+        for on, server in servers.items():
+            await asyncio.to_thread(server.start)
+            verify = await cl.check_generate(server.target, b.nginx.base)
+            frames[on] = (grpc_frame(cl.generate_request(b.nginx.base)), verify["response_frame_bytes"])
+        for i in range(b.settings.metrics_rounds):
+            for on in ((True, False) if i % 2 == 0 else (False, True)):
+                frame, expected = frames[on]
+                side = ("A" if on else "B") if control else ("on" if on else "off")
+                point = await b.measure(f"unary grpc c={c} metrics {side} #{i + 1}",
+                                        f"http://{servers[on].target}{cl.GENERATE}", frame, GRPC_HEADERS, c,
+                                        sut=True, expected_bytes=expected, server=servers[on])
+                rounds.append({"round": i + 1, "metrics": on, **point.to_dict()})
     finally:
-        b.server.metrics = True
-        await b.restart_server()
-    on = statistics.mean(r["rps"] for r in rounds if r["metrics"])
-    off = statistics.mean(r["rps"] for r in rounds if not r["metrics"])
-    cost = round((off - on) / off * 100, 2) if off else None
-    print(f"  metrics on {on:.1f} req/s, off {off:.1f} req/s: {cost} % apart (target ≤ 5 %)", flush=True)
-    return {"status": "ok", "concurrency": c, "rounds": rounds, "rps_on": round(on, 1), "rps_off": round(off, 1),
-            "cost_pct": cost}
+        for server in servers.values():
+            await asyncio.to_thread(server.cleanup)
+    cost = metrics_cost(rounds)
+    hot = await asyncio.to_thread(hotpath.measure)
+    # The CPU the server spends per call with metrics off (median of the rounds; a busy machine
+    # inflates it, which makes this share look smaller: see the rounds' interference).
+    base = cost["cpu_ms_off"]
+    hot["share_pct"] = round(hot["metrics_us"] / (base * 1000) * 100, 2) if base else None
+    print(f"  metrics hot path in-process: {hot['metrics_us']} µs CPU per call "
+          f"({hot['on_us']} on, {hot['off_us']} off) = {hot['share_pct']} % of the server's CPU per call", flush=True)
+    return {"status": "ok", "concurrency": c, "control": control, "rounds": rounds, **cost, "hotpath": hot}
+
+
+def metrics_cost(rounds: list[dict]) -> dict:
+    """Medians over rounds of throughput and server CPU per call, on vs off, and how far apart."""
+    def median(key: str, on: bool) -> float | None:
+        values = [r[key] for r in rounds if r["metrics"] is on and r.get(key)]
+        return round(statistics.median(values), 4) if values else None
+
+    rps_on, rps_off = median("rps", True), median("rps", False)
+    cpu_on, cpu_off = median("cpu_ms_per_req", True), median("cpu_ms_per_req", False)
+    # Per round (each pair measured back to back): the spread shows how noisy the machine was.
+    pairs = [(a["rps"], b["rps"]) for a, b in zip(
+        [r for r in rounds if r["metrics"]], [r for r in rounds if not r["metrics"]], strict=False) if b["rps"]]
+    per_round = [round((off - on) / off * 100, 2) for on, off in pairs]
+    out = {
+        "rps_on": rps_on, "rps_off": rps_off, "cpu_ms_on": cpu_on, "cpu_ms_off": cpu_off,
+        "cost_pct": round((rps_off - rps_on) / rps_off * 100, 2) if rps_on and rps_off else None,
+        "cpu_cost_pct": round((cpu_on - cpu_off) / cpu_off * 100, 2) if cpu_on and cpu_off else None,
+        "cost_pct_per_round": per_round,
+    }
+    print(f"  median of {len(pairs)} rounds: metrics on {out['rps_on']} req/s, off {out['rps_off']} req/s "
+          f"({out['cost_pct']} % fewer); CPU/call on {out['cpu_ms_on']} ms, off {out['cpu_ms_off']} ms "
+          f"({out['cpu_cost_pct']} % more); per round {per_round} (target ≤ 5 %)", flush=True)
+    return out
 
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {

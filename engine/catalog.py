@@ -1,13 +1,20 @@
-"""The read side of the runtime: providers, models, schemas, and credential validation."""
+"""The read side of the runtime: providers, models, schemas, and credential validation.
+
+It also holds the observer hook (:mod:`.observe`) both sides share: credential checks and remote
+model listings reach the upstream too, so they are observed like model calls, under the runtime's
+own operation names.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .adapter import CallContext
 from .credentials import mask_secrets, validate_credentials
 from .entities import AIModelEntity, ConfigurateMethod, FormType, ModelType, ProviderEntity
 from .errors import CredentialsValidateFailedError, FieldViolation, NotFoundError, RuntimeFault
+from .observe import LIST_MODELS, VALIDATE_CREDENTIALS, CallRecord, Observer, current_call
 from .registry import Registry
 
 
@@ -16,18 +23,61 @@ class Catalog:
         self.registry = registry
         self.egress = egress
         self._secret_vars: dict[str, set[str]] = {}
+        self.observer: Observer | None = None  # server/observability sets it; None costs nothing
+
+    def secrets(self, provider: str, credentials: dict | None) -> list[str]:
+        """The values of the caller's secret credential fields (to scrub from any text)."""
+        if not credentials:
+            return []
+        names = self._secret_vars.get(provider)
+        if names is None:
+            names = self._secret_vars[provider] = _secret_variables(self.registry.definitions.get(provider))
+        return [str(credentials[n]) for n in names if credentials.get(n)]
 
     def fault(self, exc: RuntimeFault, provider: str, model: str, credentials: dict | None) -> RuntimeFault:
         """Finish an error on its way out: name the target, scrub the caller's secrets."""
         exc.with_target(provider, model)
-        if credentials:
-            names = self._secret_vars.get(provider)
-            if names is None:
-                names = self._secret_vars[provider] = _secret_variables(self.registry.definitions.get(provider))
-            secrets = [str(credentials[n]) for n in names if credentials.get(n)]
-            if secrets:
-                exc.scrub(secrets)
+        secrets = self.secrets(provider, credentials)
+        if secrets:
+            exc.scrub(secrets)
         return exc
+
+    # ---- observation ------------------------------------------------------------------
+
+    def _observe(self, provider: str, model: str, model_type: ModelType, credentials: dict | None,
+                 stream: bool = False, operation: str = "") -> CallRecord | None:
+        observer = self.observer
+        if observer is None:
+            return None
+        record = CallRecord(provider, model, model_type, stream, operation)
+        if observer.capture_content:
+            record.capture = True
+            record.secrets = self.secrets(provider, credentials)
+        observer.call_started(record)
+        current_call.set(record)
+        return record
+
+    def _observed(self, record: CallRecord) -> None:
+        record.duration = time.perf_counter() - record.started
+        current_call.set(None)
+        if self.observer is not None:
+            self.observer.call_ended(record)
+
+    async def _observing(self, operation: str, provider: str, model: str, model_type: ModelType,
+                         credentials: dict, call: Any) -> Any:
+        """Await ``call`` as an observed non-model call (it may reach the upstream)."""
+        record = self._observe(provider, model, model_type, credentials, operation=operation)
+        if record is None:
+            return await call
+        try:
+            result = await call
+            record.succeeded()
+            return result
+        except Exception as exc:
+            record.failed(exc)
+            raise
+        finally:
+            self._observed(record)
 
     def providers(self, model_type: ModelType | None = None) -> list[ProviderEntity]:
         return [self.registry.definitions[n].entity for n in self.registry.provider_names(model_type)]
@@ -67,7 +117,8 @@ class Catalog:
                 ) if form else {}
                 ctx = self._context(provider, "", t, checked, None, deadline)
                 try:
-                    remote = await adapter.list_remote_models(ctx, t)
+                    remote = await self._observing(LIST_MODELS, provider, "", t, credentials,
+                                                   adapter.list_remote_models(ctx, t))
                 except RuntimeFault as exc:
                     raise self.fault(exc, provider, "", credentials) from None
                 models.extend(m for m in remote if (m.model_type, m.model) not in known)
@@ -109,7 +160,8 @@ class Catalog:
         checked = validate_credentials(form.credential_form_schemas, credentials)
         ctx = self._context(provider, "", ModelType.LLM, checked, None, deadline)
         try:
-            await _as_validation(adapter.validate_provider_credentials(ctx), provider, "")
+            await self._observing(VALIDATE_CREDENTIALS, provider, "", ModelType.LLM, credentials,
+                                  _as_validation(adapter.validate_provider_credentials(ctx), provider, ""))
         except RuntimeFault as exc:
             raise self.fault(exc, provider, "", credentials) from None
         return mask_secrets(form.credential_form_schemas, checked)
@@ -128,7 +180,9 @@ class Catalog:
         )
         ctx = self._context(provider, model, model_type, checked, schema, deadline)
         try:
-            await _as_validation(adapter.serving(model_type).validate_model_credentials(ctx), provider, model)
+            await self._observing(VALIDATE_CREDENTIALS, provider, model, model_type, credentials,
+                                  _as_validation(adapter.serving(model_type).validate_model_credentials(ctx),
+                                                 provider, model))
         except RuntimeFault as exc:
             raise self.fault(exc, provider, model, credentials) from None
         return mask_secrets(form.credential_form_schemas, checked)

@@ -231,6 +231,28 @@ class PriceConfig(_Entity):
         return data
 
 
+class ParameterCheck(BaseModel):
+    """Our addition to the model YAML (Dify ignores it): a parameter, value or request shape the
+    provider rejects for this model, refused before the call (:mod:`engine.parameter_checks`).
+
+    ``reject`` names a model parameter (``thinking_budget``), or a request shape:
+    ``assistant_prefill`` (the conversation ends with an assistant message) or
+    ``forced_tool_choice`` (``tool_choice`` required or a named function). ``values`` and
+    ``between`` narrow a parameter to some of its values; ``when`` / ``unless`` make the check
+    hold only while other parameters (as sent, else their rule's default) have these values.
+    ``message`` tells the caller what to do instead.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reject: str
+    values: list[Any] | None = None
+    between: tuple[float, float] | None = None
+    when: dict[str, list[Any]] = Field(default_factory=dict)
+    unless: dict[str, list[Any]] = Field(default_factory=dict)
+    message: str
+
+
 class AIModelEntity(_Entity):
     model: str
     label: I18nObject | None = None
@@ -241,11 +263,22 @@ class AIModelEntity(_Entity):
     deprecated: bool = False
     parameter_rules: list[ParameterRule] = Field(default_factory=list)
     pricing: PriceConfig | None = None
+    parameter_checks: list[ParameterCheck] = Field(default_factory=list)  # ours; see ParameterCheck
 
     @model_validator(mode="after")
     def _label(self) -> AIModelEntity:
         if self.label is None:
             self.label = I18nObject.plain(self.model)
+        return self
+
+    @model_validator(mode="after")
+    def _checks_name_rules(self) -> AIModelEntity:
+        # A condition on a parameter the model has no rule for could never hold as written.
+        names = {r.name for r in self.parameter_rules}
+        for check in self.parameter_checks:
+            unknown = sorted((set(check.when) | set(check.unless)) - names)
+            if unknown:
+                raise ValueError(f"parameter_checks ({check.reject}): no parameter rule named {unknown}")
         return self
 
     def has_feature(self, feature: ModelFeature) -> bool:

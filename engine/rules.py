@@ -21,6 +21,10 @@ Deliberate differences from Dify, all caused by the transport:
   rules with "should be float." (Dify would pass NaN through, or crash in ``int(inf)``).
 * All violations are collected into one ``InvokeBadRequestError`` instead of stopping at the
   first; each carries Dify's message text.
+* The token limit has one name per vendor (``max_tokens``, ``max_completion_tokens``,
+  ``max_output_tokens``, ``max_tokens_to_sample``). A rule named by, or templated on, one of
+  them also takes the others when neither its name nor its template was sent, so a caller's
+  limit reaches the model's own parameter instead of being dropped (errors name the key sent).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from engine.entities import AIModelEntity, ParameterRule, ParameterType
 from engine.errors import FieldViolation, InvokeBadRequestError
 
+T = TypeVar("T")
 _FIELD_PREFIX = "model_parameters."
+TOKEN_LIMIT_ALIASES = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
 
 class _Bad(str):
@@ -165,10 +171,12 @@ class ParameterValidator:
     pass over the rules. Instances are immutable and thread-safe.
     """
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_limits", "_rules")
 
     def __init__(self, rules: list[ParameterRule]) -> None:
         compiled = []
+        # (rule name, the token-limit names it also takes in order) for rules of the token limit
+        self._limits: tuple[tuple[str, tuple[str, ...], int], ...] = ()
         for rule in rules:
             alias = rule.use_template or None
             compiled.append(
@@ -183,18 +191,39 @@ class ParameterValidator:
                     f"Model Parameter {rule.name} is required.",
                 )
             )
+            if rule.name in TOKEN_LIMIT_ALIASES or alias in TOKEN_LIMIT_ALIASES:
+                own = (rule.name, alias) if alias else (rule.name,)
+                others = tuple(a for a in TOKEN_LIMIT_ALIASES if a not in own)
+                self._limits += ((rule.name, own + others, len(own)),)
         self._rules: tuple[tuple[Any, ...], ...] = tuple(compiled)
+
+    def _token_limit(self, params: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+        """{rule name: (alias sent, value)} for token-limit rules whose own name and template
+        were not sent but another alias was (the first in TOKEN_LIMIT_ALIASES order)."""
+        renamed: dict[str, tuple[str, Any]] = {}
+        for name, names, own in self._limits:
+            if any(params.get(n) is not None for n in names[:own]):
+                continue  # its name or template: the usual path takes it
+            for other in names[own:]:
+                if params.get(other) is not None:
+                    renamed[name] = (other, params[other])
+                    break
+        return renamed
 
     def __call__(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if not params:
             params = {}
         out: dict[str, Any] = {}
         violations: list[FieldViolation] | None = None
+        renamed = self._token_limit(params) if self._limits else {}
         get = params.get
         for name, alias, required, default, check, field, alias_field, missing in self._rules:
             value = get(name)
             if value is None:
-                if alias is not None and alias in params:
+                if name in renamed:
+                    sent_as, value = renamed[name]
+                    field = _FIELD_PREFIX + sent_as
+                elif alias is not None and alias in params:
                     value = params[alias]
                     # Point at the key the caller actually sent; the message keeps Dify's rule name.
                     field = alias_field
@@ -221,27 +250,37 @@ class ParameterValidator:
 
 
 
-# id(entity) -> (weak ref to the entity, its rule list, validator). Schemas are treated as
-# immutable once loaded; replacing ``parameter_rules`` (a new list) invalidates the entry,
-# mutating rules in place does not. The weakref callback drops entries of collected schemas
-# (customizable schemas are rebuilt per request and must not accumulate here).
-_CACHE: dict[int, tuple[weakref.ref[AIModelEntity], list[ParameterRule], ParameterValidator]] = {}
+class PerSchema(Generic[T]):
+    """Something built once per model schema from one of its lists, and cached.
+
+    Keyed by ``id(schema)``: schemas are treated as immutable once loaded; replacing the watched
+    list (a new list) invalidates the entry, mutating it in place does not. A weakref callback
+    drops the entries of collected schemas (customizable schemas are rebuilt per request and must
+    not accumulate here).
+    """
+
+    def __init__(self, build: Callable[[AIModelEntity], T], watch: Callable[[AIModelEntity], list[Any]]) -> None:
+        self._build = build
+        self._watch = watch
+        self._cache: dict[int, tuple[weakref.ref[AIModelEntity], list[Any], T]] = {}
+
+    def __call__(self, schema: AIModelEntity) -> T:
+        key = id(schema)
+        entry = self._cache.get(key)
+        if entry is not None and entry[0]() is schema and entry[1] is self._watch(schema):
+            return entry[2]
+        built = self._build(schema)
+        cache = self._cache
+
+        def _drop(dead: weakref.ref[AIModelEntity], key: int = key) -> None:
+            current = cache.get(key)
+            if current is not None and current[0] is dead:
+                cache.pop(key, None)
+
+        cache[key] = (weakref.ref(schema, _drop), self._watch(schema), built)
+        return built
 
 
-def validator_for(model: AIModelEntity) -> ParameterValidator:
-    """The cached validator of a model schema (built on first use)."""
-    key = id(model)
-    entry = _CACHE.get(key)
-    if entry is not None:
-        ref, rules, validator = entry
-        if ref() is model and rules is model.parameter_rules:
-            return validator
-    validator = ParameterValidator(model.parameter_rules)
-
-    def _drop(dead: weakref.ref[AIModelEntity], key: int = key) -> None:
-        current = _CACHE.get(key)
-        if current is not None and current[0] is dead:
-            _CACHE.pop(key, None)
-
-    _CACHE[key] = (weakref.ref(model, _drop), model.parameter_rules, validator)
-    return validator
+# The cached validator of a model schema (built on first use).
+validator_for: PerSchema[ParameterValidator] = PerSchema(
+    lambda model: ParameterValidator(model.parameter_rules), lambda model: model.parameter_rules)

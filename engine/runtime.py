@@ -46,7 +46,8 @@ from .messages import (
     Tool,
     Voice,
 )
-from .observe import CANCELLED, CallRecord, Observer, current_call
+from .observe import CANCELLED, COUNT_TOKENS, CallRecord
+from .parameter_checks import check_request
 from .registry import Registry
 from .rules import validator_for
 from .tokenizers import count_off_loop
@@ -99,24 +100,14 @@ class ModelRuntime(Catalog):
         super().__init__(registry, egress)
         self.limits = limits or Limits()
         self._custom_schemas = _SchemaCache()
-        self.observer: Observer | None = None  # server/observability sets it; None costs nothing
 
-    # ---- observation ------------------------------------------------------------------
+    # ---- observation (the hook itself lives in Catalog) -------------------------------
 
-    def _observe(self, target: Target, model_type: ModelType, stream: bool = False) -> CallRecord | None:
-        observer = self.observer
-        if observer is None:
+    def _observe_call(self, target: Target, model_type: ModelType, stream: bool = False,
+                      operation: str = "") -> CallRecord | None:
+        if self.observer is None:
             return None
-        record = CallRecord(target.provider, target.model, model_type, stream)
-        observer.call_started(record)
-        current_call.set(record)
-        return record
-
-    def _observed(self, record: CallRecord) -> None:
-        record.duration = time.perf_counter() - record.started
-        current_call.set(None)
-        if self.observer is not None:
-            self.observer.call_ended(record)
+        return self._observe(target.provider, target.model, model_type, target.credentials, stream, operation)
 
     def _first_chunk(self, record: CallRecord) -> None:
         record.time_to_first_token = time.perf_counter() - record.started
@@ -192,12 +183,16 @@ class ModelRuntime(Catalog):
         if request.tools:
             check_tools(request.tools, self.limits.max_tools)
         _check_features(schema, request.messages)
-        request.parameters = validator_for(schema)(request.parameters)
+        sent = request.parameters
+        request.parameters = validator_for(schema)(sent)
+        check_request(schema, sent, request)
         return ctx, llm
 
     async def generate(self, target: Target, request: LLMRequest, deadline: float | None = None) -> LLMResult:
         started = time.perf_counter()
-        record = self._observe(target, ModelType.LLM)
+        record = self._observe_call(target, ModelType.LLM)
+        if record is not None and record.capture:
+            record.input = request.messages
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
             result: LLMResult = await llm.generate(ctx, request)
@@ -206,6 +201,9 @@ class ModelRuntime(Catalog):
             if record is not None:
                 record.set_usage(result.usage, result.model)
                 record.succeeded()
+                if record.capture:
+                    record.output = result.message.content
+                    record.finish_reason = _finish(result.finish_reason)
             return result
         except RuntimeFault as exc:
             raise _failed(record, self.fault(exc, target.provider, target.model, target.credentials)) from None
@@ -219,7 +217,9 @@ class ModelRuntime(Catalog):
         self, target: Target, request: LLMRequest, deadline: float | None = None
     ) -> AsyncGenerator[LLMChunk, None]:
         started = time.perf_counter()
-        record = self._observe(target, ModelType.LLM, stream=True)
+        record = self._observe_call(target, ModelType.LLM, stream=True)
+        if record is not None and record.capture:
+            record.input = request.messages
         try:
             ctx, llm = self._prepare_llm(target, request, deadline)
             # Adapters may build the request eagerly, so creating the stream can raise too.
@@ -241,6 +241,7 @@ class ModelRuntime(Catalog):
                     if record is not None:
                         record.set_usage(chunk.usage, chunk.model)
                         record.succeeded()
+                        record.finish_reason = _finish(chunk.finish_reason)
                 yield chunk
         except RuntimeFault as exc:
             raise _failed(record, self.fault(exc, target.provider, target.model, target.credentials)) from None
@@ -254,6 +255,8 @@ class ModelRuntime(Catalog):
                     record.set_usage(pricing.llm_usage(ctx.schema.pricing, _counted_so_far(request, pieces, ctx.model),
                                                        time.perf_counter() - started))
                     record.usage_estimated = True
+                if record.capture:
+                    record.output = "".join(pieces)
                 self._observed(record)
 
     async def _count_missing(self, llm: Any, ctx: CallContext, request: LLMRequest, completion: str) -> TokenCounts:
@@ -266,15 +269,21 @@ class ModelRuntime(Catalog):
     async def count_llm_tokens(
         self, target: Target, messages: list[PromptMessage], tools: list[Tool], deadline: float | None = None
     ) -> int:
-        return await self._call(target, ModelType.LLM, deadline, "count_tokens", messages, tools)
+        return await self._call(target, ModelType.LLM, deadline, "count_tokens", messages, tools,
+                                observe=COUNT_TOKENS, content=messages)
 
     # ---- other model types -------------------------------------------------------------
 
     async def _call(self, target: Target, model_type: ModelType, deadline: float | None, method: str, *args: Any,
-                    observe: bool = False, finish: Any = None):
-        """One capability call; ``observe``: a model call the observer hears of (not a token count),
-        ``finish(result)`` prices the result before the observer sees it."""
-        record = self._observe(target, model_type) if observe else None
+                    observe: bool | str = True, finish: Any = None, content: Any = None):
+        """One capability call the observer hears of (``observe``: False, or an operation name other
+        than the model type's); ``finish(result)`` prices the result before the observer sees it;
+        ``content``: the request text, captured when the observer asks for it."""
+        record = None
+        if observe is not False and self.observer is not None:
+            record = self._observe_call(target, model_type, operation=observe if isinstance(observe, str) else "")
+            if record is not None and record.capture:
+                record.input = content
         try:
             ctx, capability = self.resolve(target, model_type, deadline)
             if method == "count_tokens":  # CPU-bound for large texts: off the event loop
@@ -286,6 +295,8 @@ class ModelRuntime(Catalog):
             if record is not None:
                 record.set_usage(getattr(result, "usage", None), getattr(result, "model", ""))
                 record.succeeded()
+                if record.capture and isinstance(result, str):
+                    record.output = result
             return result
         except RuntimeFault as exc:
             raise _failed(record, self.fault(exc, target.provider, target.model, target.credentials)) from None
@@ -312,12 +323,13 @@ class ModelRuntime(Catalog):
 
         result: EmbeddingResult = await self._call(
             target, ModelType.TEXT_EMBEDDING, deadline, "embed", texts, input_type, dimensions, user,
-            observe=True, finish=price,
+            finish=price, content=texts,
         )
         return result
 
     async def count_embedding_tokens(self, target: Target, texts: list[str], deadline: float | None = None) -> list[int]:
-        return await self._call(target, ModelType.TEXT_EMBEDDING, deadline, "count_tokens", texts)
+        return await self._call(target, ModelType.TEXT_EMBEDDING, deadline, "count_tokens", texts,
+                                observe=COUNT_TOKENS, content=texts)
 
     async def rerank(
         self, target: Target, query: str, docs: list[str], score_threshold: float | None = None,
@@ -327,7 +339,7 @@ class ModelRuntime(Catalog):
             raise InvokeBadRequestError("top_n must be at least 1",
                                         field_violations=(FieldViolation("top_n", "must be at least 1"),))
         return await self._call(target, ModelType.RERANK, deadline, "rerank", query, docs, score_threshold, top_n, user,
-                                observe=True)
+                                content=[query, *docs])
 
     async def transcribe(
         self, target: Target, audio: bytes, fmt: str = "", language: str = "", prompt: str = "",
@@ -337,7 +349,7 @@ class ModelRuntime(Catalog):
             raise InvokeBadRequestError("audio must not be empty",
                                         field_violations=(FieldViolation("audio", "must not be empty"),))
         return await self._call(target, ModelType.SPEECH2TEXT, deadline, "transcribe", audio, fmt, language, prompt,
-                                user, observe=True)
+                                user, content=prompt or None)
 
     async def synthesize(
         self, target: Target, text: str, voice: str = "", encoding: str = "", speed: float | None = None,
@@ -346,7 +358,9 @@ class ModelRuntime(Catalog):
         if not text:
             raise InvokeBadRequestError("text must not be empty",
                                         field_violations=(FieldViolation("text", "must not be empty"),))
-        record = self._observe(target, ModelType.TTS, stream=True)
+        record = self._observe_call(target, ModelType.TTS, stream=True)
+        if record is not None and record.capture:
+            record.input = text
         try:
             ctx, tts = self.resolve(target, ModelType.TTS, deadline)
             props = ctx.schema.model_properties if ctx.schema else {}
@@ -386,7 +400,7 @@ class ModelRuntime(Catalog):
         ]
 
     async def moderate(self, target: Target, text: str, user: str = "", deadline: float | None = None) -> ModerationResult:
-        return await self._call(target, ModelType.MODERATION, deadline, "moderate", text, user, observe=True)
+        return await self._call(target, ModelType.MODERATION, deadline, "moderate", text, user, content=text)
 
 
 def _check_features(schema: AIModelEntity, messages: list[PromptMessage]) -> None:
@@ -405,6 +419,10 @@ def _check_features(schema: AIModelEntity, messages: list[PromptMessage]) -> Non
                 ))
     if violations:
         raise InvokeBadRequestError(violations[0].description, field_violations=violations)
+
+
+def _finish(reason: Any) -> str:
+    return getattr(reason, "value", reason) or ""
 
 
 def _failed(record: CallRecord | None, error: RuntimeFault) -> RuntimeFault:

@@ -120,7 +120,10 @@ def main() -> None:
         if config.grpc.port == 0 or config.http.port == 0:
             sys.exit("--workers > 1 needs fixed ports (port 0 would give each worker its own)")
         sys.exit(_run_workers(config, config.grpc.workers))
-    _run(config)
+    try:
+        _run(config)
+    except ConfigError as exc:  # found while building the runtime (a provider the config names)
+        sys.exit(f"model-runtime: config error: {exc}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ from modelruntime.v1 import (
 )
 
 from engine._http.egress import Egress, EgressPolicy, ReplyCaps
-from engine.errors import InvokeServerUnavailableError
+from engine.errors import InvokeServerUnavailableError, NotFoundError
+from engine.registry import Registry
 from engine.runtime import Limits, ModelRuntime
 from providers import builtin_registry
 
@@ -56,7 +57,7 @@ from .auth.admin import AdminServicer
 from .auth.gate import Gate
 from .auth.grpc import AuthInterceptor
 from .auth.metered import MeteredRuntime
-from .config import Config
+from .config import Config, ConfigError
 from .errors import to_status
 from .http.app import HttpServer, cut_delay, start_http
 from .http.guard import descriptor_share
@@ -129,7 +130,29 @@ def build_runtime(config: Config) -> ModelRuntime:
         max_stop_sequences=c.max_stop_sequences, max_stop_chars=c.max_stop_chars,
         max_struct_keys=c.max_struct_keys,
     )
-    return MeteredRuntime(builtin_registry(extra, config.load_options()), egress, limits)
+    registry = builtin_registry(extra, config.load_options())
+    apply_base_urls(registry, config)
+    return MeteredRuntime(registry, egress, limits)
+
+
+def apply_base_urls(registry: Registry, config: Config) -> None:
+    """``providers.<name>.base_url`` of the config in place of the provider's default base URL
+    (its syntax and any address literal were checked when the config loaded)."""
+    for name, entry in config.providers.items():
+        if not entry.base_url:
+            continue
+        if name not in registry.definitions:
+            raise ConfigError(f"providers.{name}.base_url: no provider '{name}' is loaded")
+        try:
+            adapter = registry.adapter(name)
+        except NotFoundError:
+            raise ConfigError(f"providers.{name}.base_url: provider '{name}' names no protocol") from None
+        if "base_url" not in type(adapter.options).model_fields:
+            raise ConfigError(f"providers.{name}.base_url: the {adapter.options.protocol} protocol takes no base URL")
+        update: dict[str, object] = {"base_url": entry.base_url}
+        if "base_url_by_credential" in type(adapter.options).model_fields:
+            update["base_url_by_credential"] = None  # a region switch must not route around it
+        adapter.options = adapter.options.model_copy(update=update)
 
 
 def _shutdown_status() -> grpc.Status:

@@ -18,10 +18,20 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from engine._http.guard import EgressPolicy, ip_literal
 from engine.plugins import LoadOptions
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -30,6 +40,21 @@ ENV_PREFIX = "MODEL_RUNTIME_"
 
 class ConfigError(ValueError):
     """A configuration mistake, with a message meant for the operator (no traceback)."""
+
+
+def check_base_url(url: str) -> str:
+    """A plain http(s) URL with a host and no ``user:password@`` (the trailing slash dropped)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    # The value is never echoed: it may carry a password.
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    if "@" in parts.netloc or any(c.isspace() for c in url) or parts.query or parts.fragment:
+        raise ValueError("must be a plain URL (no user:password@, spaces, query or fragment)")
+    return url.rstrip("/")
 
 
 class _Section(BaseModel):
@@ -111,6 +136,9 @@ class ObservabilityConfig(_Section):
     metrics_port: int = 9464
     # Distinct model names per label before new ones count as "_other" (bounded cardinality).
     max_model_labels: int = 200
+    # Per caller key (auth) calls, tokens and cost, labelled by the key's name; off by default.
+    caller_key_labels: bool = False
+    max_caller_key_labels: int = 100
     # OpenTelemetry traces over OTLP/gRPC; off: the SDK is not even imported.
     tracing: bool = False
     otlp_endpoint: str = "http://127.0.0.1:4317"
@@ -120,6 +148,9 @@ class ObservabilityConfig(_Section):
     # One log line per call; "text" (key=value) or "json".
     call_log: bool = True
     log_format: Literal["text", "json"] = "text"
+    # Prompt and completion text in spans and call log lines (scrubbed of credential values); off by default.
+    capture_content: bool = False
+    capture_content_max_chars: int = Field(default=16384, ge=64)
 
 
 class AuthConfig(_Section):
@@ -160,6 +191,14 @@ class TlsConfig(_Section):
 
 class ProviderCredentials(_Section):
     credentials: dict[str, Any] = Field(default_factory=dict)
+    # The provider's API base URL for every caller (a regional endpoint, a corporate proxy), in
+    # place of its YAML's default; a base URL the caller gives as a credential still wins.
+    base_url: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_base_url(value.strip()) if value.strip() else ""
 
 
 class PluginsConfig(_Section):
@@ -190,6 +229,17 @@ class Config(_Section):
     log_level: str = "INFO"
 
     _dirs_empty: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _base_urls_allowed(self) -> Config:
+        # An address literal is judged here; a host name is judged after DNS at every connect.
+        policy = EgressPolicy.from_config(self.egress.allow_private_networks, self.egress.allowed_cidrs)
+        for name, entry in self.providers.items():
+            address = ip_literal(urlsplit(entry.base_url).hostname or "") if entry.base_url else None
+            if address is not None and not policy.allows(address):
+                raise ValueError(f"providers.{name}.base_url: {address} is an address the egress policy refuses "
+                                 "(allow it with egress.allowed_cidrs or egress.allow_private_networks)")
+        return self
 
     @model_validator(mode="wrap")
     @classmethod
@@ -276,6 +326,12 @@ def _apply_env(data: dict[str, Any]) -> None:
         node[path[-1]] = yaml.safe_load(value) if value else value
 
 
+def _problem(error: Any) -> str:
+    where = ".".join(map(str, error["loc"]))
+    text = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {text}" if where else text
+
+
 def load_config(path: str | Path | None = None) -> Config:
     data: dict[str, Any] = {}
     if path:
@@ -292,7 +348,7 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ConfigError(f"invalid config: {problems}") from None
 
 

@@ -66,7 +66,7 @@ class ServerProcess:
             sys.executable, "-m", "server", "--config", str(self.path), cwd=str(ROOT), env=self.env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=self._limit)
         self._reader = asyncio.create_task(self._collect())
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a bound on start-up, generous for a loaded machine
         while time.monotonic() < deadline:
             if self.proc.returncode is not None:
                 await self._reader

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -105,6 +106,11 @@ async def test_graceful_stop_drains_in_flight_streams_and_reports_not_serving():
     await channel.close()
 
 
+# Start-up (imports, provider YAML, migrations) takes seconds, more on a machine shared with other
+# work: readiness is awaited up to this long (a wait, not a speed check).
+STARTUP_S = 60.0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,7 +127,8 @@ async def test_sigterm_stops_the_server_process(tmp_path):
     try:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(100):
+        ready_by = time.monotonic() + STARTUP_S
+        while time.monotonic() < ready_by:
             try:
                 reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -150,7 +157,8 @@ async def test_two_worker_processes_share_the_port_and_stop_on_sigterm(tmp_path)
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env={**os.environ})
     try:
         pids: set[int] = set()
-        for _ in range(200):  # connections are spread over both workers by the kernel
+        ready_by = time.monotonic() + STARTUP_S
+        while time.monotonic() < ready_by:  # connections are spread over both workers by the kernel
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             try:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(

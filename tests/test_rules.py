@@ -343,13 +343,11 @@ def test_validator_for_rebuilds_when_rules_replaced() -> None:
 def test_validator_cache_releases_dead_entities() -> None:
     import gc
 
-    from engine import rules as rules_mod
-
-    before = len(rules_mod._CACHE)
+    before = len(validator_for._cache)
     for _ in range(50):
         validator_for(_entity([TEMPERATURE]))
     gc.collect()
-    assert len(rules_mod._CACHE) <= before + 1
+    assert len(validator_for._cache) <= before + 1
 
 
 def test_parameter_type_enum_is_used() -> None:

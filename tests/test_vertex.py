@@ -431,3 +431,18 @@ async def test_validate_provider_credentials_pings_a_cheap_model(stubs, mock, ke
         provider="vertex_ai", credentials=struct({"vertex_project_id": PROJECT}))))
     assert f.reason == "CredentialsValidateFailedError"
     assert "credentials.vertex_service_account_key" in f.violations
+
+
+# ---- parameter checks of the publishers' models ------------------------------------------------
+
+
+async def test_model_checks_apply_on_vertex_before_any_call(stubs, mock, account):
+    before = len(mock.api_requests)
+    prefill = [user("Name a colour."), llm_pb.Message(role=llm_pb.ROLE_ASSISTANT,
+                                                      content=[llm_pb.ContentPart(text="The colour is")])]
+    f = await failure_of(stubs.llm.Generate(req(account, model="claude-sonnet-4-6", messages=prefill)))
+    assert f.code == grpc.StatusCode.INVALID_ARGUMENT and set(f.violations) == {"messages[1]"}
+    f = await failure_of(stubs.llm.Generate(req(account, model="gemini-3.1-pro-preview",
+                                                model_parameters=struct({"thinking_budget": 2048}))))
+    assert f.code == grpc.StatusCode.INVALID_ARGUMENT and set(f.violations) == {"model_parameters.thinking_budget"}
+    assert len(mock.api_requests) == before

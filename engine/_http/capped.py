@@ -80,12 +80,19 @@ class CappedChunks:
 class CappedResponse:
     """Any transport's response, with its body reads counted against :class:`ReplyCaps`."""
 
-    __slots__ = ("_content", "_inner", "caps")
+    __slots__ = ("_chunks", "_content", "_inner", "_read", "caps")
 
     def __init__(self, inner: Any, caps: ReplyCaps) -> None:
         self._inner = inner
         self.caps = caps
         self._content: bytes | None = None
+        self._read = 0  # body bytes aread() took
+        self._chunks: CappedChunks | None = None
+
+    @property
+    def received(self) -> int:
+        """Body bytes read so far (after decompression), whichever way they were read."""
+        return self._read + (self._chunks._seen if self._chunks is not None else 0)
 
     @property
     def status_code(self) -> int:
@@ -112,6 +119,7 @@ class CappedResponse:
         seen = 0
         async for chunk in self._inner.aiter_bytes():
             seen += len(chunk)
+            self._read += len(chunk)
             if seen > limit:
                 raise ReplyTooLargeError(limit)
             parts.append(chunk)
@@ -123,7 +131,8 @@ class CappedResponse:
         limit = self.caps.stream
         if declared is not None and declared > limit:
             raise ReplyTooLargeError(limit)
-        return CappedChunks(self._inner.aiter_bytes(), limit, self.caps.body)
+        self._chunks = CappedChunks(self._inner.aiter_bytes(), limit, self.caps.body)
+        return self._chunks
 
     @property
     def content(self) -> bytes:

@@ -13,6 +13,9 @@
 - A URL or header the transport refuses to send (``ValueError``, ``InvalidURL``) is the
   caller's mistake: :class:`InvokeBadRequestError`, never an internal error or a retry.
 - Nothing here logs URLs, headers or bodies: they can carry keys.
+- With an attempt observer set (observability), each connection attempt is reported once, when
+  it failed or when its response was closed: status, the request body bytes sent and the
+  response body bytes received (after decompression, as the caps count them).
 
 Adapters see one response type, :class:`~.response.UpstreamResponse`, that both transports
 provide.
@@ -29,8 +32,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import InvokeBadRequestError, InvokeConnectionError, InvokeError
-from ..observe import AttemptObserver
+from ..errors import InvokeBadRequestError, InvokeConnectionError, InvokeError, RuntimeFault
+from ..observe import Attempt, AttemptObserver
 from . import _aiohttp, _httpx
 from .capped import CappedResponse, ReplyCaps, ReplyTooLargeError
 from .guard import EgressPolicy, denied, ip_literal
@@ -139,16 +142,25 @@ class Egress:
         """
         self._check_literal(url)
         timeout, capped = self._timeout(deadline)
-        response = CappedResponse(
-            await self._send(method, url, headers, content, files, data, params, timeout, capped), self.caps)
+        raw, observed = await self._send(method, url, headers, content, files, data, params, timeout, capped)
+        response = CappedResponse(raw, self.caps)
+        failure: BaseException | None = None
         try:
             yield response
-        except TimeoutError as exc:
-            raise _timeout_error(capped, exc) from None
-        except self._transport_errors as exc:
-            raise InvokeConnectionError(f"Connection to the provider failed: {type(exc).__name__}") from None
+        except BaseException as exc:
+            # The attempt failed for transport reasons, a cap or a cancel; an adapter's own error
+            # (a mapped status, a body error) is the call's, not the attempt's.
+            if not isinstance(exc, RuntimeFault) or isinstance(exc, ReplyTooLargeError):
+                failure = exc
+            if isinstance(exc, TimeoutError):
+                raise _timeout_error(capped, exc) from None
+            if isinstance(exc, self._transport_errors):
+                raise InvokeConnectionError(f"Connection to the provider failed: {type(exc).__name__}") from None
+            raise
         finally:
             await response.aclose()
+            if observed is not None:
+                observed.end(raw.status_code, failure, _body_size(content, files, data), response.received)
 
     async def request(self, method: str, url: str, **kwargs: Any) -> UpstreamResponse:
         """Send a request and read the whole body."""
@@ -157,22 +169,22 @@ class Egress:
             return response
 
     async def _send(self, method: str, url: str, headers: Any, content: Any, files: Any, data: Any,
-                    params: Any, timeout: float, capped: bool) -> UpstreamResponse:
+                    params: Any, timeout: float, capped: bool) -> tuple[UpstreamResponse, Attempt | None]:
         attempt = 0
         while True:
-            observed = self.attempt_observer.attempt(method, url, headers) if self.attempt_observer else None
+            observed = (self.attempt_observer.attempt(method, url, headers, attempt > 0)
+                        if self.attempt_observer else None)
             try:
                 if observed is None:
                     return await self.transport.open(method, url, headers=headers, content=content, files=files,
-                                                     data=data, params=params, timeout=timeout)
+                                                     data=data, params=params, timeout=timeout), None
                 try:
                     response = await self.transport.open(method, url, headers=observed.headers, content=content,
                                                          files=files, data=data, params=params, timeout=timeout)
                 except BaseException as exc:
-                    observed.end(None, exc)
+                    observed.end(None, exc, 0, 0)
                     raise
-                observed.end(response.status_code, None)
-                return response
+                return response, observed
             except TimeoutError as exc:
                 raise _timeout_error(capped, exc) from None
             except self._connect_errors as exc:
@@ -191,6 +203,18 @@ class Egress:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+def _body_size(content: Any, files: Any, data: Any) -> int:
+    """Request body bytes (multipart framing not counted)."""
+    if content is not None:
+        return len(content)
+    size = sum(len(payload) for _name, payload, _mime in files.values()) if files else 0
+    if isinstance(data, Mapping):
+        size += sum(len(str(v)) for v in data.values())
+    elif isinstance(data, bytes | str):
+        size += len(data)
+    return size
 
 
 def _bad_request_text(exc: BaseException) -> str:

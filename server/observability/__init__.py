@@ -7,6 +7,7 @@ front doors' side (request ids, trace context, status codes, ``/metrics``).
 - :mod:`.metrics`: the metric families and bounded labels;
 - :mod:`.tracing`: the OpenTelemetry SDK, imported only when tracing is on;
 - :mod:`.calls`: request scope, request ids, the call log line;
+- :mod:`.content`: prompt and completion text, only with ``capture_content`` on;
 - :mod:`.grpc`: the gRPC interceptor (request id, gRPC server metrics, the log line);
 - :mod:`.http`: the HTTP front door's twin of it.
 
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.observe import CallRecord, current_call
 
+from ..auth.gate import CURRENT
+from . import content
 from .calls import CallLog, current_scope
 from .metrics import Labels, Metrics
 
@@ -37,7 +40,8 @@ __all__ = ["Observability"]
 class Observability:
     def __init__(self, config: ObservabilityConfig, providers: set[str], span_exporter: Any = None) -> None:
         self.config = config
-        self.metrics = Metrics(Labels(providers, config.max_model_labels)) if config.metrics else None
+        callers = config.max_caller_key_labels if config.caller_key_labels else 0
+        self.metrics = Metrics(Labels(providers, config.max_model_labels, callers)) if config.metrics else None
         self.tracing: Any = None
         if config.tracing or span_exporter is not None:
             from .tracing import Tracing, otlp_exporter
@@ -92,12 +96,17 @@ class Observability:
 class RuntimeObserver:
     """The engine's :class:`engine.observe.Observer`: feeds metrics, spans and the request scope."""
 
-    __slots__ = ("metrics", "observability", "tracing")
+    __slots__ = ("capture_content", "max_chars", "metrics", "observability", "tracing")
 
     def __init__(self, observability: Observability) -> None:
         self.observability = observability
         self.metrics = observability.metrics
         self.tracing = observability.tracing
+        config = observability.config
+        # Content only where it can go (a span or a log line), and only when the operator asked.
+        self.capture_content = config.capture_content and (
+            self.tracing is not None or observability.calls is not None)
+        self.max_chars = config.capture_content_max_chars
 
     def call_started(self, record: CallRecord) -> None:
         if self.metrics is not None:
@@ -113,8 +122,14 @@ class RuntimeObserver:
             self.tracing.first_token(record)
 
     def call_ended(self, record: CallRecord) -> None:
-        if self.metrics is not None:
-            self.metrics.call_ended(record)
+        if record.capture:
+            content.capture(record, self.max_chars)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.call_ended(record)
+            if metrics.callers is not None:
+                state = CURRENT.get()  # the caller key the auth gate identified in this task
+                metrics.caller(state.key.name if state is not None else "_none", record)
         if record.span is not None:
             self.tracing.end_call(record)
         scope = current_scope.get()
@@ -132,16 +147,16 @@ class _Attempt:
         self.headers = headers
         self.span = span
 
-    def end(self, status: int | None, error: BaseException | None) -> None:
+    def end(self, status: int | None, error: BaseException | None, sent: int, received: int) -> None:
         metrics = self.hook.metrics
-        if metrics is not None and self.record is not None:
+        if metrics is not None:
             if status is not None:
                 label = str(status)
             else:
                 label = "timeout" if isinstance(error, TimeoutError) else "connect_error"
-            metrics.attempt(self.record.provider, label)
+            metrics.attempt(self.record.provider if self.record is not None else "", label, sent, received)
         if self.span is not None:
-            self.hook.tracing.end_attempt(self.span, status, error)
+            self.hook.tracing.end_attempt(self.span, status, error, sent, received)
 
 
 class AttemptHook:
@@ -153,11 +168,13 @@ class AttemptHook:
         self.metrics = observability.metrics
         self.tracing = observability.tracing
 
-    def attempt(self, method: str, url: str, headers: Mapping[str, str] | None) -> _Attempt:
+    def attempt(self, method: str, url: str, headers: Mapping[str, str] | None, retry: bool) -> _Attempt:
         record = current_call.get()
         if record is not None:
             record.attempts += 1
+        if retry and self.metrics is not None:
+            self.metrics.retry(record.provider if record is not None else "")
         if self.tracing is None:
             return _Attempt(self, record, headers)
-        span, headers = self.tracing.start_attempt(record, method, url, headers)
+        span, headers = self.tracing.start_attempt(record, method, url, headers, retry)
         return _Attempt(self, record, headers, span)

@@ -7,7 +7,9 @@ gRPC or HTTP status) with what only the runtime knows (provider, tokens, cost, f
 
 Request ids: the caller's ``x-request-id`` (gRPC metadata or HTTP header) is kept when it is a
 short token of safe characters, else a new one is made; either way it goes back to the caller.
-The line carries names, counts and times only: no credentials, URLs, prompts or completions.
+The line carries names, counts and times only: no credentials or URLs, and prompts and
+completions only when the operator turned ``capture_content`` on (as ``input`` / ``output``,
+JSON text scrubbed of credential values, see :mod:`.content`).
 """
 
 from __future__ import annotations
@@ -90,4 +92,6 @@ def line_fields(scope: RequestScope, status: str) -> dict[str, Any]:
         })
         if record.usage_estimated:
             fields["usage_estimated"] = True
+        if record.capture:
+            fields["input"], fields["output"] = record.input, record.output
     return fields

@@ -32,6 +32,31 @@ def _code(context: grpc.aio.ServicerContext, default: str) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
+class _Method:
+    """The children one method's RPCs touch, bound when its handler is first wrapped."""
+
+    __slots__ = ("handled", "labels", "metrics", "name", "requests", "seconds", "started")
+
+    def __init__(self, metrics: Any, name: str, labels: tuple[str, str, str]) -> None:
+        self.metrics, self.name, self.labels = metrics, name, labels
+        self.started: Any = metrics.grpc_started.labels(*labels) if metrics is not None else None
+        self.seconds: Any = metrics.grpc_seconds.labels(*labels) if metrics is not None else None
+        self.handled: dict[str, Any] = {}
+        self.requests: dict[tuple[str, str], Any] = {}
+
+    def ended(self, code: str, error_class: str, seconds: float) -> None:
+        handled = self.handled.get(code)
+        if handled is None:
+            handled = self.handled[code] = self.metrics.grpc_handled.labels(*self.labels, code)
+        handled.value += 1
+        requests = self.requests.get((code, error_class))
+        if requests is None:
+            requests = self.requests[(code, error_class)] = self.metrics.requests.labels(
+                "grpc", self.name, code, error_class)
+        requests.value += 1
+        self.seconds.observe(seconds)
+
+
 def _size(message: Any) -> int:
     """Serialized size; 0 for the DecodeGuard's stand-in of an undecodable request."""
     size = getattr(message, "ByteSize", None)
@@ -44,6 +69,7 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
         self.tracing = observability.tracing is not None
         self.calls = observability.calls
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._bytes: Any = self.metrics.door_bytes["grpc"] if self.metrics is not None else (None, None)
 
     async def intercept_service(self, continuation, details):
         handler = self._handlers.get(details.method)
@@ -60,15 +86,14 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
         io = {"request_deserializer": handler.request_deserializer,
               "response_serializer": handler.response_serializer}
         if handler.unary_unary is not None:
-            labels = ("unary", service, name)
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, method, labels), **io)
+            bound = _Method(self.metrics, method, ("unary", service, name))
+            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, bound), **io)
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            labels = ("server_stream", service, name)
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, method, labels), **io)
+            bound = _Method(self.metrics, method, ("server_stream", service, name))
+            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, bound), **io)
         return handler
 
-    def _begin(self, request: Any, context: grpc.aio.ServicerContext, method: str,
-               labels: tuple[str, str, str]) -> RequestScope:
+    def _begin(self, request: Any, context: grpc.aio.ServicerContext, method: _Method) -> RequestScope:
         given = traceparent = tracestate = None
         for key, value in context.invocation_metadata() or ():
             if key == "x-request-id":
@@ -77,33 +102,28 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
                 traceparent = value
             elif key == "tracestate":
                 tracestate = value
-        scope = RequestScope("grpc", method, request_id(given if isinstance(given, str) else None))
+        scope = RequestScope("grpc", method.name, request_id(given if isinstance(given, str) else None))
         if self.tracing:
             scope.traceparent = traceparent if isinstance(traceparent, str) else None
             scope.tracestate = tracestate if isinstance(tracestate, str) else None
         current_scope.set(scope)
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.child(metrics.grpc_started, *labels).inc()
-            metrics.child(metrics.bytes_in, "grpc").inc(_size(request))
+        if method.started is not None:
+            method.started.value += 1
+            self._bytes[0].value += _size(request)
         return scope
 
-    def _end(self, scope: RequestScope, labels: tuple[str, str, str], code: str, sent: int) -> None:
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.child(metrics.grpc_handled, *labels, code).inc()
-            metrics.child(metrics.grpc_seconds, *labels).observe(time.perf_counter() - scope.started)
+    def _end(self, scope: RequestScope, method: _Method, code: str, sent: int) -> None:
+        if method.started is not None:
             error_class = scope.error_class or (scope.record.error_type if scope.record is not None else "")
-            metrics.child(metrics.requests, "grpc", scope.method, code, error_class).inc()
-            if sent:
-                metrics.child(metrics.bytes_out, "grpc").inc(sent)
+            method.ended(code, error_class, time.perf_counter() - scope.started)
+            self._bytes[1].value += sent
         if self.calls is not None:
             self.calls.write(scope, code)
         current_scope.set(None)
 
-    def _unary(self, behavior, method: str, labels: tuple[str, str, str]):
+    def _unary(self, behavior, method: _Method):
         async def call(request, context):
-            scope = self._begin(request, context, method, labels)
+            scope = self._begin(request, context, method)
             code, sent = "OK", 0
             try:
                 await context.send_initial_metadata((("x-request-id", scope.request_id),))
@@ -118,12 +138,12 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
                 code = _code(context, "UNKNOWN")
                 raise
             finally:
-                self._end(scope, labels, code, sent)
+                self._end(scope, method, code, sent)
         return call
 
-    def _stream(self, behavior, method: str, labels: tuple[str, str, str]):
+    def _stream(self, behavior, method: _Method):
         async def call(request, context):
-            scope = self._begin(request, context, method, labels)
+            scope = self._begin(request, context, method)
             code, sent = "OK", 0
             count = self.metrics is not None
             responses = behavior(request, context)
@@ -141,5 +161,5 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 await responses.aclose()
-                self._end(scope, labels, code, sent)
+                self._end(scope, method, code, sent)
         return call

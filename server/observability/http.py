@@ -59,10 +59,10 @@ class HttpRequest:
         metrics = self.obs.metrics
         if metrics is not None:
             record_error = scope.record.error_type if scope.record is not None else ""
-            metrics.child(metrics.requests, "http", scope.method, code, scope.error_class or record_error).inc()
-            metrics.child(metrics.bytes_in, "http").inc(received)
-            if self.sent:
-                metrics.child(metrics.bytes_out, "http").inc(self.sent)
+            metrics.requests.labels("http", scope.method, code, scope.error_class or record_error).inc()
+            bytes_in, bytes_out = metrics.door_bytes["http"]
+            bytes_in.value += received
+            bytes_out.value += self.sent
         if self.obs.calls is not None:
             self.obs.calls.write(scope, code)
         current_scope.set(None)

@@ -6,15 +6,17 @@ module (and with it the OpenTelemetry SDK) is imported only when ``observability
 - The call span continues the caller's W3C trace context (``traceparent`` / ``tracestate`` from
   gRPC metadata or HTTP headers, read by the front door into the request scope). It is named
   ``"{gen_ai.operation.name} {gen_ai.request.model}"`` as the conventions say, kind SERVER.
-- Each upstream attempt is a CLIENT child span over connect, send and the response status; the
-  upstream request carries its ``traceparent`` so the provider (or a proxy) can join the trace.
+- Each upstream attempt is a CLIENT child span from connect until its response is closed (status,
+  body sizes; a retried connect failure is an attempt of its own); the upstream request carries
+  its ``traceparent`` so the provider (or a proxy) can join the trace.
 - Attributes are the GenAI ones (operation, provider, models, usage, error.type) plus the
-  runtime's cost and request id. Prompt and completion text never enter a span: the runtime's
-  call record does not carry them.
+  runtime's cost and request id. Prompt and completion text enter a span only with
+  ``capture_content`` on (:mod:`.content`: ``gen_ai.input.messages`` / ``gen_ai.output.messages``).
 """
 
 from __future__ import annotations
 
+from asyncio import CancelledError
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +27,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from . import content
+from .metrics import PROVIDER_NAMES
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -82,6 +87,10 @@ class Tracing:
         span.set_attribute("modelruntime.status", record.status)
         if record.usage_estimated:
             span.set_attribute("modelruntime.usage_estimated", True)
+        if record.finish_reason:
+            span.set_attribute("gen_ai.response.finish_reasons", (record.finish_reason,))
+        if record.capture:
+            span.set_attributes(content.attributes(record))
         if record.status == "error":
             span.set_attribute("error.type", record.error_type)
             span.set_status(Status(StatusCode.ERROR, record.error_type))
@@ -91,7 +100,7 @@ class Tracing:
         span.end()
 
     def start_attempt(self, record: Any, method: str, url: str,
-                      headers: Mapping[str, str] | None) -> tuple[Any, dict[str, str]]:
+                      headers: Mapping[str, str] | None, retry: bool = False) -> tuple[Any, dict[str, str]]:
         parts = urlsplit(url)
         attributes: dict[str, Any] = {"http.request.method": method, "server.address": parts.hostname or ""}
         if parts.port:
@@ -102,21 +111,26 @@ class Tracing:
             parent = trace.set_span_in_context(record.span) if record.span is not None else None
             name = f"{record.operation} {record.model}"
             attributes.update({"gen_ai.operation.name": record.operation, "gen_ai.request.model": record.model,
-                               "gen_ai.provider.name": record.provider})
+                               "gen_ai.provider.name": PROVIDER_NAMES.get(record.provider, record.provider)})
+        if retry:
+            attributes["modelruntime.retry"] = True
         span = self.tracer.start_span(name, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
         out = dict(headers or {})
         _PROPAGATOR.inject(out, context=trace.set_span_in_context(span))
         return span, out
 
     @staticmethod
-    def end_attempt(span: Any, status: int | None, error: BaseException | None) -> None:
+    def end_attempt(span: Any, status: int | None, error: BaseException | None, sent: int, received: int) -> None:
         if status is not None:
             span.set_attribute("http.response.status_code", status)
+            span.set_attribute("http.request.body.size", sent)
+            span.set_attribute("http.response.body.size", received)
             if status >= 400:
                 span.set_attribute("error.type", str(status))
                 span.set_status(Status(StatusCode.ERROR))
         if error is not None:
-            span.set_attribute("error.type", type(error).__name__)
+            cancelled = isinstance(error, GeneratorExit | CancelledError)
+            span.set_attribute("error.type", "cancelled" if cancelled else type(error).__name__)
             span.set_status(Status(StatusCode.ERROR))
         span.end()
 

@@ -60,6 +60,17 @@ def mistral_id(seed: str) -> str:
     return "".join(alphabet[b % len(alphabet)] for b in digest[:9])
 
 
+def _check_mistral_ids(messages: Any) -> None:
+    """Mistral's 400 for a tool-call id of another shape, in a call or in a tool result."""
+    for i, m in enumerate(messages if isinstance(messages, list) else ()):
+        ids = [c.get("id") for c in m.get("tool_calls") or ()] + (
+            [m["tool_call_id"]] if "tool_call_id" in m else [])
+        for call_id in ids:
+            if not (isinstance(call_id, str) and re.fullmatch(r"[a-zA-Z0-9]{9}", call_id)):
+                raise ApiError(400, f"Tool call id was {call_id} but must be a-z, A-Z, 0-9, with a length of 9.",
+                               param=f"messages[{i}]")
+
+
 def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
@@ -265,6 +276,8 @@ class DialectMock(OpenAIMock):
         for name in self.dialect.forbidden_fields:
             if name in body:
                 raise ApiError(422, f"Extra inputs are not permitted: body.{name}", code="extra_forbidden")
+        if self.dialect.whole_tool_calls:  # Mistral: only its own 9-character ids in the history
+            _check_mistral_ids(body.get("messages"))
         if deployment is not None:
             body["model"] = deployment
         thinking = (body.get("thinking") or {}).get("type", "enabled")

@@ -74,7 +74,7 @@ class OpenAIAdapter(Adapter):
         if kind == "base_model":
             base = credentials.get(o.base_model_credential)
             return base_model_schema(model, model_type, str(base or ""), self.base_models)
-        return fine_tune_schema(model, model_type, self.predefined)
+        return fine_tune_schema(model, model_type, self.predefined, credentials)
 
     async def validate_provider_credentials(self, ctx: CallContext) -> None:
         o = cast(OpenAIOptions, self.options)
@@ -170,6 +170,9 @@ class OpenAIAdapter(Adapter):
                    if m.get("id") and m.get("type", "chat") in ("chat", "language", "code", "model")]
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             return []
+        if cast(OpenAIOptions, self.options).customizable is None:
+            # OpenAI's list holds every kind of model: only fine-tunes are customizable LLMs
+            ids = [i for i in ids if i.startswith("ft:")]
         models = []
         for model_id in ids:
             schema = self.customizable_schema(model_id, model_type, ctx.credentials)

@@ -29,6 +29,7 @@ from engine.messages import (
     TokenCounts,
     ToolCall,
 )
+from providers.kit.toolcalls import IdRewriter
 
 from .options import OpenAIOptions
 
@@ -222,12 +223,27 @@ def _merge_missing(body: dict[str, Any], extra: dict[str, Any]) -> None:
             _merge_missing(body[key], value)
 
 
+def _rewrite_tool_call_ids(messages: list[dict[str, Any]]) -> None:
+    """Tool-call ids of the history in the 9-alphanumeric shape, calls and results alike."""
+    calls = [c for m in messages for c in m.get("tool_calls") or () if isinstance(c.get("id"), str)]
+    results = [m for m in messages if isinstance(m.get("tool_call_id"), str)]
+    if not calls and not results:
+        return
+    rewrite = IdRewriter([c["id"] for c in calls] + [m["tool_call_id"] for m in results])
+    for call in calls:
+        call["id"] = rewrite(call["id"])
+    for message in results:
+        message["tool_call_id"] = rewrite(message["tool_call_id"])
+
+
 def apply_body_options(body: dict[str, Any], options: OpenAIOptions) -> dict[str, Any]:
     """Apply the declared request quirks of a provider to a chat/completion body (in place).
 
     ``tool_choice_values``, ``switch_parameters``, ``parameter_paths``, ``extra_body``,
-    ``user_max_length`` and ``drop_fields``; see :class:`.options.OpenAIOptions`.
+    ``user_max_length``, ``drop_fields`` and ``tool_call_ids``; see :class:`.options.OpenAIOptions`.
     """
+    if options.tool_call_ids == "alnum9" and isinstance(body.get("messages"), list):
+        _rewrite_tool_call_ids(body["messages"])
     choices = options.tool_choice_values
     if choices and isinstance(body.get("tool_choice"), str):
         body["tool_choice"] = choices.get(body["tool_choice"], body["tool_choice"])

@@ -6,13 +6,16 @@
   ``max_tokens_to_sample`` or ``max_tokens``, ``model_label_en_US``/``model_label_zh_Hans``.
 - ``base_model`` (Azure deployments): the predefined schema of the chosen base model of
   another provider, renamed to the deployment.
-- OpenAI fine-tunes (``ft:<base>:<org>:...``): the base model's predefined schema.
+- OpenAI's own customizable names: a fine-tune (``ft:<base>:<org>[:<suffix>]:<id>``) or a dated
+  snapshot (``gpt-4o-mini-2024-07-18``) takes the predefined schema of the model it names (its
+  rules and pricing); a fine-tune of a model without YAML gets the customizable defaults.
 
 The rule and schema builders are the kit's (:mod:`providers.kit.customizable`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from engine.entities import (
@@ -107,14 +110,36 @@ def base_model_schema(
     })
 
 
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")  # -2024-07-18, -0125
+
+
+def named_base(name: str, model_type: ModelType,
+               predefined: dict[tuple[ModelType, str], AIModelEntity]) -> AIModelEntity | None:
+    """The predefined model ``name`` stands for: itself, or the model of a dated snapshot."""
+    found = predefined.get((model_type, name))
+    if found is None:
+        snapshot = _SNAPSHOT.search(name)
+        if snapshot is not None:
+            found = predefined.get((model_type, name[:snapshot.start()]))
+    return found
+
+
+def fine_tune_base(model: str) -> str:
+    """The base model a fine-tune's name encodes (``ft:gpt-4o-mini-2024-07-18:org::id``), else the name."""
+    parts = model.split(":")
+    return parts[1] if parts[0] == "ft" and len(parts) >= 3 and parts[1] else model
+
+
 def fine_tune_schema(
-    model: str, model_type: ModelType, predefined: dict[tuple[ModelType, str], AIModelEntity]
+    model: str, model_type: ModelType, predefined: dict[tuple[ModelType, str], AIModelEntity],
+    credentials: dict[str, Any],
 ) -> AIModelEntity | None:
-    if not model.startswith("ft:"):
-        return None
-    base = predefined.get((model_type, model.split(":")[1]))
+    """OpenAI's customizable model: the base model's schema under the caller's name; a fine-tune
+    of a model with no YAML gets the customizable defaults, and any other unknown name None (a
+    typo fails here, naming the model, instead of after a round trip)."""
+    base = named_base(fine_tune_base(model), model_type, predefined)
     if base is None:
-        return None
+        return compatible_schema(model, model_type, credentials) if model.startswith("ft:") else None
     return base.model_copy(update={
         "model": model, "label": I18nObject.plain(model), "fetch_from": FetchFrom.CUSTOMIZABLE_MODEL,
     })

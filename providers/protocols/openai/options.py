@@ -56,6 +56,7 @@ class OpenAIOptions(EndpointOptions):
     # requires it after tool calls); off elsewhere: OpenAI itself rejects the field
     reasoning_content_history: bool = False
     tool_choice_values: dict[str, str] = Field(default_factory=dict)  # {mode: wire value} (Mistral: required -> any)
+    tool_call_ids: Literal["any", "alnum9"] = "any"  # alnum9: history ids rewritten to 9 [a-zA-Z0-9] (Mistral)
     switch_parameters: list[str] = Field(default_factory=list)  # booleans sent as {"type": "enabled"|"disabled"}
     parameter_paths: dict[str, str] = Field(default_factory=dict)  # {parameter: "a.b"}: nest a flat parameter
     extra_body: dict[str, Any] | None = None  # static body fields added when absent

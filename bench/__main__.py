@@ -54,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stream-chunks", type=int, default=20, help="content chunks per canned stream (default 20)")
     p.add_argument("--embed-batch", type=int, default=8, help="texts per Embed call, ≤ 32 (default 8)")
     p.add_argument("--cancel-samples", type=int, default=30)
+    p.add_argument("--doors-concurrency", type=int, default=16,
+                   help="in-flight calls of every leg of the doors scenario (default 16)")
+    p.add_argument("--doors-rounds", type=int, default=3,
+                   help="interleaved rounds of the doors scenario; each leg reports its median (default 3)")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes (SO_REUSEPORT); used only once the server has --workers")
     p.add_argument("--no-pin", action="store_true",
@@ -120,7 +124,8 @@ async def run(args: argparse.Namespace) -> dict:
         stream_pieces=args.stream_chunks, embed_batch=min(32, max(1, args.embed_batch)),
         open_streams=args.open_streams, soak_calls=args.soak_calls, soak_max_s=args.soak_cap,
         soak_concurrency=args.soak_concurrency,
-        cancel_samples=args.cancel_samples, pin=not args.no_pin, workers=workers, profile=args.profile,
+        cancel_samples=args.cancel_samples, doors_concurrency=args.doors_concurrency,
+        doors_rounds=args.doors_rounds, pin=not args.no_pin, workers=workers, profile=args.profile,
         metrics_rounds=max(1, args.metrics_rounds), metrics_control=args.metrics_control, results_dir=args.results_dir)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

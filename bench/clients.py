@@ -83,9 +83,10 @@ class CheckFailed(Exception):
     pass
 
 
-async def check_generate(addr: str, base: str) -> dict:
+async def check_generate(addr: str, base: str, metadata: tuple = ()) -> dict:
     async with channel(addr) as ch:
-        reply = await llm_service_pb2_grpc.LLMServiceStub(ch).Generate(generate_request(base), timeout=10)
+        reply = await llm_service_pb2_grpc.LLMServiceStub(ch).Generate(generate_request(base), timeout=10,
+                                                                       metadata=metadata or None)
     problems = []
     if reply.message.content != up.CHAT_CONTENT:
         problems.append(f"content {reply.message.content!r}")

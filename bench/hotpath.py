@@ -17,7 +17,7 @@ from engine.entities import ModelType
 from engine.observe import CallRecord
 from server.config import ObservabilityConfig
 from server.observability import AttemptHook, Observability, RuntimeObserver
-from server.observability.grpc import _Method
+from server.observability.grpc import BoundMethod
 
 
 class _Usage:
@@ -36,12 +36,13 @@ def _messages() -> tuple:
 
 
 REQUEST, RESPONSE = _messages()
+REQUEST_BYTES, RESPONSE_BYTES = len(REQUEST.SerializeToString()), len(RESPONSE.SerializeToString())
 
 
-def _one_call(observer: RuntimeObserver, hook: AttemptHook, method: _Method | None, door: tuple) -> None:
-    if method is not None:  # the interceptor sizes request and response only for the byte counters
+def _one_call(observer: RuntimeObserver, hook: AttemptHook, method: BoundMethod | None, door: tuple) -> None:
+    if method is not None:  # the front door counts the raw message lengths grpc hands over
         method.started.value += 1
-        door[0].value += REQUEST.ByteSize()
+        door[0].value += REQUEST_BYTES
     record = CallRecord("openai", "gpt-4o-mini", ModelType.LLM)
     observer.call_started(record)
     attempt = hook.attempt("POST", "http://127.0.0.1:8080/v1/chat/completions", None, False)
@@ -52,7 +53,7 @@ def _one_call(observer: RuntimeObserver, hook: AttemptHook, method: _Method | No
     observer.call_ended(record)
     if method is not None:
         method.ended("OK", "", 0.001)
-        door[1].value += RESPONSE.ByteSize()
+        door[1].value += RESPONSE_BYTES
 
 
 def per_call_us(metrics: bool, calls: int = 50_000, repeats: int = 5) -> float:
@@ -62,8 +63,8 @@ def per_call_us(metrics: bool, calls: int = 50_000, repeats: int = 5) -> float:
     hook = AttemptHook(obs)
     method = door = None
     if obs.metrics is not None:
-        method = _Method(obs.metrics, "/modelruntime.v1.LLMService/Generate",
-                         ("unary", "modelruntime.v1.LLMService", "Generate"))
+        method = BoundMethod(obs.metrics, "/modelruntime.v1.LLMService/Generate",
+                             ("unary", "modelruntime.v1.LLMService", "Generate"))
         door = obs.metrics.door_bytes["grpc"]
     best = float("inf")
     for _ in range(repeats):

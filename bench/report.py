@@ -174,6 +174,22 @@ def target_rows(s: dict) -> list[dict]:
     else:
         missing("soak RSS growth", "< 5 %", "soak")
 
+    a = s.get("auth")
+    if a and a.get("status") == "ok":
+        cost = a.get("cost_pct")
+        row(f"unary throughput, auth + limits on vs off (c={a['concurrency']})", "within 10 %",
+            f"{_f(a['rps_on'])} req/s on, {_f(a['rps_off'])} off: {_f(cost, 2, ' %')} apart", "n/a", "n/a",
+            None if cost is None else cost <= 10,
+            f"server CPU per call {_f(a.get('cpu_ms_per_req_on'), 3)} vs {_f(a.get('cpu_ms_per_req_off'), 3)} ms "
+            f"(+{_f(a.get('added_cpu_us_per_req'), 1)} µs); rounds {'/'.join(a['order'])}"
+            + (f"; instructions per call (callgrind) {a['instructions_per_call']['on']:,} on vs "
+               f"{a['instructions_per_call']['off']:,} off, +{_f(a['instructions_added_pct'], 2)} %"
+               if "instructions_per_call" in a else "")
+            + (f"; counters in Redis: {_f(a['rps_redis'])} req/s, {_f(a.get('cpu_ms_per_req_redis'), 3)} ms CPU/call"
+               if "rps_redis" in a else ""))
+    else:
+        missing("unary throughput, auth + limits on vs off", "within 10 %", "auth")
+
     c = s.get("cancel")
     if c and c.get("status") in ("ok", "partial"):
         sm, dm = c["cancel_to_upstream_close_ms"], c["direct_close_ms"]
@@ -184,6 +200,17 @@ def target_rows(s: dict) -> list[dict]:
             _ratio(sm.get("p50"), dm.get("p50")), ok, f"{c['samples']} samples")
     else:
         missing("cancel → upstream closed", "≤ 50 ms (max)", "cancel")
+
+    d = s.get("doors")
+    if d and d.get("status") == "ok":
+        for kind in ("unary", "stream"):
+            g, h = d["legs"][f"grpc {kind}"], d["legs"][f"http {kind}"]
+            gm, hm, r = g["cpu_ms_per_call"], h["cpu_ms_per_call"], d["grpc_vs_http_cpu"][kind]
+            floor = d["legs"][f"aio floor {kind}"]["cpu_ms_per_call"]
+            row(f"gRPC vs HTTP door, {kind}, CPU/call", "≤ 1.45× HTTP, ≤ 0.6 ms",
+                f"{_f(gm, 3)} ms ({_f(g['calls_per_s'])} calls/s)", f"HTTP {_f(hm, 3)} ms", f"{_f(r, 2)}×",
+                None if r is None or gm is None else r <= 1.45 and gm <= 0.6,
+                f"c={d['concurrency']}, median of {d['rounds']} interleaved rounds; grpc.aio echo floor {_f(floor, 3)} ms")
     return rows
 
 
@@ -306,6 +333,21 @@ def markdown(results: dict) -> str:
                 f"p50 {_f(sm.get('p50'), 2)} ms, p90 {_f(sm.get('p90'), 2)} ms, max {_f(sm.get('max'), 2)} ms; "
                 f"not closed within 5 s: {c['not_closed_within_5s']}. Direct (raw client closes its socket): "
                 f"p50 {_f(dm.get('p50'), 2)} ms, max {_f(dm.get('max'), 2)} ms.")]
+    d = s.get("doors", {})
+    if d.get("status") == "ok":
+        out += ["", "## Front doors side by side", "",
+                (f"Same server process, same nginx upstream, {d['concurrency']} calls in flight, {d['rounds']} rounds "
+                 "with the legs interleaved (median shown). Credentials travel with each call on both doors. "
+                 "Floors: bare echo servers (bench/floors.py) answering bytes of the real reply's size, pinned "
+                 "where the server is."), "",
+                "| leg | CPU ms/call | calls/s | p50 ms | samples (CPU ms/call) | other cpu (max) |",
+                "|---|---|---|---|---|---|"]
+        for name, leg in d["legs"].items():
+            out.append(f"| {name} | {_f(leg['cpu_ms_per_call'], 3)} | {_f(leg['calls_per_s'])} | "
+                       f"{_f(leg['p50_ms'], 3)} | {', '.join(_f(x, 3) for x in leg['cpu_ms_samples'])} | "
+                       f"{_f(leg['foreign_pct_max'], 0, ' %')} |")
+        out += ["", (f"gRPC / HTTP CPU per call: unary {_f(d['grpc_vs_http_cpu']['unary'], 2)}×, stream "
+                     f"{_f(d['grpc_vs_http_cpu']['stream'], 2)}×.")]
     prof = results.get("profile")
     if prof and prof.get("top_self_pct"):
         out += ["", (f"## Profile ({prof.get('label', 'unary')}, {prof['event_loop_samples']:,} event-loop "

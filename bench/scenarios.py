@@ -19,6 +19,8 @@ from modelruntime.v1 import llm_service_pb2_grpc
 from . import clients as cl
 from . import hotpath
 from . import upstream as up
+from .auth_scenario import scenario_auth
+from .doors import scenario_doors
 from .load import GRPC_HEADERS, H2Load, LoadPoint, grpc_frame, percentiles
 from .sut import RssSampler, Server, cpu_snapshot, foreign_cpu, http_endpoint_present
 
@@ -44,6 +46,8 @@ class Settings:
     pin: bool = True
     workers: int = 1
     profile: bool = False
+    doors_concurrency: int = 16
+    doors_rounds: int = 3
     metrics_rounds: int = 6
     metrics_control: bool = False  # the metrics scenario with metrics off on both sides (A/A)
     results_dir: Path = Path("bench/results")
@@ -563,8 +567,10 @@ def metrics_cost(rounds: list[dict]) -> dict:
 
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[dict]]] = {
+    "doors": scenario_doors,
     "unary": scenario_unary,
     "metrics": scenario_metrics,
+    "auth": scenario_auth,
     "stream": scenario_stream,
     "embeddings": scenario_embeddings,
     "http": scenario_http,

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -50,6 +50,9 @@ class Server:
     workers: int = 1
     log_level: str = "INFO"
     metrics: bool = True  # observability.metrics (the metrics scenario turns it off for its "off" rounds)
+    extra: dict = field(default_factory=dict)  # more config sections (the auth scenario's auth/storage)
+    wrapper: list[str] = field(default_factory=list)  # run the server under this (the auth scenario: callgrind)
+    ready_timeout: float = 60.0
     grpc_port: int = 0
     http_port: int = 0
     proc: subprocess.Popen | None = None
@@ -61,7 +64,8 @@ class Server:
         return {
             "grpc": {"host": "127.0.0.1", "port": self.grpc_port, "max_concurrent_rpcs": 4096,
                      "grace_seconds": 2, "workers": self.workers},
-            "http": {"enabled": True, "host": "127.0.0.1", "port": self.http_port},
+            # Request credentials: the doors scenario sends them per call on both doors.
+            "http": {"enabled": True, "host": "127.0.0.1", "port": self.http_port, "allow_request_credentials": True},
             "egress": {
                 "allowed_cidrs": ["127.0.0.1/32"],
                 # 1,000 open streams hold 1,000 upstream HTTP/1.1 connections (default pool: 512).
@@ -71,6 +75,7 @@ class Server:
                                                      "openai_api_base": self.upstream_base}}},
             "observability": {"metrics": self.metrics},
             "log_level": self.log_level,
+            **self.extra,
         }
 
     @property
@@ -84,14 +89,14 @@ class Server:
         self.config_path = self._tmp / "server.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.log_path = self._tmp / "server.log"
-        cmd = [self.python, "-m", "server", "--config", str(self.config_path)]
+        cmd = [*self.wrapper, self.python, "-m", "server", "--config", str(self.config_path)]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_RUNTIME_")}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(pinned(cmd, self.cpus), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready()
+        self._wait_ready(self.ready_timeout)
         return self
 
     def _wait_ready(self, timeout: float = 60.0) -> None:

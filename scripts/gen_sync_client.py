@@ -32,6 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "clients" / "python" / "modelruntime"
 SOURCE = PACKAGE / "_async.py"
 TARGET = PACKAGE / "_sync.py"
+# The admin client (AdminService): ``admin.py`` holds the async one, the sync one is generated beside it
+# with the token rules alone (it has none of the main client's special cases).
+ADMIN_SOURCE = PACKAGE / "admin.py"
+ADMIN_TARGET = PACKAGE / "_admin_sync.py"
+ADMIN_HEADER = '''\
+# GENERATED from admin.py by scripts/gen_sync_client.py: do not edit; edit admin.py, then run
+# `make sync-client` (or `python scripts/gen_sync_client.py`).
+"""The synchronous AdminService client: ``AdminClient`` (``from modelruntime.admin import AdminClient``).
+
+Generated from ``AsyncAdminClient`` (``admin.py``): the same methods and arguments, called without await.
+"""
+'''
 
 HEADER = '''\
 # GENERATED from _async.py by scripts/gen_sync_client.py: do not edit; edit _async.py, then run
@@ -88,6 +100,11 @@ SPECIAL: list[tuple[str, str]] = [
     ``generation_timeout`` that of ``llm.generate``/``llm.stream``/``tts.stream``/
     ``speech2text.transcribe``; ``None`` means no deadline. ``metadata`` is sent
     with every call. ``options`` add to or override the channel options.
+
+    ``api_key`` (default ``$MODELRUNTIME_API_KEY``) is the caller key of a server
+    with authentication on, sent as ``authorization: Bearer <key>``. Calls that
+    address a model take ``credentials_name=`` to use provider credentials stored
+    on the server (AdminService.PutCredentials) instead of sending them.
     """
 ''',
     ),
@@ -145,41 +162,64 @@ class GenerationError(Exception):
     """The async source no longer has the shape the rewrite expects."""
 
 
-def rewrite(source: str) -> str:
-    """The sync module for the text of ``_async.py``."""
-    match = DOCSTRING.match(source)
-    if match is None:
-        raise GenerationError("_async.py must start with its module docstring")
-    text = source[match.end() :]
-    for old, new in SPECIAL:
-        count = text.count(old)
-        if count != 1:
-            raise GenerationError(f"expected exactly one occurrence in _async.py, found {count}:\n{old}")
-        text = text.replace(old, new)
+def _tokens(text: str, target: str) -> str:
     for pattern, replacement in TOKENS:
         text = re.sub(pattern, replacement, text, flags=re.MULTILINE)
     for number, line in enumerate(text.splitlines(), 1):
         found = LEFTOVER.search(line)
         if found:
-            raise GenerationError(f"_sync.py line {number} still says {found.group()!r}: {line.strip()}")
-    return HEADER + text
+            raise GenerationError(f"{target} line {number} still says {found.group()!r}: {line.strip()}")
+    return text
+
+
+def _body(source: str, name: str) -> str:
+    match = DOCSTRING.match(source)
+    if match is None:
+        raise GenerationError(f"{name} must start with its module docstring")
+    return source[match.end() :]
+
+
+def rewrite(source: str) -> str:
+    """The sync module for the text of ``_async.py``."""
+    text = _body(source, "_async.py")
+    for old, new in SPECIAL:
+        count = text.count(old)
+        if count != 1:
+            raise GenerationError(f"expected exactly one occurrence in _async.py, found {count}:\n{old}")
+        text = text.replace(old, new)
+    return HEADER + _tokens(text, "_sync.py")
+
+
+def rewrite_admin(source: str) -> str:
+    """The sync admin module for the text of ``admin.py`` (its tail, which re-exports the sync
+    client, stays out)."""
+    text = _body(source, "admin.py").split(ADMIN_TAIL)[0].rstrip() + "\n"
+    return ADMIN_HEADER + _tokens(text, "_admin_sync.py")
+
+
+ADMIN_TAIL = "\n# ---- the sync client, generated from the class above"
 
 
 def render() -> str:
     return rewrite(SOURCE.read_text(encoding="utf-8"))
 
 
+def render_admin() -> str:
+    return rewrite_admin(ADMIN_SOURCE.read_text(encoding="utf-8"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when _sync.py is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a generated file is out of date")
     args = parser.parse_args(argv)
-    text = render()
+    outputs = [(TARGET, render()), (ADMIN_TARGET, render_admin())]
     if args.check:
-        if TARGET.read_text(encoding="utf-8") != text:
-            print(f"{TARGET.relative_to(ROOT)} is stale: run `python scripts/gen_sync_client.py`")
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
+        stale = [t for t, text in outputs if t.read_text(encoding="utf-8") != text]
+        for target in stale:
+            print(f"{target.relative_to(ROOT)} is stale: run `python scripts/gen_sync_client.py`")
+        return 1 if stale else 0
+    for target, text in outputs:
+        target.write_text(text, encoding="utf-8")
     return 0
 
 

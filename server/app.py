@@ -17,7 +17,6 @@ grace):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from modelruntime.v1 import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -55,15 +54,14 @@ from . import auth
 from .auth import tls
 from .auth.admin import AdminServicer
 from .auth.gate import Gate
-from .auth.grpc import AuthInterceptor
 from .auth.metered import MeteredRuntime
 from .config import Config, ConfigError
+from .door import FrontDoor
 from .errors import to_status
 from .http.app import HttpServer, cut_delay, start_http
 from .http.guard import descriptor_share
 from .observability import Observability
 from .observability.grpc import GrpcObserver
-from .servicers._decode import DecodeGuard
 from .servicers.audio import Speech2TextServicer, TTSServicer
 from .servicers.embedding import RerankServicer, TextEmbeddingServicer
 from .servicers.llm import LLMServicer
@@ -170,88 +168,33 @@ class _Rpc:
         self.cut = False
 
 
-class _InFlight(grpc.aio.ServerInterceptor):
+class _InFlight:
     """Tracks running RPCs so shutdown can end them with a real status instead of gRPC's bare
     CANCELLED. A cut cancels the servicer where it waits (its upstream call closes as usual),
-    and the wrapper aborts with UNAVAILABLE + ErrorInfo. A stream caught while gRPC is writing
-    its message is not cancelled: it ends the same way when the write returns."""
+    and the front door (server/door.py) aborts with UNAVAILABLE + ErrorInfo. A stream caught
+    while gRPC is writing its message is not cancelled: it ends the same way when the write
+    returns."""
 
     def __init__(self) -> None:
         self.rpcs: dict[asyncio.Task, _Rpc] = {}
         self.cutting = False
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(self, continuation, details):
-        handler = self._handlers.get(details.method)
-        if handler is None:
-            handler = await continuation(details)
-            if handler is None:
-                return None
-            handler = self._wrap(handler)
-            self._handlers[details.method] = handler
-        return handler
-
-    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        io = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **io)
-        if handler.unary_stream is not None:
-            behavior = handler.unary_stream
-            wrapped = self._stream(behavior) if inspect.isasyncgenfunction(behavior) else self._unary(behavior)
-            return grpc.unary_stream_rpc_method_handler(wrapped, **io)
-        return handler  # the contract has no client-streaming RPCs
-
-    def _enter(self, context: grpc.aio.ServicerContext) -> _Rpc:
+    def enter(self, context: grpc.aio.ServicerContext) -> _Rpc:
         task = asyncio.current_task()
         assert task is not None
         rpc = self.rpcs[task] = _Rpc(task, context)
         return rpc
 
-    async def _abort_if_cut(self, rpc: _Rpc, exc: BaseException | None = None) -> None:
+    def leave(self, rpc: _Rpc) -> None:
+        self.rpcs.pop(rpc.task, None)
+
+    async def abort_if_cut(self, rpc: _Rpc, exc: BaseException | None = None) -> None:
+        """Re-raise ``exc`` unless shutdown cut this call; a cut call ends UNAVAILABLE."""
         if exc is not None and not rpc.cut:
             raise exc
         if exc is not None:
             rpc.task.uncancel()
         await rpc.context.abort_with_status(_shutdown_status())
-
-    def _unary(self, behavior):
-        async def call(request, context):
-            rpc = self._enter(context)
-            try:
-                return await behavior(request, context)
-            except asyncio.CancelledError as exc:
-                await self._abort_if_cut(rpc, exc)
-            finally:
-                self.rpcs.pop(rpc.task, None)
-        return call
-
-    def _stream(self, behavior):
-        async def call(request, context):
-            rpc = self._enter(context)
-            responses = behavior(request, context)
-            try:
-                while True:
-                    rpc.busy = True
-                    try:
-                        item = await anext(responses)
-                    except StopAsyncIteration:
-                        return
-                    finally:
-                        rpc.busy = False
-                    if self.cutting:
-                        break
-                    yield item
-                    if self.cutting:
-                        break
-            except asyncio.CancelledError as exc:
-                await responses.aclose()
-                await self._abort_if_cut(rpc, exc)
-            finally:
-                self.rpcs.pop(rpc.task, None)
-            await responses.aclose()
-            await self._abort_if_cut(rpc)
-        return call
 
     def cut(self) -> int:
         self.cutting = True
@@ -328,32 +271,33 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
     if isinstance(runtime, MeteredRuntime):
         runtime.attach(gate)
     in_flight = _InFlight()
-    # Outermost: request ids, gRPC metrics and the call log see every status, cut calls included.
-    observing = [GrpcObserver(obs)] if obs.enabled else []
     server = grpc.aio.server(
-        # Unparseable request bytes of any service become INVALID_ARGUMENT, not UNKNOWN.
-        interceptors=[*observing, in_flight, DecodeGuard(), AuthInterceptor(gate, bool(config.tls.client_ca_file))],
         maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
         options=grpc_options(config),
     )
-    provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(ProviderServicer(runtime), server)
-    llm_service_pb2_grpc.add_LLMServiceServicer_to_server(LLMServicer(runtime), server)
-    text_embedding_service_pb2_grpc.add_TextEmbeddingServiceServicer_to_server(TextEmbeddingServicer(runtime), server)
-    rerank_service_pb2_grpc.add_RerankServiceServicer_to_server(RerankServicer(runtime), server)
-    speech2text_service_pb2_grpc.add_Speech2TextServiceServicer_to_server(Speech2TextServicer(runtime), server)
-    tts_service_pb2_grpc.add_TTSServiceServicer_to_server(TTSServicer(runtime), server)
-    moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationServicer(runtime), server)
-    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gate, runtime), server)
+    # No interceptors: every handler is registered wrapped by the front door (server/door.py),
+    # which does observability (outermost: every status, cut calls included), in-flight
+    # tracking, request decoding (bad bytes → INVALID_ARGUMENT) and authentication in one step.
+    door = FrontDoor(GrpcObserver(obs) if obs.enabled else None, in_flight, gate, bool(config.tls.client_ca_file))
+    registrar = door.registrar(server)
+    provider_service_pb2_grpc.add_ProviderServiceServicer_to_server(ProviderServicer(runtime), registrar)
+    llm_service_pb2_grpc.add_LLMServiceServicer_to_server(LLMServicer(runtime), registrar)
+    text_embedding_service_pb2_grpc.add_TextEmbeddingServiceServicer_to_server(TextEmbeddingServicer(runtime),
+                                                                               registrar)
+    rerank_service_pb2_grpc.add_RerankServiceServicer_to_server(RerankServicer(runtime), registrar)
+    speech2text_service_pb2_grpc.add_Speech2TextServiceServicer_to_server(Speech2TextServicer(runtime), registrar)
+    tts_service_pb2_grpc.add_TTSServiceServicer_to_server(TTSServicer(runtime), registrar)
+    moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(ModerationServicer(runtime), registrar)
+    admin_service_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gate, runtime), registrar)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, registrar)
     # Importing the google.rpc modules puts their descriptors in the pool, so grpcurl can
     # decode ErrorInfo/RetryInfo/BadRequest details through reflection.
     from google.rpc import error_details_pb2, status_pb2  # noqa: F401
 
-    reflection.enable_server_reflection(
-        [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(
+        [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]),
+        registrar)
     address = f"{config.grpc.host}:{config.grpc.port}"
     if tls.enabled(config):
         port = server.add_secure_port(address, tls.grpc_credentials(config))

@@ -12,86 +12,35 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
+import modelruntime
 import openai
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from modelruntime import AsyncModelRuntimeClient, ModelRuntimeClient
 from modelruntime.admin import AsyncAdminClient
-from modelruntime.v1 import common_pb2, llm_service_pb2_grpc
 from modelruntime.v1 import llm_service_pb2 as llm_pb
 
-from server.app import start_server
 from server.auth import check_exposure
 from server.auth.crypto import Keyring, generate_key_spec
-from server.config import AuthConfig, Config, ConfigError, EgressConfig, GrpcConfig, HttpConfig, StorageConfig
-from server.http.app import start_http
-from tests.helpers import struct, user
-from tests.mocks.openai_mock import OpenAIMock, slow_stream
+from server.config import AuthConfig, Config, ConfigError, GrpcConfig
+from tests.auth_env import (
+    ENV,
+    KEY,
+    bearer,
+    creds,
+    details,
+    req,
+    server_fixture,
+    upstream_fixture,
+)
+from tests.helpers import user
+from tests.mocks.openai_mock import slow_stream
 
-KEY = "sk-upstream-secret-value-42"
-ENV = "MR_TEST_AUTH_KEYS"
-
-
-def details(err: grpc.aio.AioRpcError) -> dict[str, object]:
-    status = rpc_status.from_call(err)
-    out: dict[str, object] = {}
-    for any_ in status.details if status else []:
-        for cls in (error_details_pb2.ErrorInfo, error_details_pb2.RetryInfo, error_details_pb2.QuotaFailure,
-                    error_details_pb2.ResourceInfo, error_details_pb2.PreconditionFailure):
-            if any_.Is(cls.DESCRIPTOR):
-                msg = cls()
-                any_.Unpack(msg)
-                out[cls.__name__] = msg
-    return out
-
-
-@pytest.fixture(scope="module")
-async def mock():
-    async with OpenAIMock(api_keys=[KEY]) as m:
-        yield m
-
-
-@pytest.fixture(scope="module")
-async def env(tmp_path_factory, mock):
-    data = tmp_path_factory.mktemp("authdata")
-    os.environ[ENV] = generate_key_spec("k1")
-    config = Config(
-        grpc=GrpcConfig(host="127.0.0.1", port=0, grace_seconds=0.5, drain_seconds=0),
-        http=HttpConfig(enabled=True, host="127.0.0.1", port=0, allow_request_credentials=True),
-        egress=EgressConfig(allowed_cidrs=["127.0.0.1/32"], retries=0, connect_timeout=5, read_timeout=30),
-        auth=AuthConfig(enabled=True, encryption_keys_env=ENV, refresh_seconds=0.2, ledger_flush_seconds=0.2),
-        storage=StorageConfig(data_dir=str(data)),
-    )
-    from server.auth.store import open_store
-
-    store = await open_store("", data)  # the first admin key, as `keys create` does, before the server
-    _, admin_secret = await store.create_key("root", admin=True)
-    await store.close()
-    running = await start_server(config)
-    running.http = await start_http(config, running.runtime)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    admin = AsyncAdminClient(channel=channel, api_key=admin_secret)
-    yield {"running": running, "admin": admin, "channel": channel, "data": data, "secret": admin_secret,
-           "http": f"http://127.0.0.1:{running.http.port}/v1", "llm": llm_service_pb2_grpc.LLMServiceStub(channel)}
-    await channel.close()
-    await running.stop(0, 0)
-
-
-def creds(mock) -> dict:
-    return {"openai_api_key": KEY, "openai_api_base": mock.url}
-
-
-def req(mock, secret_creds: dict | None = None, name: str = "", model: str = "gpt-4o-mini"):
-    target = common_pb2.ModelTarget(provider="openai", model=model, credentials=struct(secret_creds),
-                                    credentials_name=name)
-    return llm_pb.GenerateRequest(target=target, messages=[user("hello there")])
-
-
-def bearer(secret: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {secret}"),)
+mock = upstream_fixture()
+env = server_fixture("authdata")
 
 
 async def test_missing_and_unknown_key_are_unauthenticated(env, mock):
@@ -296,3 +245,34 @@ def test_cli_creates_the_first_admin_key_without_a_server(tmp_path):
                             env=env, timeout=60)
     assert created["id"] in listed.stdout and created["secret"] not in listed.stdout
     assert created["secret"].encode() not in (tmp_path / "modelruntime.db").read_bytes()
+
+
+async def test_typed_clients_send_the_api_key_and_name_stored_credentials(env, mock):
+    await env["admin"].put_credentials("client-openai", "openai", creds(mock))
+    created = await env["admin"].create_key("typed", credentials=["client-*"], deny_raw_credentials=True,
+                                            requests_per_minute=3)
+    if time.time() % 60 > 50:  # the three admitted calls and the refused one in one minute window
+        await asyncio.sleep(61 - time.time() % 60)
+    target = f"127.0.0.1:{env['running'].port}"
+    ask = {"provider": "openai", "model": "gpt-4o-mini", "messages": [user("hi")]}
+    async with AsyncModelRuntimeClient(target, api_key=created.secret) as client:
+        reply = await client.llm.generate(**ask, credentials_name="client-openai")
+        assert reply.message.content
+        chunks = [c async for c in client.llm.stream(**ask, credentials_name="client-openai")]
+        assert any(c.delta.content for c in chunks)
+        with pytest.raises(modelruntime.PermissionDeniedError) as raw:
+            await client.llm.generate(**ask, credentials=creds(mock))  # this key may not send raw secrets
+        assert raw.value.reason == "RAW_CREDENTIALS_DENIED"
+        with pytest.raises(modelruntime.AuthenticationError) as anonymous:
+            await client.with_options(api_key=None).llm.generate(**ask, credentials_name="client-openai")
+        assert anonymous.value.reason == "CALLER_KEY_MISSING"
+
+    def sync_calls() -> str:
+        with ModelRuntimeClient(target, api_key=created.secret) as client:
+            content = client.llm.generate(**ask, credentials_name="client-openai").message.content
+            with pytest.raises(modelruntime.RateLimitError) as over:  # the 4th admitted call of a 3-per-minute key
+                client.llm.generate(**ask, credentials_name="client-openai")
+            assert over.value.caller_limit == "requests_per_minute" and over.value.retry_after
+            return content
+
+    assert await asyncio.to_thread(sync_calls)

@@ -36,6 +36,7 @@ from modelruntime import (
     ModelRuntimeClient,
     ModelRuntimeError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     RequestCancelledError,
     ServiceUnavailableError,
@@ -137,7 +138,7 @@ MAPPING = [
     (SC.FAILED_PRECONDITION, "InvokeBadRequestError", BadRequestError),
     (SC.INVALID_ARGUMENT, "InvokeAuthorizationError", AuthenticationError),  # bad provider credentials
     (SC.UNAUTHENTICATED, "InvokeAuthorizationError", AuthenticationError),
-    (SC.PERMISSION_DENIED, None, AuthenticationError),
+    (SC.PERMISSION_DENIED, None, PermissionDeniedError),  # a subclass of AuthenticationError,
     (SC.INVALID_ARGUMENT, "CredentialsValidateFailedError", CredentialsValidationError),
     (SC.FAILED_PRECONDITION, "CredentialsValidateFailedError", CredentialsValidationError),
     (SC.NOT_FOUND, "InvokeBadRequestError", NotFoundError),

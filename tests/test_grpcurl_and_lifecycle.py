@@ -138,6 +138,8 @@ async def test_sigterm_stops_the_server_process(tmp_path):
         else:
             raise AssertionError("server did not become healthy")
         await channel.close()
+        # grpc.sched_batch (default on): gRPC's threads must not preempt the event loop's.
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_BATCH
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 10)
         assert code == 0

@@ -97,3 +97,15 @@ def test_the_clients_expose_the_same_resources():
         return {name for name, member in vars(cls).items() if isinstance(member, property)}
 
     assert properties(modelruntime.ModelRuntimeClient) == properties(modelruntime.AsyncModelRuntimeClient)
+
+
+def test_sync_admin_client_is_up_to_date():
+    module = _script()
+    current = module.ADMIN_TARGET.read_text(encoding="utf-8")
+    assert current == module.render_admin(), "_admin_sync.py is stale: run `make sync-client`"
+    assert current.startswith("# GENERATED from admin.py")
+    from modelruntime.admin import AdminClient, AsyncAdminClient
+
+    for name, method in inspect.getmembers(AsyncAdminClient, inspect.isfunction):
+        if not name.startswith(("__a", "__init__")):  # __init__ differs in its channel type only
+            assert inspect.signature(getattr(AdminClient, name)) == inspect.signature(method), name

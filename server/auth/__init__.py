@@ -3,7 +3,7 @@
 Layout: ``keys`` (what a key is and allows), ``crypto`` (AES-GCM keyring), ``store`` (SQLAlchemy
 models, Alembic migrations, queries), ``limits`` (memory / Redis counters), ``ledger`` (batched usage
 rows), ``gate`` (the per-call checks both front doors share), ``metered`` (the runtime with the gate
-around every call), ``grpc`` (the interceptor), ``admin`` (AdminService), ``tls``, ``cli``.
+around every call), ``grpc`` (what the gRPC front door needs), ``admin`` (AdminService), ``tls``, ``cli``.
 
 Why auth is off by default, yet cannot be left open by accident: ``make run`` must work with no
 set-up, and it binds loopback only. :func:`check_exposure` refuses to start a server that binds any

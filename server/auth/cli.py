@@ -13,13 +13,12 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..config import Config, ConfigError, load_config
 from . import build_gate
 from .crypto import CredentialsUnreadable, KeyringError, generate_key_spec
-from .keys import BUDGET_PERIODS, CallerKey, Scopes
+from .keys import BUDGET_PERIODS, CallerKey, KeySpecError, Scopes, check_key_spec
 
 COMMANDS = ("keys", "credentials", "usage")
 
@@ -107,19 +106,18 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     try:
         if args.command == "keys":
             if args.action == "create":
-                budget = None
-                if args.budget_usd:
-                    try:
-                        budget = Decimal(args.budget_usd)
-                    except InvalidOperation:
-                        raise SystemExit("--budget-usd must be a decimal number") from None
                 expires = (datetime.now(UTC) + timedelta(days=args.expires_in_days)) if args.expires_in_days else None
+                scopes = Scopes(args.providers, args.models, args.model_types, args.credentials,
+                                not args.deny_raw_credentials)
+                metadata = _pairs(args.meta)
+                budget = check_key_spec(args.name, requests_per_minute=args.rpm, tokens_per_minute=args.tpm,
+                                        budget_usd=args.budget_usd, budget_period=args.budget_period,
+                                        expires_at=expires, cert_identity=args.cert_identity, metadata=metadata,
+                                        scopes=scopes)
                 key, secret = await store.create_key(
-                    args.name, admin=args.admin,
-                    scopes=Scopes(args.providers, args.models, args.model_types, args.credentials,
-                                  not args.deny_raw_credentials),
-                    expires_at=expires, requests_per_minute=args.rpm, tokens_per_minute=args.tpm, budget_usd=budget,
-                    budget_period=args.budget_period, metadata=_pairs(args.meta), cert_identity=args.cert_identity)
+                    args.name, admin=args.admin, scopes=scopes, expires_at=expires, requests_per_minute=args.rpm,
+                    tokens_per_minute=args.tpm, budget_usd=budget, budget_period=args.budget_period,
+                    metadata=metadata, cert_identity=args.cert_identity)
                 _print({**key_json(key), "secret": secret})
                 print("The secret is shown only now: store it safely.", file=sys.stderr)
             elif args.action == "list":
@@ -172,7 +170,7 @@ def main(argv: list[str]) -> int:
     try:
         config = load_config(args.config)
         return asyncio.run(_run(args, config))
-    except (ConfigError, KeyringError, CredentialsUnreadable) as exc:
+    except (ConfigError, KeyringError, CredentialsUnreadable, KeySpecError) as exc:
         print(f"model-runtime: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -32,6 +32,10 @@ class KeyringError(ValueError):
 class CredentialsUnreadable(Exception):
     """A stored credential could not be decrypted with any configured key."""
 
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
 
 def generate_key_spec(key_id: str = "") -> str:
     return f"{key_id or 'k' + secrets.token_hex(3)}:{base64.b64encode(AESGCM.generate_key(256)).decode()}"
@@ -91,12 +95,12 @@ class Keyring:
         cipher = self._ciphers.get(kid)
         if cipher is None:
             raise CredentialsUnreadable(f"stored credentials '{name}' use encryption key '{kid}', "
-                                        "which is not configured")
+                                        "which is not configured", name)
         try:
             raw = base64.b64decode(encoded)
             return orjson.loads(cipher.decrypt(raw[:12], raw[12:], _aad(name, provider)))
         except (InvalidTag, binascii.Error, ValueError, orjson.JSONDecodeError):
-            raise CredentialsUnreadable(f"stored credentials '{name}' do not decrypt with key '{kid}'") from None
+            raise CredentialsUnreadable(f"stored credentials '{name}' do not decrypt with key '{kid}'", name) from None
 
 
 def _aad(name: str, provider: str) -> bytes:

@@ -21,6 +21,7 @@ provider is busy". Messages never quote a key.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -35,9 +36,9 @@ from ..http.openai_errors import HttpError
 class AccessError(Exception):
     """Base: a call refused before it reached the runtime."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
-    http_status = 403
-    http_type = "permission_error"
+    code: grpc.StatusCode = grpc.StatusCode.PERMISSION_DENIED
+    http_status: int = 403
+    http_type: str = "permission_error"
 
     def __init__(self, message: str, reason: str, metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -66,10 +67,7 @@ class PermissionDenied(AccessError):
         self.resource_name = resource_name
 
     def details(self) -> list[Message]:
-        if not self.resource_type:
-            return []
-        return [error_details_pb2.ResourceInfo(resource_type=self.resource_type,
-                                               resource_name=self.resource_name, description=self.message[:200])]
+        return _resource_info(self.resource_type, self.resource_name, self.message)
 
 
 class QuotaExceeded(AccessError):
@@ -97,6 +95,12 @@ class QuotaExceeded(AccessError):
         return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()),
                 (b"retry-after-ms", str(int(self.retry_after * 1000)).encode()),
                 (b"x-model-runtime-limit", self.limit.encode())]
+
+
+def _resource_info(resource_type: str, name: str, message: str) -> list[Message]:
+    if not resource_type:
+        return []
+    return [error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name, description=message[:200])]
 
 
 def _pack(message: Message) -> any_pb2.Any:
@@ -132,3 +136,33 @@ class CredentialsUnavailable(AccessError):
     def details(self) -> list[Message]:
         return [error_details_pb2.PreconditionFailure(violations=[error_details_pb2.PreconditionFailure.Violation(
             type="STORED_CREDENTIALS", subject=f"credentials/{self.name}", description=self.message[:200])])]
+
+
+class AdminError(AccessError):
+    """An admin operation that cannot be done as asked: each with its own status, never UNKNOWN.
+
+    ``NOT_FOUND`` (a key id), ``ALREADY_EXISTS`` (a unique value taken), ``FAILED_PRECONDITION`` (no
+    encryption keys, a stored credential that no configured key decrypts), ``UNAVAILABLE`` (the
+    database or Redis cannot be reached: retry later). ResourceInfo names what it is about.
+    """
+
+    _HTTP: ClassVar[dict[grpc.StatusCode, int]] = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
+             grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.UNAVAILABLE: 503}
+
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str, resource_type: str = "",
+                 resource_name: str = "") -> None:
+        super().__init__(message, reason)
+        self.code = code
+        self.http_status = self._HTTP.get(code, 500)
+        self.http_type = "service_unavailable" if code == grpc.StatusCode.UNAVAILABLE else "invalid_request_error"
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+
+    def details(self) -> list[Message]:
+        return _resource_info(self.resource_type, self.resource_name, self.message)
+
+
+def store_unavailable(exc: BaseException) -> AdminError:
+    """The database or Redis failed: UNAVAILABLE, naming only the error class (URLs may hold passwords)."""
+    return AdminError(grpc.StatusCode.UNAVAILABLE, f"The key store is unavailable ({type(exc).__name__}); "
+                      "retry shortly.", "STORE_UNAVAILABLE")

@@ -9,11 +9,13 @@ Per call (:mod:`server.auth.metered` drives it around every runtime call):
 2. ``authorize``: scopes (provider / model / model type), raw-vs-stored credentials, and the
    stored credentials named by the call (decrypted once per change, kept in memory);
 3. ``admit``: the key's rate limits and budget (:mod:`server.auth.limits`);
-4. ``finish``: charge tokens and cost, append a ledger row — both off the hot path.
+4. ``finish``: charge tokens and cost, append a ledger row — both off the hot path. A refused
+   call (no or unknown key, out of scope, over a limit) gets a ledger row too (``refused``), its
+   status the refusal reason, so an operator sees who was turned away and why.
 
 Every process polls ``meta.version`` every ``auth.refresh_seconds`` (default 0.5 s) and reloads on a
 change, so a revoked key is refused by every process within a second. The caller of the current
-task travels in a context variable (:data:`CURRENT`) set by the gRPC interceptor or the HTTP app.
+task travels in a context variable (:data:`CURRENT`) set by the gRPC front door (server/door.py) or the HTTP app.
 """
 
 from __future__ import annotations
@@ -28,18 +30,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from engine.credentials import mask_secrets
 
 from .crypto import CredentialsUnreadable, Keyring, KeyringError
-from .errors import CredentialsUnavailable, PermissionDenied, Unauthenticated
+from .errors import AccessError, CredentialsUnavailable, PermissionDenied, Unauthenticated, store_unavailable
 from .keys import ANONYMOUS, CallerKey, hash_secret
 from .ledger import Ledger
-from .limits import MemoryCounters, RedisCounters
+from .limits import CountersUnavailable, MemoryCounters, RedisCounters
 from .store import Store, UsageRecord
 
 log = logging.getLogger("modelruntime.auth")
 
 _BEARER = "bearer "
+# The database or Redis failing: the call is refused UNAVAILABLE (fail closed), never UNKNOWN.
+STORE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, CountersUnavailable, OSError, TimeoutError)
 _MISSES = 10_000  # unknown key hashes remembered until the next change
 
 
@@ -137,8 +143,11 @@ class Gate:
             if authorization[:7].lower() != _BEARER:
                 raise Unauthenticated("The authorization value must be 'Bearer <key>'.", "CALLER_KEY_INVALID")
             key = await self._lookup(authorization[7:].strip())
-        elif cert_identity and cert_identity in self._by_cert:
-            key = self._by_cert[cert_identity]
+        elif cert_identity:
+            key = await self._lookup(cert_identity, by_cert=True)
+            if key is None:
+                raise Unauthenticated("A caller key is required: no key has this client certificate's identity; "
+                                      "send 'authorization: Bearer <key>'.", "CALLER_KEY_MISSING")
         else:
             raise Unauthenticated("A caller key is required: send 'authorization: Bearer <key>'.",
                                   "CALLER_KEY_MISSING")
@@ -149,18 +158,24 @@ class Gate:
                                   {"key": key.id})
         return key
 
-    async def _lookup(self, secret: str) -> CallerKey | None:
-        digest = hash_secret(secret)
-        key = self._by_hash.get(digest)
-        if key is not None or digest in self._misses:
+    async def _lookup(self, value: str, by_cert: bool = False) -> CallerKey | None:
+        """The live key with this secret (or certificate identity); a miss asks the database once."""
+        name = "cert:" + value if by_cert else hash_secret(value)
+        key = self._by_cert.get(value) if by_cert else self._by_hash.get(name)
+        if key is not None or name in self._misses:
             return key
-        key = await self.store.key_by_hash(digest)  # created by another process since the last poll
+        try:  # created by another process since the last poll
+            key = await (self.store.key_by_cert(value) if by_cert else self.store.key_by_hash(name))
+        except STORE_ERRORS as exc:
+            raise store_unavailable(exc) from None
         if key is None:
             if len(self._misses) >= _MISSES:
                 self._misses.clear()
-            self._misses.add(digest)
+            self._misses.add(name)
+        elif by_cert:
+            self._by_cert[value] = key
         else:
-            self._by_hash[digest] = key
+            self._by_hash[name] = key
         return key
 
     @staticmethod
@@ -221,16 +236,22 @@ class Gate:
     # ---- 3./4. limits and ledger ----------------------------------------------------------------
 
     async def admit(self, state: CallState) -> None:
-        await self.counters.admit(state.key)
+        try:
+            await self.counters.admit(state.key)
+        except STORE_ERRORS as exc:
+            raise store_unavailable(exc) from None
 
     def finish(self, state: CallState, provider: str, model: str, model_type: str, started: float,
                tokens: tuple[int, int] = (0, 0), cost: Decimal = Decimal(0), status: str = "OK",
                cancelled: bool = False, latency_ms: float | None = None) -> None:
         key = state.key
         if key.limited and (tokens[0] or tokens[1] or cost):
-            task = asyncio.get_running_loop().create_task(self.counters.charge(key, tokens[0] + tokens[1], cost))
-            self._pending.add(task)
-            task.add_done_callback(self._charged)
+            if isinstance(self.counters, MemoryCounters):  # no I/O: no task (a task per call costs CPU)
+                self.counters.add(key, tokens[0] + tokens[1], cost)
+            else:
+                task = asyncio.get_running_loop().create_task(self.counters.charge(key, tokens[0] + tokens[1], cost))
+                self._pending.add(task)
+                task.add_done_callback(self._charged)
         if self.ledger is not None:
             self.ledger.record(UsageRecord(
                 ts=datetime.now(UTC), key_id=key.id, door=state.door, provider=provider, model=model,
@@ -238,6 +259,14 @@ class Gate:
                 latency_ms=latency_ms if latency_ms is not None else (time.perf_counter() - started) * 1000,
                 status=status, cancelled=cancelled,
             ))
+
+    def refused(self, door: str, exc: AccessError, key: CallerKey | None = None, provider: str = "",
+                model: str = "", model_type: str = "") -> None:
+        """A refused call in the ledger, its status the refusal reason (unauthenticated: no key id)."""
+        if self.ledger is not None:
+            self.ledger.record(UsageRecord(
+                ts=datetime.now(UTC), key_id=key.id if key is not None else "", door=door, provider=provider[:100],
+                model=model[:200], model_type=model_type, status=exc.reason))
 
     def later(self, work: Any) -> None:
         """Run ``work`` (a coroutine) off the hot path; :meth:`close` waits for it."""

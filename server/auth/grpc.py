@@ -1,26 +1,32 @@
-"""The gRPC front door of the gate: an interceptor that authenticates every call.
+"""The gRPC side of the gate: which methods stay open and what a request says about credentials.
 
-It reads ``authorization: Bearer <key>`` from the call's metadata (or, with mTLS, the verified client
-certificate's common name), notes whether the request carries raw provider credentials or names
-stored ones, and puts the caller in :data:`server.auth.gate.CURRENT` for the servicer and the metered
-runtime. Refusals raised anywhere in the call (:class:`AccessError`) end it with the matching status
-and google.rpc details. Health and reflection stay open (load balancers, grpcurl).
+The front door (:mod:`server.door`) authenticates every call but these from the
+``authorization: Bearer <key>`` metadata (or, with mTLS, the verified client certificate's common
+name) and puts the caller in :data:`server.auth.gate.CURRENT` for the servicer and the metered
+runtime; refusals raised anywhere in the call (:class:`server.auth.errors.AccessError`) end it with
+the matching status and google.rpc details, and a refused model call still gets its ledger row
+(:func:`note_refusal`). Health and reflection stay open (load balancers, grpcurl).
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
+if TYPE_CHECKING:
+    from .errors import AccessError
+    from .gate import Gate
 
-from .errors import AccessError, to_status
-from .gate import CURRENT, CallState, Gate
+OPEN = ("/grpc.health.v1.", "/grpc.reflection.")
+_ADMIN = "/modelruntime.v1.AdminService/"
+_MODEL_TYPES = {"LLMService": "llm", "TextEmbeddingService": "text-embedding", "RerankService": "rerank",
+                "Speech2TextService": "speech2text", "TTSService": "tts", "ModerationService": "moderation"}
 
-_OPEN = ("/grpc.health.v1.", "/grpc.reflection.")
+
+def _model_type(method: str) -> str:
+    return _MODEL_TYPES.get(method.split("/")[1].rpartition(".")[2] if method.count("/") == 2 else "", "")
 
 
-def _request_credentials(request: Any) -> tuple[bool, str]:
+def request_credentials(request: Any) -> tuple[bool, str]:
     """(raw credentials sent, stored credentials name) of a request."""
     target = getattr(request, "target", None)
     if target is not None:
@@ -29,55 +35,9 @@ def _request_credentials(request: Any) -> tuple[bool, str]:
     return bool(credentials is not None and getattr(credentials, "fields", None)), ""
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, gate: Gate, client_certs: bool = False) -> None:
-        self.gate = gate
-        self.client_certs = client_certs
-
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(_OPEN):
-            return handler
-        io = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary), **io)
-        if handler.unary_stream is not None:
-            behavior = handler.unary_stream
-            if inspect.isasyncgenfunction(behavior):
-                return grpc.unary_stream_rpc_method_handler(self._stream(behavior), **io)
-            return grpc.unary_stream_rpc_method_handler(self._unary(behavior), **io)
-        return handler
-
-    async def _enter(self, request: Any, context: grpc.aio.ServicerContext) -> None:
-        authorization = None
-        for name, value in context.invocation_metadata() or ():
-            if name == "authorization":
-                authorization = value if isinstance(value, str) else value.decode("latin-1")
-                break
-        identity = ""
-        if self.client_certs and not authorization:
-            names = context.auth_context().get("x509_common_name") or []
-            identity = names[0].decode() if names else ""
-        key = await self.gate.authenticate(authorization, identity)
-        raw, name = _request_credentials(request)
-        CURRENT.set(CallState(key, "grpc", raw, name))
-
-    def _unary(self, behavior):
-        async def call(request, context):
-            try:
-                await self._enter(request, context)
-                return await behavior(request, context)
-            except AccessError as exc:
-                await context.abort_with_status(to_status(exc))
-        return call
-
-    def _stream(self, behavior):
-        async def call(request, context):
-            try:
-                await self._enter(request, context)
-                async for item in behavior(request, context):
-                    yield item
-            except AccessError as exc:
-                await context.abort_with_status(to_status(exc))
-        return call
+def note_refusal(gate: Gate, exc: AccessError, request: Any, method: str) -> None:
+    """A model call refused at authentication goes in the ledger too (admin calls do not)."""
+    if not method.startswith(_ADMIN):
+        where = getattr(request, "target", None) or request
+        gate.refused("grpc", exc, None, getattr(where, "provider", ""), getattr(where, "model", ""),
+                     _model_type(method))

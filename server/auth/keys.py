@@ -17,13 +17,61 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from fnmatch import translate
 from functools import lru_cache
 from typing import Any
 
 KEY_PREFIX = "mrk_"
 BUDGET_PERIODS = ("day", "month")
+_INT32 = 2**31 - 1  # the limit columns are 32-bit integers
+_MAX_BUDGET = Decimal(10) ** 14  # Numeric(20, 6)
+
+
+class KeySpecError(ValueError):
+    """A key field the store cannot take as given; ``field`` names it (as in CreateKeyRequest)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def check_key_spec(name: str, *, requests_per_minute: int = 0, tokens_per_minute: int = 0, budget_usd: str = "",
+                   budget_period: str = "month", expires_at: datetime | None = None, cert_identity: str = "",
+                   metadata: dict[str, str] | None = None, scopes: Scopes | None = None) -> Decimal | None:
+    """Check what a new key would store (the admin API and the CLI share it); returns the budget."""
+    if not name.strip():
+        raise KeySpecError("name", "a key needs a name")
+    for name_, text, size in (("name", name, 200), ("cert_identity", cert_identity, 255)):
+        if len(text) > size:
+            raise KeySpecError(name_, f"at most {size} characters")
+    for name_, number in (("limits.requests_per_minute", requests_per_minute),
+                          ("limits.tokens_per_minute", tokens_per_minute)):
+        if not 0 <= number <= _INT32:
+            raise KeySpecError(name_, f"must be between 0 (unlimited) and {_INT32}")
+    if budget_period not in BUDGET_PERIODS:
+        raise KeySpecError("limits.budget_period", "must be 'day' or 'month'")
+    budget = None
+    if budget_usd:
+        try:
+            budget = Decimal(budget_usd)
+        except InvalidOperation:
+            raise KeySpecError("limits.budget_usd", "must be a decimal number of USD") from None
+        if not budget.is_finite() or budget < 0 or budget >= _MAX_BUDGET:
+            raise KeySpecError("limits.budget_usd", "must be a finite, non-negative amount below 10^14 USD")
+    if expires_at is not None:
+        at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        if at <= datetime.now(UTC):
+            raise KeySpecError("expire_time", "must be in the future")
+    if metadata and (len(metadata) > 64 or any(len(k) > 128 or len(v) > 1024 for k, v in metadata.items())):
+        raise KeySpecError("metadata", "at most 64 entries, keys up to 128 and values up to 1024 characters")
+    if scopes is not None:
+        for name_ in ("providers", "models", "model_types", "credentials"):
+            patterns = getattr(scopes, name_)
+            if len(patterns) > 256 or any(not p or len(p) > 256 for p in patterns):
+                raise KeySpecError(f"scopes.{name_}", "at most 256 non-empty patterns of up to 256 characters")
+    return budget
 
 
 def new_secret() -> str:

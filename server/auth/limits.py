@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from .errors import QuotaExceeded
 from .keys import CallerKey
@@ -29,18 +30,25 @@ NANO = Decimal(10) ** 9
 Seed = Callable[[str, str], Awaitable[Decimal]]  # (key id, first day of the period) → spend
 
 
-def period(key: CallerKey, now: float) -> tuple[str, str, float]:
-    """(window id, first UTC day of the period, seconds until it ends) of the key's budget."""
-    at = datetime.fromtimestamp(now, UTC)
-    if key.budget_period == "day":
-        start = at.replace(hour=0, minute=0, second=0, microsecond=0)
-        end = start + timedelta(days=1)
+@lru_cache(maxsize=64)
+def _period_of_day(budget_period: str, day: int) -> tuple[str, str, float]:
+    """(window id, first UTC day of the period, end as a timestamp) for a UTC day number."""
+    at = datetime.fromtimestamp(day * 86400, UTC)
+    if budget_period == "day":
+        start, end = at, at + timedelta(days=1)
         window = start.strftime("%Y%m%d")
     else:
-        start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        start = at.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
         window = start.strftime("%Y%m")
-    return window, start.strftime("%Y-%m-%d"), (end - at).total_seconds()
+    return window, start.strftime("%Y-%m-%d"), end.timestamp()
+
+
+def period(key: CallerKey, now: float) -> tuple[str, str, float]:
+    """(window id, first UTC day of the period, seconds until it ends) of the key's budget.
+    Cached per UTC day: this runs on every admitted and every charged call."""
+    window, start_day, end = _period_of_day(key.budget_period, int(now // 86400))
+    return window, start_day, end - now
 
 
 def _budget_error(key: CallerKey, spent: int, ends_in: float) -> QuotaExceeded:
@@ -60,6 +68,10 @@ def _check(key: CallerKey, requests: int, tokens: int, spent: int | None, now: f
                             f"The key's limit of {key.tokens_per_minute} tokens per minute is reached.")
     if key.budget_usd is not None and spent is not None and spent >= int(key.budget_usd * NANO):
         raise _budget_error(key, spent, period(key, now)[2])
+
+
+class CountersUnavailable(Exception):
+    """Redis failed (redis-py's own errors are not OSError; redis is imported only when configured)."""
 
 
 class MemoryCounters:
@@ -98,6 +110,10 @@ class MemoryCounters:
         _check(key, requests, tokens, spent, now)
 
     async def charge(self, key: CallerKey, tokens: int, cost: Decimal, now: float | None = None) -> None:
+        self.add(key, tokens, cost, now)
+
+    def add(self, key: CallerKey, tokens: int, cost: Decimal, now: float | None = None) -> None:
+        """``charge`` without the coroutine: memory counters need no I/O, so the gate calls this at once."""
         if not key.limited:
             return
         now = time.time() if now is None else now
@@ -117,8 +133,10 @@ class RedisCounters:
 
     def __init__(self, url: str, seed: Seed | None = None, prefix: str = "modelruntime:") -> None:
         from redis.asyncio import Redis
+        from redis.exceptions import RedisError
 
         self.redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._errors = RedisError
         self._seed = seed
         self._prefix = prefix
         self._seeded: set[str] = set()
@@ -127,6 +145,12 @@ class RedisCounters:
         await self.redis.ping()
 
     async def admit(self, key: CallerKey, now: float | None = None) -> None:
+        try:
+            await self._admit(key, now)
+        except self._errors as exc:
+            raise CountersUnavailable(type(exc).__name__) from None
+
+    async def _admit(self, key: CallerKey, now: float | None = None) -> None:
         if not key.limited:
             return
         now = time.time() if now is None else now

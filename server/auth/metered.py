@@ -1,7 +1,7 @@
 """The runtime both front doors call, with the gate around every call.
 
 :class:`MeteredRuntime` is a :class:`ModelRuntime` whose public call methods first authorize the
-caller of the current task (:data:`server.auth.gate.CURRENT`, set by the gRPC interceptor or the HTTP
+caller of the current task (:data:`server.auth.gate.CURRENT`, set by the gRPC front door (server/door.py) or the HTTP
 app), resolve stored credentials named by the call, admit it against the key's limits, then run the
 engine's own method unchanged and record the outcome: tokens and cost as the runtime priced them, the
 latency, the status (``OK`` or the error reason), and whether the caller went away. A stream the caller
@@ -25,6 +25,7 @@ from engine.errors import RuntimeFault
 from engine.messages import LLMChunk, LLMUsage, TokenCounts
 from engine.runtime import ModelRuntime, Target
 
+from .errors import AccessError
 from .gate import CURRENT, CallState, Gate
 
 
@@ -41,9 +42,13 @@ class MeteredRuntime(ModelRuntime):
         state = CURRENT.get()
         if state is None:
             return None
-        target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
-                                                 target.credentials)
-        await self.gate.admit(state)
+        try:
+            target.credentials = self.gate.authorize(state, target.provider, target.model, model_type.value,
+                                                     target.credentials)
+            await self.gate.admit(state)
+        except AccessError as exc:
+            self.gate.refused(state.door, exc, state.key, target.provider, target.model, model_type.value)
+            raise
         return state
 
     def _estimate(self, target: Target, request: Any, completion: str, started: float) -> LLMUsage:

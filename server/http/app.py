@@ -118,6 +118,7 @@ class OpenAIApp:
         self.active: dict[asyncio.Task, Call | None] = {}  # request tasks; the Call once routed
         self.obs = observability_of(runtime)  # metrics, traces, call log, request ids (or None)
         self.gate = getattr(runtime, "gate", None)  # caller keys (server/auth), when the runtime is metered
+        self.client_certs = bool(config.tls.client_ca_file)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -171,7 +172,7 @@ class OpenAIApp:
             if refused is not None:
                 raise refused
             if handler is not None and self.gate is not None:
-                await self._authenticate(scope)
+                await self._authenticate(scope, provider)
             if handler is not None and (unsupported := media_type_error(scope, sub)) is not None:
                 raise unsupported
             body = await self._read_body(scope, receive)
@@ -199,17 +200,22 @@ class OpenAIApp:
             return
         await self._run(handler, call, receive, observed)
 
-    async def _authenticate(self, scope: dict[str, Any]) -> None:
-        """The caller key from ``authorization: Bearer`` (how the openai SDK sends ``api_key``)."""
+    async def _authenticate(self, scope: dict[str, Any], provider: str | None) -> None:
+        """The caller key from ``authorization: Bearer`` (how the openai SDK sends ``api_key``), or the
+        key whose ``cert_identity`` is the verified client certificate's common name (mTLS)."""
         assert self.gate is not None
         authorization = None
         for key, value in scope["headers"]:
             if key == b"authorization":
                 authorization = value.decode("latin-1")
                 break
+        identity = ""
+        if self.client_certs and not authorization:  # mTLS: the certificate's identity, when no key is sent
+            identity = scope.get("extensions", {}).get("tls", {}).get("client_cert_common_name", "")
         try:
-            caller = await self.gate.authenticate(authorization)
+            caller = await self.gate.authenticate(authorization, identity)
         except AccessError as exc:
+            self.gate.refused("http", exc, None, provider or "")  # the body (and model) is not read yet
             raise access_error(exc) from None
         CURRENT.set(CallState(caller, "http"))
 

@@ -23,6 +23,7 @@ import orjson
 
 from engine.runtime import ModelRuntime, Target
 
+from ..auth.errors import AccessError
 from ..auth.gate import CURRENT
 from .openai_errors import HttpError, bad_request
 
@@ -111,7 +112,11 @@ class Call:
         self.runtime.provider(provider)  # unknown provider → NotFoundError (404) before any 401
         state = CURRENT.get()
         if state is not None and self.app.gate is not None:
-            self.app.gate.check_scope(state.key, provider, name, "")  # 403 before a credentials 401
+            try:
+                self.app.gate.check_scope(state.key, provider, name, "")  # 403 before a credentials 401
+            except AccessError as exc:
+                self.app.gate.refused("http", exc, state.key, provider, name)  # in the ledger like the rest
+                raise
         return Target(provider, name, self.credentials(provider))
 
     def credentials(self, provider: str) -> dict[str, Any]:

@@ -15,7 +15,9 @@ failed too (both front doors share the process). uvicorn 0.55 with httptools off
 first byte of each later keep-alive request, to the end of the headers; 408 then close), a cap on
 request-line + header bytes and on the header count (431 then close), and a cap on open
 connections checked at accept (503 then close at once, so a flood costs a descriptor for
-microseconds, not forever). The keep-alive idle timeout stays uvicorn's own.
+microseconds, not forever). The keep-alive idle timeout stays uvicorn's own. With mTLS it also
+hands each request the verified client certificate's common name (uvicorn does not pass it to
+the app): ``scope["extensions"]["tls"]["client_cert_common_name"]``.
 
 Both front doors share one descriptor table, so neither cap may exceed a quarter of the process's
 RLIMIT_NOFILE (:func:`descriptor_share`): a flood on one side leaves at least half the table to the
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..auth.tls import peer_common_name
 
 log = logging.getLogger("modelruntime.http")
 
@@ -81,6 +85,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # mTLS: the verified client certificate's common name, once per connection (the handshake is done).
+        self._client_cn = peer_common_name(transport.get_extra_info("ssl_object"))
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._header_count = 0
@@ -125,6 +131,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._client_cn:
+            self.scope["extensions"] = {"tls": {"client_cert_common_name": self._client_cn}}  # type: ignore[typeddict-unknown-key]
         self._header_bytes = 0
         self._header_count = 0
         if self.cycle is None or self.cycle.response_complete:  # not a pipelined request

@@ -8,7 +8,7 @@ front doors' side (request ids, trace context, status codes, ``/metrics``).
 - :mod:`.tracing`: the OpenTelemetry SDK, imported only when tracing is on;
 - :mod:`.calls`: request scope, request ids, the call log line;
 - :mod:`.content`: prompt and completion text, only with ``capture_content`` on;
-- :mod:`.grpc`: the gRPC interceptor (request id, gRPC server metrics, the log line);
+- :mod:`.grpc`: what the gRPC front door calls (request id, gRPC server metrics, the log line);
 - :mod:`.http`: the HTTP front door's twin of it.
 
 Nothing is attached when metrics, tracing and the call log are all off.

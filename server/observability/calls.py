@@ -1,6 +1,6 @@
 """Request scope, request ids and the one structured log line per call.
 
-Why a scope: a front door (gRPC interceptor, HTTP app) opens one :class:`RequestScope` per
+Why a scope: a front door (server/door.py, the HTTP app) opens one :class:`RequestScope` per
 request in a context variable; the runtime's observer, running in the same task, leaves the
 call record there, so the front door can write one line joining what only it knows (request id,
 gRPC or HTTP status) with what only the runtime knows (provider, tokens, cost, first token).

@@ -1,16 +1,15 @@
 """The gRPC side: request ids, trace context, gRPC server metrics and the call log line.
 
-Why an interceptor: it is the one place that sees every RPC's method and final status code.
-It runs outermost, opens the request scope (``x-request-id`` and ``traceparent`` from the
-metadata), sends ``x-request-id`` back in the initial metadata, and at the end counts
-``grpc_server_*`` by method and code, the request by code and Dify error class, bytes in and
-out, and writes the call log line. Wrapped handlers are cached per method.
+:class:`GrpcObserver` is what the front door (:mod:`server.door`) calls at the start and the end
+of every RPC, outermost, so it sees every final status code: it opens the request scope
+(``x-request-id`` and ``traceparent`` from the metadata), and at the end counts ``grpc_server_*``
+by method and code, the request by code and Dify error class, bytes in and out (the lengths of
+the raw messages grpc handed over and got back), and writes the call log line. Each method's
+metric children are bound once, when the door wraps its handler (:meth:`GrpcObserver.bind`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,8 @@ if TYPE_CHECKING:
     from . import Observability
 
 
-def _code(context: grpc.aio.ServicerContext, default: str) -> str:
+def status_code(context: grpc.aio.ServicerContext, default: str) -> str:
+    """The status code the call ended with, as a name (``default`` when none was set)."""
     try:
         code = context.code()
     except Exception:  # noqa: BLE001 - an older grpcio without code(): report the default
@@ -32,7 +32,7 @@ def _code(context: grpc.aio.ServicerContext, default: str) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
-class _Method:
+class BoundMethod:
     """The children one method's RPCs touch, bound when its handler is first wrapped."""
 
     __slots__ = ("handled", "labels", "metrics", "name", "requests", "seconds", "started")
@@ -57,62 +57,30 @@ class _Method:
         self.seconds.observe(seconds)
 
 
-def _size(message: Any) -> int:
-    """Serialized size; 0 for the DecodeGuard's stand-in of an undecodable request."""
-    size = getattr(message, "ByteSize", None)
-    return size() if size is not None else 0
-
-
-class GrpcObserver(grpc.aio.ServerInterceptor):
+class GrpcObserver:
     def __init__(self, observability: Observability) -> None:
         self.metrics = observability.metrics
         self.tracing = observability.tracing is not None
         self.calls = observability.calls
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
         self._bytes: Any = self.metrics.door_bytes["grpc"] if self.metrics is not None else (None, None)
 
-    async def intercept_service(self, continuation, details):
-        handler = self._handlers.get(details.method)
-        if handler is None:
-            handler = await continuation(details)
-            if handler is None:
-                return None
-            handler = self._wrap(handler, details.method)
-            self._handlers[details.method] = handler
-        return handler
+    def bind(self, name: str, labels: tuple[str, str, str]) -> BoundMethod:
+        return BoundMethod(self.metrics, name, labels)
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        service, _, name = method[1:].rpartition("/")
-        io = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
-        if handler.unary_unary is not None:
-            bound = _Method(self.metrics, method, ("unary", service, name))
-            return grpc.unary_unary_rpc_method_handler(self._unary(handler.unary_unary, bound), **io)
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            bound = _Method(self.metrics, method, ("server_stream", service, name))
-            return grpc.unary_stream_rpc_method_handler(self._stream(handler.unary_stream, bound), **io)
-        return handler
-
-    def _begin(self, request: Any, context: grpc.aio.ServicerContext, method: _Method) -> RequestScope:
-        given = traceparent = tracestate = None
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-request-id":
-                given = value
-            elif key == "traceparent":
-                traceparent = value
-            elif key == "tracestate":
-                tracestate = value
+    def begin(self, meta: dict[str, Any], method: BoundMethod, received: int) -> RequestScope:
+        given = meta.get("x-request-id")
         scope = RequestScope("grpc", method.name, request_id(given if isinstance(given, str) else None))
         if self.tracing:
+            traceparent, tracestate = meta.get("traceparent"), meta.get("tracestate")
             scope.traceparent = traceparent if isinstance(traceparent, str) else None
             scope.tracestate = tracestate if isinstance(tracestate, str) else None
         current_scope.set(scope)
         if method.started is not None:
             method.started.value += 1
-            self._bytes[0].value += _size(request)
+            self._bytes[0].value += received
         return scope
 
-    def _end(self, scope: RequestScope, method: _Method, code: str, sent: int) -> None:
+    def end(self, scope: RequestScope, method: BoundMethod, code: str, sent: int) -> None:
         if method.started is not None:
             error_class = scope.error_class or (scope.record.error_type if scope.record is not None else "")
             method.ended(code, error_class, time.perf_counter() - scope.started)
@@ -120,46 +88,3 @@ class GrpcObserver(grpc.aio.ServerInterceptor):
         if self.calls is not None:
             self.calls.write(scope, code)
         current_scope.set(None)
-
-    def _unary(self, behavior, method: _Method):
-        async def call(request, context):
-            scope = self._begin(request, context, method)
-            code, sent = "OK", 0
-            try:
-                await context.send_initial_metadata((("x-request-id", scope.request_id),))
-                response = await behavior(request, context)
-                if response is not None and self.metrics is not None:
-                    sent = _size(response)
-                return response
-            except asyncio.CancelledError:
-                code = _code(context, "CANCELLED")
-                raise
-            except BaseException:
-                code = _code(context, "UNKNOWN")
-                raise
-            finally:
-                self._end(scope, method, code, sent)
-        return call
-
-    def _stream(self, behavior, method: _Method):
-        async def call(request, context):
-            scope = self._begin(request, context, method)
-            code, sent = "OK", 0
-            count = self.metrics is not None
-            responses = behavior(request, context)
-            try:
-                await context.send_initial_metadata((("x-request-id", scope.request_id),))
-                async for item in responses:
-                    if count:
-                        sent += _size(item)
-                    yield item
-            except (asyncio.CancelledError, GeneratorExit):
-                code = _code(context, "CANCELLED")
-                raise
-            except BaseException:
-                code = _code(context, "UNKNOWN")
-                raise
-            finally:
-                await responses.aclose()
-                self._end(scope, method, code, sent)
-        return call

@@ -3,9 +3,11 @@
 The generated handlers parse requests with ``Message.FromString``; when that raises
 (corrupt or truncated wire data, invalid UTF-8, nesting past protobuf's depth limit),
 grpc.aio logs a traceback and answers ``UNKNOWN "Unexpected <class DecodeError>"``.
-:class:`DecodeGuard`, a server interceptor and so one place for all services, swaps in a
-deserializer that returns a :class:`Malformed` marker instead of raising, and a behavior
-that answers the marker with the same status every other error gets (server/errors.py).
+The front door (:mod:`server.door`) parses the raw bytes of unary and server-streaming calls
+itself and answers a failure with :class:`Malformed`'s status, the one every other error gets
+(server/errors.py); for the other kinds (reflection's bidi stream) :func:`guard` swaps in a
+deserializer that returns a :class:`Malformed` marker instead of raising, and a behavior that
+answers the marker.
 
 Only on that failure path the raw bytes are walked once more (:func:`diagnose`) to name
 the field at fault (``tools[0].parameters``); valid requests pay nothing but the lookup.
@@ -152,7 +154,7 @@ async def _refuse(request: Malformed, context: grpc.aio.ServicerContext) -> None
     await context.abort_with_status(request.status())
 
 
-def _guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def guard(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     parse = handler.request_deserializer
     descriptor = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
     if parse is None or not isinstance(descriptor, Descriptor):
@@ -209,24 +211,3 @@ def _stream_stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[...,
             yield response
 
     return call
-
-
-class DecodeGuard(grpc.aio.ServerInterceptor):
-    """Guards the request parsing of every method; each method's guarded handler is built once."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is None or cached[0] is not handler:
-            cached = self._cache[method] = (handler, _guard(handler))
-        return cached[1]

@@ -171,6 +171,7 @@ class AsyncLLM(_AsyncResource):
         model: str,
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
+        credentials_name: str = "",
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
         tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | llm_service_pb2.ToolChoice | None = None,
@@ -192,6 +193,7 @@ class AsyncLLM(_AsyncResource):
             stop,
             user,
         )
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.Generate, req, timeout, metadata, long=True)
 
     def stream(
@@ -201,6 +203,7 @@ class AsyncLLM(_AsyncResource):
         model: str,
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
+        credentials_name: str = "",
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
         tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | llm_service_pb2.ToolChoice | None = None,
@@ -222,6 +225,7 @@ class AsyncLLM(_AsyncResource):
             stop,
             user,
         )
+        req.target.credentials_name = credentials_name
         return AsyncLLMStream(self._stream(self._stub.StreamGenerate, req, timeout, metadata))
 
     async def count_tokens(
@@ -232,10 +236,12 @@ class AsyncLLM(_AsyncResource):
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
         credentials: Credentials = None,
+        credentials_name: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> llm_service_pb2.CountTokensResponse:
         req = _base.count_tokens_request(provider, model, messages, tools, credentials)
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.CountTokens, req, timeout, metadata)
 
 
@@ -253,6 +259,7 @@ class AsyncTextEmbedding(_AsyncResource):
         model: str,
         texts: str | Iterable[str],
         credentials: Credentials = None,
+        credentials_name: str = "",
         input_type: str | int | None = None,
         dimensions: int | None = None,
         user: str = "",
@@ -261,6 +268,7 @@ class AsyncTextEmbedding(_AsyncResource):
     ) -> text_embedding_service_pb2.EmbedResponse:
         """One vector per text, in order; ``input_type`` is "document" or "query"."""
         req = _base.embed_request(provider, model, texts, credentials, input_type, dimensions, user)
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.Embed, req, timeout, metadata)
 
     async def count_tokens(
@@ -270,10 +278,12 @@ class AsyncTextEmbedding(_AsyncResource):
         model: str,
         texts: str | Iterable[str],
         credentials: Credentials = None,
+        credentials_name: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> text_embedding_service_pb2.CountEmbeddingTokensResponse:
         req = _base.count_embedding_tokens_request(provider, model, texts, credentials)
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.CountEmbeddingTokens, req, timeout, metadata)
 
 
@@ -292,6 +302,7 @@ class AsyncRerank(_AsyncResource):
         query: str,
         documents: Iterable[str],
         credentials: Credentials = None,
+        credentials_name: str = "",
         score_threshold: float | None = None,
         top_n: int | None = None,
         user: str = "",
@@ -302,6 +313,7 @@ class AsyncRerank(_AsyncResource):
         req = _base.rerank_request(
             provider, model, query, documents, credentials, score_threshold, top_n, user
         )
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.Rerank, req, timeout, metadata)
 
 
@@ -319,6 +331,7 @@ class AsyncSpeech2Text(_AsyncResource):
         model: str,
         audio: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes],
         credentials: Credentials = None,
+        credentials_name: str = "",
         format: str = "",
         language: str = "",
         prompt: str = "",
@@ -328,6 +341,7 @@ class AsyncSpeech2Text(_AsyncResource):
     ) -> speech2text_service_pb2.TranscribeResponse:
         """Transcribe ``audio`` (bytes, a path, or a binary file object)."""
         req = _base.transcribe_request(provider, model, audio, credentials, format, language, prompt, user)
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.Transcribe, req, timeout, metadata, long=True)
 
 
@@ -345,12 +359,14 @@ class AsyncModeration(_AsyncResource):
         model: str,
         text: str,
         credentials: Credentials = None,
+        credentials_name: str = "",
         user: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> moderation_service_pb2.ModerateResponse:
         """``flagged`` is True when the text is unsafe."""
         req = _base.moderate_request(provider, model, text, credentials, user)
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.Moderate, req, timeout, metadata)
 
 
@@ -368,6 +384,7 @@ class AsyncTTS(_AsyncResource):
         model: str,
         text: str,
         credentials: Credentials = None,
+        credentials_name: str = "",
         voice: str = "",
         encoding: str | int | None = None,
         speed: float | None = None,
@@ -377,6 +394,7 @@ class AsyncTTS(_AsyncResource):
     ) -> AsyncTTSStream:
         """Synthesized audio as an async iterator of ``bytes`` chunks (see :class:`AsyncTTSStream`)."""
         req = _base.synthesize_request(provider, model, text, credentials, voice, encoding, speed, user)
+        req.target.credentials_name = credentials_name
         return AsyncTTSStream(self._stream(self._stub.StreamSynthesize, req, timeout, metadata))
 
     async def list_voices(
@@ -385,11 +403,13 @@ class AsyncTTS(_AsyncResource):
         provider: str,
         model: str,
         credentials: Credentials = None,
+        credentials_name: str = "",
         language: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> tts_service_pb2.ListVoicesResponse:
         req = _base.list_voices_request(provider, model, credentials, language)
+        req.target.credentials_name = credentials_name
         return await self._unary(self._stub.ListVoices, req, timeout, metadata)
 
 
@@ -414,6 +434,7 @@ class AsyncModelRuntimeClient:
         *,
         channel: grpc.aio.Channel | None = None,
         channel_credentials: grpc.ChannelCredentials | None = None,
+        api_key: str | None = None,
         timeout: float | None = _base.DEFAULT_TIMEOUT,
         generation_timeout: float | None = _base.DEFAULT_GENERATION_TIMEOUT,
         metadata: Metadata | None = None,
@@ -439,7 +460,9 @@ class AsyncModelRuntimeClient:
             else:
                 self._channel = grpc.aio.insecure_channel(self.target, opts, compression)
             self._owns_channel = True
-        self._defaults = _base.CallDefaults(timeout, generation_timeout, metadata, wait_for_ready)
+        self._defaults = _base.CallDefaults(
+            timeout, generation_timeout, metadata, wait_for_ready, _base.resolve_api_key(api_key)
+        )
         self._closed = False
         self._resources: dict[str, Any] = {}
 
@@ -500,13 +523,14 @@ class AsyncModelRuntimeClient:
         generation_timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | None | NotGiven = NOT_GIVEN,
+        api_key: str | None | NotGiven = NOT_GIVEN,
     ) -> _C:
         """A client sharing this one's channel with other call defaults (closing it leaves the channel open)."""
         clone = type(self).__new__(type(self))
         clone._channel = self._channel
         clone._owns_channel = False
         clone.target = self.target
-        clone._defaults = self._defaults.replace(timeout, generation_timeout, metadata, wait_for_ready)
+        clone._defaults = self._defaults.replace(timeout, generation_timeout, metadata, wait_for_ready, api_key)
         clone._closed = False
         clone._resources = {}
         return clone

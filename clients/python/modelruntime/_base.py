@@ -80,7 +80,7 @@ def resolve_target(target: str | None) -> str:
 class CallDefaults:
     """Per-client call settings (immutable; ``with_options`` makes a copy)."""
 
-    __slots__ = ("generation_timeout", "metadata", "timeout", "wait_for_ready")
+    __slots__ = ("api_key", "generation_timeout", "metadata", "timeout", "wait_for_ready")
 
     def __init__(
         self,
@@ -88,11 +88,13 @@ class CallDefaults:
         generation_timeout: float | None,
         metadata: Metadata | None,
         wait_for_ready: bool | None,
+        api_key: str | None = None,
     ) -> None:
         self.timeout = timeout
         self.generation_timeout = generation_timeout
         self.metadata = _convert.metadata_tuple(metadata)
         self.wait_for_ready = wait_for_ready
+        self.api_key = api_key or None
 
     def replace(
         self,
@@ -100,24 +102,32 @@ class CallDefaults:
         generation_timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | None | NotGiven = NOT_GIVEN,
+        api_key: str | None | NotGiven = NOT_GIVEN,
     ) -> CallDefaults:
         return CallDefaults(
             self.timeout if isinstance(timeout, NotGiven) else timeout,
             self.generation_timeout if isinstance(generation_timeout, NotGiven) else generation_timeout,
             self.metadata if isinstance(metadata, NotGiven) else metadata,
             self.wait_for_ready if isinstance(wait_for_ready, NotGiven) else wait_for_ready,
+            self.api_key if isinstance(api_key, NotGiven) else api_key,
         )
 
     def call_kwargs(self, timeout: Timeout, metadata: Metadata | None, long: bool) -> dict[str, Any]:
         if isinstance(timeout, NotGiven):
             timeout = self.generation_timeout if long else self.timeout
-        kw: dict[str, Any] = {
-            "timeout": timeout,
-            "metadata": _convert.metadata_tuple(self.metadata, metadata),
-        }
+        merged = _convert.metadata_tuple(self.metadata, metadata)
+        if self.api_key and not any(k == "authorization" for k, _ in merged or ()):
+            # The caller key, as the server reads it; an authorization given per call wins.
+            merged = (("authorization", f"Bearer {self.api_key}"), *(merged or ()))
+        kw: dict[str, Any] = {"timeout": timeout, "metadata": merged}
         if self.wait_for_ready is not None:
             kw["wait_for_ready"] = self.wait_for_ready
         return kw
+
+
+def resolve_api_key(api_key: str | None) -> str | None:
+    """``api_key``, else ``$MODELRUNTIME_API_KEY`` (unset or empty: no key is sent)."""
+    return api_key if api_key is not None else (os.environ.get("MODELRUNTIME_API_KEY") or None)
 
 
 # --------------------------------------------------------------------------- request builders

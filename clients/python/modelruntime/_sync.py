@@ -173,6 +173,7 @@ class LLM(_Resource):
         model: str,
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
+        credentials_name: str = "",
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
         tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | llm_service_pb2.ToolChoice | None = None,
@@ -194,6 +195,7 @@ class LLM(_Resource):
             stop,
             user,
         )
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.Generate, req, timeout, metadata, long=True)
 
     def stream(
@@ -203,6 +205,7 @@ class LLM(_Resource):
         model: str,
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         credentials: Credentials = None,
+        credentials_name: str = "",
         model_parameters: Mapping[str, Any] | struct_pb2.Struct | None = None,
         tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | llm_service_pb2.ToolChoice | None = None,
@@ -224,6 +227,7 @@ class LLM(_Resource):
             stop,
             user,
         )
+        req.target.credentials_name = credentials_name
         return LLMStream(self._stream(self._stub.StreamGenerate, req, timeout, metadata))
 
     def count_tokens(
@@ -234,10 +238,12 @@ class LLM(_Resource):
         messages: Iterable[llm_service_pb2.Message | Mapping[str, Any]],
         tools: Iterable[llm_service_pb2.Tool | Mapping[str, Any]] | None = None,
         credentials: Credentials = None,
+        credentials_name: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> llm_service_pb2.CountTokensResponse:
         req = _base.count_tokens_request(provider, model, messages, tools, credentials)
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.CountTokens, req, timeout, metadata)
 
 
@@ -255,6 +261,7 @@ class TextEmbedding(_Resource):
         model: str,
         texts: str | Iterable[str],
         credentials: Credentials = None,
+        credentials_name: str = "",
         input_type: str | int | None = None,
         dimensions: int | None = None,
         user: str = "",
@@ -263,6 +270,7 @@ class TextEmbedding(_Resource):
     ) -> text_embedding_service_pb2.EmbedResponse:
         """One vector per text, in order; ``input_type`` is "document" or "query"."""
         req = _base.embed_request(provider, model, texts, credentials, input_type, dimensions, user)
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.Embed, req, timeout, metadata)
 
     def count_tokens(
@@ -272,10 +280,12 @@ class TextEmbedding(_Resource):
         model: str,
         texts: str | Iterable[str],
         credentials: Credentials = None,
+        credentials_name: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> text_embedding_service_pb2.CountEmbeddingTokensResponse:
         req = _base.count_embedding_tokens_request(provider, model, texts, credentials)
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.CountEmbeddingTokens, req, timeout, metadata)
 
 
@@ -294,6 +304,7 @@ class Rerank(_Resource):
         query: str,
         documents: Iterable[str],
         credentials: Credentials = None,
+        credentials_name: str = "",
         score_threshold: float | None = None,
         top_n: int | None = None,
         user: str = "",
@@ -304,6 +315,7 @@ class Rerank(_Resource):
         req = _base.rerank_request(
             provider, model, query, documents, credentials, score_threshold, top_n, user
         )
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.Rerank, req, timeout, metadata)
 
 
@@ -321,6 +333,7 @@ class Speech2Text(_Resource):
         model: str,
         audio: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes],
         credentials: Credentials = None,
+        credentials_name: str = "",
         format: str = "",
         language: str = "",
         prompt: str = "",
@@ -330,6 +343,7 @@ class Speech2Text(_Resource):
     ) -> speech2text_service_pb2.TranscribeResponse:
         """Transcribe ``audio`` (bytes, a path, or a binary file object)."""
         req = _base.transcribe_request(provider, model, audio, credentials, format, language, prompt, user)
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.Transcribe, req, timeout, metadata, long=True)
 
 
@@ -347,12 +361,14 @@ class Moderation(_Resource):
         model: str,
         text: str,
         credentials: Credentials = None,
+        credentials_name: str = "",
         user: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> moderation_service_pb2.ModerateResponse:
         """``flagged`` is True when the text is unsafe."""
         req = _base.moderate_request(provider, model, text, credentials, user)
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.Moderate, req, timeout, metadata)
 
 
@@ -370,6 +386,7 @@ class TTS(_Resource):
         model: str,
         text: str,
         credentials: Credentials = None,
+        credentials_name: str = "",
         voice: str = "",
         encoding: str | int | None = None,
         speed: float | None = None,
@@ -379,6 +396,7 @@ class TTS(_Resource):
     ) -> TTSStream:
         """Synthesized audio as an iterator of ``bytes`` chunks (see :class:`TTSStream`)."""
         req = _base.synthesize_request(provider, model, text, credentials, voice, encoding, speed, user)
+        req.target.credentials_name = credentials_name
         return TTSStream(self._stream(self._stub.StreamSynthesize, req, timeout, metadata))
 
     def list_voices(
@@ -387,11 +405,13 @@ class TTS(_Resource):
         provider: str,
         model: str,
         credentials: Credentials = None,
+        credentials_name: str = "",
         language: str = "",
         timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None = None,
     ) -> tts_service_pb2.ListVoicesResponse:
         req = _base.list_voices_request(provider, model, credentials, language)
+        req.target.credentials_name = credentials_name
         return self._unary(self._stub.ListVoices, req, timeout, metadata)
 
 
@@ -413,6 +433,11 @@ class ModelRuntimeClient:
     ``generation_timeout`` that of ``llm.generate``/``llm.stream``/``tts.stream``/
     ``speech2text.transcribe``; ``None`` means no deadline. ``metadata`` is sent
     with every call. ``options`` add to or override the channel options.
+
+    ``api_key`` (default ``$MODELRUNTIME_API_KEY``) is the caller key of a server
+    with authentication on, sent as ``authorization: Bearer <key>``. Calls that
+    address a model take ``credentials_name=`` to use provider credentials stored
+    on the server (AdminService.PutCredentials) instead of sending them.
     """
 
     def __init__(
@@ -421,6 +446,7 @@ class ModelRuntimeClient:
         *,
         channel: grpc.Channel | None = None,
         channel_credentials: grpc.ChannelCredentials | None = None,
+        api_key: str | None = None,
         timeout: float | None = _base.DEFAULT_TIMEOUT,
         generation_timeout: float | None = _base.DEFAULT_GENERATION_TIMEOUT,
         metadata: Metadata | None = None,
@@ -446,7 +472,9 @@ class ModelRuntimeClient:
             else:
                 self._channel = grpc.insecure_channel(self.target, opts, compression)
             self._owns_channel = True
-        self._defaults = _base.CallDefaults(timeout, generation_timeout, metadata, wait_for_ready)
+        self._defaults = _base.CallDefaults(
+            timeout, generation_timeout, metadata, wait_for_ready, _base.resolve_api_key(api_key)
+        )
         self._closed = False
         self._resources: dict[str, Any] = {}
 
@@ -507,13 +535,14 @@ class ModelRuntimeClient:
         generation_timeout: Timeout = NOT_GIVEN,
         metadata: Metadata | None | NotGiven = NOT_GIVEN,
         wait_for_ready: bool | None | NotGiven = NOT_GIVEN,
+        api_key: str | None | NotGiven = NOT_GIVEN,
     ) -> _C:
         """A client sharing this one's channel with other call defaults (closing it leaves the channel open)."""
         clone = type(self).__new__(type(self))
         clone._channel = self._channel
         clone._owns_channel = False
         clone.target = self.target
-        clone._defaults = self._defaults.replace(timeout, generation_timeout, metadata, wait_for_ready)
+        clone._defaults = self._defaults.replace(timeout, generation_timeout, metadata, wait_for_ready, api_key)
         clone._closed = False
         clone._resources = {}
         return clone

@@ -1,4 +1,6 @@
-"""Typed async client for AdminService (caller keys, stored credentials, usage).
+"""Typed clients for AdminService (caller keys, stored credentials, usage): ``AsyncAdminClient``
+here, and ``AdminClient``, its synchronous twin generated from it (``_admin_sync.py``, by
+``make sync-client``).
 
 >>> admin = AsyncAdminClient("localhost:50051", api_key="mrk_...")
 >>> created = await admin.create_key("ci", providers=["openai"], requests_per_minute=60)
@@ -101,3 +103,9 @@ class AsyncAdminClient:
         request = pb.QueryUsageRequest(key_id=key_id, provider=provider, model=model, start_day=start_day,
                                        end_day=end_day)
         return list((await self._call(self._stub.QueryUsage, request)).totals)
+
+
+# ---- the sync client, generated from the class above (kept out of the generation)
+from ._admin_sync import AdminClient
+
+__all__ = ["AdminClient", "AsyncAdminClient"]

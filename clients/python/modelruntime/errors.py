@@ -15,11 +15,14 @@ Dify's error class names)::
         ├── AuthenticationError            reason InvokeAuthorizationError (the runtime
         │                                  sends INVALID_ARGUMENT for bad *provider*
         │                                  credentials, so the reason decides), or
-        │                                  UNAUTHENTICATED / PERMISSION_DENIED
+        │   │                              UNAUTHENTICATED (no, unknown or expired caller key)
+        │   └── PermissionDeniedError      PERMISSION_DENIED (the caller key's scopes)
         ├── CredentialsValidationError     reason CredentialsValidateFailedError
         ├── NotFoundError                  NOT_FOUND
         ├── RateLimitError                 RESOURCE_EXHAUSTED / reason InvokeRateLimitError
-        │                                  (``retry_after`` from google.rpc.RetryInfo)
+        │                                  (``retry_after`` from google.rpc.RetryInfo;
+        │                                  ``caller_limit``: the caller key's own limit or
+        │                                  budget, reason CALLER_QUOTA_EXCEEDED, not the provider's)
         ├── ServiceUnavailableError        UNAVAILABLE / reason InvokeServerUnavailableError
         ├── UnsupportedError               UNIMPLEMENTED
         ├── RequestCancelledError          CANCELLED
@@ -67,6 +70,7 @@ __all__ = [
     "InternalServerError",
     "ModelRuntimeError",
     "NotFoundError",
+    "PermissionDeniedError",
     "RateLimitError",
     "RequestCancelledError",
     "ResourceInfo",
@@ -159,6 +163,10 @@ class AuthenticationError(APIStatusError):
     """The provider rejected the credentials (reason InvokeAuthorizationError)."""
 
 
+class PermissionDeniedError(AuthenticationError):
+    """The caller key may not do this (PERMISSION_DENIED: a model, provider or stored credential out of scope)."""
+
+
 class CredentialsValidationError(APIStatusError):
     """Credential validation failed (reason CredentialsValidateFailedError)."""
 
@@ -168,7 +176,14 @@ class NotFoundError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """The provider is rate limiting (RESOURCE_EXHAUSTED); see ``retry_after``."""
+    """The provider is rate limiting, or the caller key's own limit is reached (RESOURCE_EXHAUSTED);
+    see ``retry_after`` and ``caller_limit``."""
+
+    @property
+    def caller_limit(self) -> str:
+        """The caller key's limit that was reached ("requests_per_minute", "budget_usd_per_day", ...);
+        "" when the provider is the one limiting."""
+        return self.metadata.get("limit", "") if self.metadata.get("limit_owner") == "caller" else ""
 
 
 class ServiceUnavailableError(APIStatusError):
@@ -202,7 +217,7 @@ _BY_CODE: dict[grpc.StatusCode, type[ModelRuntimeError]] = {
     _SC.OUT_OF_RANGE: BadRequestError,
     _SC.ALREADY_EXISTS: BadRequestError,
     _SC.UNAUTHENTICATED: AuthenticationError,
-    _SC.PERMISSION_DENIED: AuthenticationError,
+    _SC.PERMISSION_DENIED: PermissionDeniedError,
     _SC.NOT_FOUND: NotFoundError,
     _SC.RESOURCE_EXHAUSTED: RateLimitError,
     _SC.UNIMPLEMENTED: UnsupportedError,

@@ -18,7 +18,7 @@ import asyncio
 import fcntl
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import Table, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -34,6 +34,7 @@ from ..keys import CallerKey, Scopes, display_prefix, hash_secret, new_secret
 from .models import CredentialRow, KeyRow, MetaRow, UsageRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+USAGE_TABLE: Table = UsageRow.__table__  # type: ignore[assignment]  # declarative: always a Table
 DB_FILE = "modelruntime.db"
 
 
@@ -72,6 +73,7 @@ class UsageTotal:
     completion_tokens: int
     total_tokens: int
     cost: Decimal
+    statuses: dict[str, int] = field(default_factory=dict)  # calls per status (OK, error or refusal reason)
 
 
 def _key(row: KeyRow) -> CallerKey:
@@ -165,6 +167,11 @@ class Store:
             row = (await s.execute(select(KeyRow).where(KeyRow.key_hash == key_hash))).scalar_one_or_none()
             return _key(row) if row is not None and row.revoked_at is None else None
 
+    async def key_by_cert(self, identity: str) -> CallerKey | None:
+        async with self.session() as s:
+            row = (await s.execute(select(KeyRow).where(KeyRow.cert_identity == identity))).scalar_one_or_none()
+            return _key(row) if row is not None and row.revoked_at is None else None
+
     async def get_key(self, key_id: str) -> CallerKey | None:
         async with self.session() as s:
             row = await s.get(KeyRow, key_id)
@@ -241,21 +248,18 @@ class Store:
             "total_tokens": r.prompt_tokens + r.completion_tokens, "cost": r.cost, "currency": r.currency,
             "latency_ms": r.latency_ms, "status": r.status[:40], "cancelled": r.cancelled,
         } for r in records]
-        # Core, not the ORM's bulk insert: one executemany without per-row ORM bookkeeping
-        # (measured ~50 -> ~10 us of CPU per row in batches of 500; the ledger sees every call).
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(UsageRow), rows)
+        async with self.engine.begin() as conn:  # Core executemany: a third of the ORM bulk path's CPU
+            await conn.execute(insert(USAGE_TABLE), rows)
 
     async def usage(self, key_id: str = "", provider: str = "", model: str = "", start_day: str = "",
                     end_day: str = "") -> list[UsageTotal]:
-        """Totals per (day, key, provider, model, type), filtered; days are UTC ``YYYY-MM-DD``."""
+        """Totals per (day, key, provider, model, type), with calls per status; days are UTC ``YYYY-MM-DD``."""
         u = UsageRow
         group = (u.day, u.key_id, u.provider, u.model, u.model_type)
         query = select(
-            *group, func.count(), func.sum(func.cast(u.status != "OK", type_=u.prompt_tokens.type)),
-            func.sum(func.cast(u.cancelled, type_=u.prompt_tokens.type)), func.sum(u.prompt_tokens),
-            func.sum(u.completion_tokens), func.sum(u.total_tokens), func.sum(u.cost),
-        ).group_by(*group).order_by(*group)
+            *group, u.status, func.count(), func.sum(func.cast(u.cancelled, type_=u.prompt_tokens.type)),
+            func.sum(u.prompt_tokens), func.sum(u.completion_tokens), func.sum(u.total_tokens), func.sum(u.cost),
+        ).group_by(*group, u.status).order_by(*group, u.status)
         for column, value in ((u.key_id, key_id), (u.provider, provider), (u.model, model)):
             if value:
                 query = query.where(column == value)
@@ -263,10 +267,22 @@ class Store:
             query = query.where(u.day >= start_day)
         if end_day:
             query = query.where(u.day <= end_day)
+        totals: dict[tuple[str, ...], UsageTotal] = {}
         async with self.session() as s:
-            return [UsageTotal(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6] or 0), int(r[7] or 0),
-                               int(r[8] or 0), int(r[9] or 0), int(r[10] or 0), Decimal(str(r[11] or 0)))
-                    for r in await s.execute(query)]
+            for r in await s.execute(query):
+                t = totals.get(r[:5])
+                if t is None:
+                    t = totals[r[:5]] = UsageTotal(r[0], r[1], r[2], r[3], r[4], 0, 0, 0, 0, 0, 0, Decimal(0), {})
+                count = int(r[6])
+                t.statuses[r[5]] = count
+                t.requests += count
+                t.errors += 0 if r[5] == "OK" else count
+                t.cancelled += int(r[7] or 0)
+                t.prompt_tokens += int(r[8] or 0)
+                t.completion_tokens += int(r[9] or 0)
+                t.total_tokens += int(r[10] or 0)
+                t.cost += Decimal(str(r[11] or 0))
+        return list(totals.values())
 
     async def spend_since(self, key_id: str, start_day: str) -> Decimal:
         async with self.session() as s:

@@ -214,6 +214,26 @@ class UsageTotal(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class StatusesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     DAY_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
@@ -226,6 +246,7 @@ class UsageTotal(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
     day: _builtins.str
     """UTC day, YYYY-MM-DD."""
     key_id: _builtins.str
@@ -240,6 +261,14 @@ class UsageTotal(_message.Message):
     total_tokens: _builtins.int
     cost: _builtins.str
     """USD as a decimal string."""
+    @_builtins.property
+    def statuses(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Calls per status: "OK", the error reason (e.g. "InvokeRateLimitError"), "CANCELLED", or the
+        reason a call was refused before it ran ("CALLER_KEY_MISSING", "CALLER_KEY_INVALID",
+        "CALLER_SCOPE_DENIED", "CALLER_QUOTA_EXCEEDED", ...). Refused calls without a valid key have
+        an empty key_id.
+        """
+
     def __init__(
         self,
         *,
@@ -255,10 +284,11 @@ class UsageTotal(_message.Message):
         completion_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
         cost: _builtins.str = ...,
+        statuses: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completion_tokens", b"completion_tokens", "cost", b"cost", "day", b"day", "errors", b"errors", "key_id", b"key_id", "model", b"model", "model_type", b"model_type", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completion_tokens", b"completion_tokens", "cost", b"cost", "day", b"day", "errors", b"errors", "key_id", b"key_id", "model", b"model", "model_type", b"model_type", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "statuses", b"statuses", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -125,6 +125,11 @@ class Adapter:
         # Model types served by another protocol's adapter (``runtime.capabilities``).
         self.composed: dict[ModelType, Adapter] = {}
 
+    def model_problems(self) -> list[str]:
+        """What is wrong with the protocol's own keys in the predefined model YAMLs (checked at
+        start-up, after :attr:`predefined` is set); empty when all is well."""
+        return []
+
     def serving(self, model_type: ModelType) -> Adapter:
         """The adapter that serves ``model_type``: this one, or a declared composition."""
         return self.composed.get(model_type, self)

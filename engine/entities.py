@@ -202,17 +202,32 @@ class PriceConfig(_Entity):
     output: Decimal | None = None
     unit: Decimal
     currency: str
-    # Price of a prompt token read from the provider's cache (None: billed as input).
+    # Price of a prompt token read from the provider's cache (None: billed as input);
+    # ``cache_read`` is accepted as its name.
     cached: Decimal | None = None
+    # Price of a prompt token written to the cache: 5-minute and 1-hour lifetimes (Anthropic,
+    # Bedrock). None: billed as input; a missing 1-hour price falls back to ``cache_write``.
+    cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
     # Prompt-size tiers, checked in order; a prompt beyond every tier keeps the base prices.
     tiered_pricing: list[PriceTier] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
     def _cached(cls, data: Any) -> Any:
-        # ``cached: {input: x}`` is read as ``cached: x``.
-        if isinstance(data, dict) and isinstance(data.get("cached"), dict):
-            data = {**data, "cached": data["cached"].get("input", data["cached"].get("read"))}
+        # ``cached: {input|read: x, write: y, write_1h: z}`` and ``cache_read: x`` are spellings of
+        # ``cached``/``cache_write``/``cache_write_1h``.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "cache_read" in data and data.get("cached") is None:
+            data["cached"] = data.pop("cache_read")
+        nested = data.get("cached")
+        if isinstance(nested, dict):
+            data["cached"] = nested.get("input", nested.get("read"))
+            for key, name in (("write", "cache_write"), ("write_1h", "cache_write_1h")):
+                if nested.get(key) is not None and data.get(name) is None:
+                    data[name] = nested[key]
         return data
 
 

@@ -39,6 +39,35 @@ class ContentPart:
     format: str = ""  # short name: png, mp3, pdf
     detail: str = ""  # images: low / high / auto
     filename: str = ""
+    cache: str = ""  # prompt-cache breakpoint after this part: "" none, "5m" or "1h"
+
+
+@dataclass(slots=True)
+class ProviderState:
+    """Opaque state a provider attached to a turn or a call, replayed only to ``origin``."""
+
+    origin: str  # the wire protocol that produced it (see :class:`ReasoningPart`)
+    data: str
+
+
+# The origin of reasoning carried as chat completions' ``reasoning_content`` (DeepSeek, Moonshot, ...):
+# shared by the OpenAI protocol and the OpenAI-compatible HTTP endpoint, which accepts it back.
+CHAT_COMPLETIONS_ORIGIN = "openai_chat"
+
+
+@dataclass(slots=True)
+class ReasoningPart:
+    """One piece of reasoning as the provider returned it; all but ``text`` is opaque.
+
+    ``origin`` names the wire protocol ("anthropic", "bedrock", "gemini", "openai_responses"):
+    an adapter replays only its own protocol's parts and drops the others.
+    """
+
+    text: str = ""
+    signature: str = ""
+    encrypted: str = ""  # Anthropic redacted_thinking data, OpenAI encrypted_content
+    id: str = ""
+    origin: str = ""
 
 
 @dataclass(slots=True)
@@ -47,6 +76,7 @@ class ToolCall:
     name: str
     arguments: str  # JSON text as the model produced it
     type: str = "function"
+    state: ProviderState | None = None
 
 
 @dataclass(slots=True)
@@ -56,10 +86,25 @@ class PromptMessage:
     name: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str = ""
+    reasoning: list[ReasoningPart] = field(default_factory=list)
+    state: ProviderState | None = None
 
     def text(self) -> str:
         """The concatenated text parts."""
         return "".join(p.text for p in self.content if p.kind is PartKind.TEXT)
+
+    def reasoning_from(self, origin: str) -> list[ReasoningPart]:
+        """The reasoning parts ``origin`` produced (another protocol's are not forwarded)."""
+        return [r for r in self.reasoning if r.origin == origin]
+
+    def state_from(self, origin: str) -> str:
+        """The turn's provider state when ``origin`` produced it, else ""."""
+        return self.state.data if self.state is not None and self.state.origin == origin else ""
+
+
+def state_of(call: ToolCall, origin: str) -> str:
+    """A call's provider state when ``origin`` produced it, else ""."""
+    return call.state.data if call.state is not None and call.state.origin == origin else ""
 
 
 @dataclass(slots=True)
@@ -67,6 +112,7 @@ class Tool:
     name: str
     description: str
     parameters: dict[str, Any]
+    cache: str = ""  # prompt-cache breakpoint after this definition: "", "5m" or "1h"
 
 
 @dataclass(slots=True)
@@ -99,16 +145,24 @@ class LLMUsage:
     latency: float = 0.0
     cached_prompt_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 @dataclass(slots=True)
 class TokenCounts:
-    """Raw token counts an adapter reports; the runtime prices them."""
+    """Raw token counts an adapter reports; the runtime prices them.
+
+    ``prompt_tokens`` includes the cache reads (``cached_prompt_tokens``) and the cache writes
+    (``cache_write_tokens`` with the 5-minute lifetime, ``cache_write_1h_tokens`` with 1 hour).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -117,6 +171,8 @@ class AssistantMessage:
     reasoning_content: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     refusal: str = ""
+    reasoning: list[ReasoningPart] = field(default_factory=list)
+    state: ProviderState | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +194,19 @@ class ToolCallDelta:
     name: str = ""
     arguments: str = ""
     type: str = ""
+    state: ProviderState | None = None
+
+
+@dataclass(slots=True)
+class ReasoningDelta:
+    """A fragment of reasoning part ``index``: text appends; the rest comes whole, once."""
+
+    index: int
+    text: str = ""
+    signature: str = ""
+    encrypted: str = ""
+    id: str = ""
+    origin: str = ""
 
 
 @dataclass(slots=True)
@@ -149,6 +218,8 @@ class LLMChunk:
     reasoning_content: str = ""
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
     refusal: str = ""
+    reasoning: list[ReasoningDelta] = field(default_factory=list)
+    state: ProviderState | None = None
     finish_reason: FinishReason | None = None
     provider_finish_reason: str = ""
     id: str = ""

@@ -8,7 +8,10 @@ layer turns it into text with ``decimal_str``.
 Plugin-era YAML adds two things Dify's plugins price by: ``tiered_pricing`` (the prompt size picks
 one tier, and the whole request is billed at that tier's prices) and ``cached`` (the price of a
 prompt token served from the provider's cache). Both are applied here, so a 200,000-token
-qwen-flash prompt costs what the vendor charges for it, not the first tier's price.
+qwen-flash prompt costs what the vendor charges for it, not the first tier's price. Prompt-cache
+writes (Anthropic: 1.25× input for 5 minutes, 2× for 1 hour) are priced with ``cache_write`` and
+``cache_write_1h`` when the model's YAML has them, so ``prompt_price`` and ``total_price`` are what
+the provider bills.
 """
 
 from __future__ import annotations
@@ -72,20 +75,33 @@ def tier_for(pricing: PriceConfig | None, prompt_tokens: int) -> PriceConfig | N
     })
 
 
-def _prompt_price(pricing: PriceConfig | None, tokens: int, cached: int) -> PriceInfo:
-    """Input price of the prompt; cached tokens at the cached price when the model has one."""
+def _prompt_price(pricing: PriceConfig | None, counts: TokenCounts) -> PriceInfo:
+    """Input price of the prompt; cache reads and writes at their own prices when the model has them."""
+    tokens = counts.prompt_tokens
     price = get_price(pricing, "input", tokens)
-    if pricing is None or pricing.cached is None or cached <= 0 or price.unit_price == _ZERO:
+    if pricing is None or price.unit_price == _ZERO:
         return price
-    cached = min(cached, tokens)
-    total = ((tokens - cached) * pricing.input + cached * pricing.cached) * pricing.unit
+    write_1h_price = pricing.cache_write_1h if pricing.cache_write_1h is not None else pricing.cache_write
+    left = tokens
+    total = Decimal(0)
+    for count, unit_price in ((counts.cached_prompt_tokens, pricing.cached),
+                              (counts.cache_write_tokens, pricing.cache_write),
+                              (counts.cache_write_1h_tokens, write_1h_price)):
+        if unit_price is None or count <= 0:
+            continue
+        count = min(count, left)
+        left -= count
+        total += count * unit_price
+    if left == tokens:
+        return price
+    total = (total + left * pricing.input) * pricing.unit
     return price._replace(total_amount=total.quantize(_QUANTUM, rounding=ROUND_HALF_UP))
 
 
 def llm_usage(pricing: PriceConfig | None, counts: TokenCounts, latency: float) -> LLMUsage:
-    """Dify's ``_calc_response_usage``, with the prompt-size tier and the cached-token price applied."""
+    """Dify's ``_calc_response_usage``, with the prompt-size tier and the cache prices applied."""
     pricing = tier_for(pricing, counts.prompt_tokens)
-    prompt = _prompt_price(pricing, counts.prompt_tokens, counts.cached_prompt_tokens or 0)
+    prompt = _prompt_price(pricing, counts)
     completion = get_price(pricing, "output", counts.completion_tokens)
     return LLMUsage(
         prompt_tokens=counts.prompt_tokens,
@@ -102,6 +118,8 @@ def llm_usage(pricing: PriceConfig | None, counts: TokenCounts, latency: float) 
         latency=latency,
         cached_prompt_tokens=counts.cached_prompt_tokens,
         reasoning_tokens=counts.reasoning_tokens,
+        cache_write_tokens=counts.cache_write_tokens,
+        cache_write_1h_tokens=counts.cache_write_1h_tokens,
     )
 
 

@@ -155,6 +155,9 @@ class Registry:
         options = cls.options_model.parse(entity.runtime, where)
         adapter = cls(entity, options)
         adapter.predefined = definition.index
+        problems = adapter.model_problems()
+        if problems:
+            raise OptionsError(where, problems)
         if options.base_models_from:  # e.g. Azure deployments take the schema of an OpenAI base model
             base = self.definitions.get(options.base_models_from)
             if base is None:

@@ -36,6 +36,8 @@ from engine.messages import (
     ModerationResult,
     PartKind,
     PromptMessage,
+    ProviderState,
+    ReasoningPart,
     RerankResult,
     Role,
     Tool,
@@ -175,10 +177,18 @@ _CHOICE = {
 }
 
 
+_TTL = {llm_pb.CACHE_TTL_UNSPECIFIED: "5m", llm_pb.CACHE_TTL_FIVE_MINUTES: "5m", llm_pb.CACHE_TTL_ONE_HOUR: "1h"}
+
+
+def _cache(holder: llm_pb.ContentPart | llm_pb.Tool) -> str:
+    """A cache breakpoint's lifetime ("5m", "1h"), or "" when the caller set none."""
+    return _TTL.get(holder.cache_control.ttl, "5m") if holder.HasField("cache_control") else ""
+
+
 def _part(part: llm_pb.ContentPart, path: str) -> ContentPart:
     which = part.WhichOneof("part")
     if which == "text":
-        return ContentPart(PartKind.TEXT, text=part.text)
+        return ContentPart(PartKind.TEXT, text=part.text, cache=_cache(part))
     if which is None:
         raise InvokeBadRequestError(f"{path} is empty", field_violations=(FieldViolation(path, "empty part"),))
     media = getattr(part, which)
@@ -186,8 +196,20 @@ def _part(part: llm_pb.ContentPart, path: str) -> ContentPart:
     return ContentPart(
         _MEDIA[which], data=media.data, url=media.url, mime_type=mime,
         format=media.format or (mime.rsplit("/", 1)[-1] if mime else ""),
-        detail=_DETAIL.get(media.detail, ""), filename=media.filename,
+        detail=_DETAIL.get(media.detail, ""), filename=media.filename, cache=_cache(part),
     )
+
+
+def _state(holder: llm_pb.Message | llm_pb.ToolCall) -> ProviderState | None:
+    if not holder.HasField("provider_state"):
+        return None
+    return ProviderState(holder.provider_state.origin, holder.provider_state.data)
+
+
+def _state_out(state: ProviderState | None, holder: Any) -> None:
+    if state is not None:
+        holder.provider_state.origin = state.origin
+        holder.provider_state.data = state.data
 
 
 def messages(msgs: Iterable[llm_pb.Message]) -> list[PromptMessage]:
@@ -203,14 +225,16 @@ def messages(msgs: Iterable[llm_pb.Message]) -> list[PromptMessage]:
             role=role,
             content=[_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(m.content)],
             name=m.name,
-            tool_calls=[ToolCall(c.id, c.name, c.arguments, c.type or "function") for c in m.tool_calls],
+            tool_calls=[ToolCall(c.id, c.name, c.arguments, c.type or "function", _state(c)) for c in m.tool_calls],
             tool_call_id=m.tool_call_id,
+            reasoning=[ReasoningPart(r.text, r.signature, r.encrypted, r.id, r.origin) for r in m.reasoning],
+            state=_state(m),
         ))
     return out
 
 
 def tools(items: Iterable[llm_pb.Tool]) -> list[Tool]:
-    return [Tool(t.name, t.description, struct_to_dict(t.parameters)) for t in items]
+    return [Tool(t.name, t.description, struct_to_dict(t.parameters), _cache(t)) for t in items]
 
 
 def tool_choice(msg: llm_pb.ToolChoice, present: bool) -> ToolChoice | None:
@@ -260,6 +284,8 @@ def usage(u: LLMUsage, out: common_pb2.LLMUsage) -> None:
     out.latency = u.latency
     out.cached_prompt_tokens = u.cached_prompt_tokens
     out.reasoning_tokens = u.reasoning_tokens
+    out.cache_write_tokens = u.cache_write_tokens
+    out.cache_write_1h_tokens = u.cache_write_1h_tokens
 
 
 def generate_response(result: LLMResult) -> llm_pb.GenerateResponse:
@@ -275,7 +301,10 @@ def generate_response(result: LLMResult) -> llm_pb.GenerateResponse:
     msg.reasoning_content = m.reasoning_content
     msg.refusal = m.refusal
     for c in m.tool_calls:
-        msg.tool_calls.add(id=c.id, type=c.type, name=c.name, arguments=c.arguments)
+        _state_out(c.state, msg.tool_calls.add(id=c.id, type=c.type, name=c.name, arguments=c.arguments))
+    for r in m.reasoning:
+        msg.reasoning.add(text=r.text, signature=r.signature, encrypted=r.encrypted, id=r.id, origin=r.origin)
+    _state_out(m.state, msg)
     if result.usage is not None:
         usage(result.usage, out.usage)
     return out
@@ -291,7 +320,12 @@ def stream_chunk(chunk: LLMChunk) -> llm_pb.StreamGenerateResponse:
     if chunk.refusal:
         delta.refusal = chunk.refusal
     for t in chunk.tool_calls:
-        delta.tool_calls.add(index=t.index, id=t.id, name=t.name, arguments=t.arguments, type=t.type)
+        _state_out(t.state, delta.tool_calls.add(index=t.index, id=t.id, name=t.name, arguments=t.arguments,
+                                                 type=t.type))
+    for r in chunk.reasoning:
+        delta.reasoning.add(index=r.index, text=r.text, signature=r.signature, encrypted=r.encrypted, id=r.id,
+                            origin=r.origin)
+    _state_out(chunk.state, delta)
     if chunk.finish_reason is not None:
         out.finish_reason = _FINISH[chunk.finish_reason.value]
         out.provider_finish_reason = chunk.provider_finish_reason
@@ -455,6 +489,8 @@ def model(m: ent.AIModelEntity, out: prov_pb.Model) -> None:
         out.pricing.unit = decimal_str(m.pricing.unit)
         out.pricing.currency = m.pricing.currency
         out.pricing.cached = _money(m.pricing.cached)
+        out.pricing.cache_write = _money(m.pricing.cache_write)
+        out.pricing.cache_write_1h = _money(m.pricing.cache_write_1h)
         for t in m.pricing.tiered_pricing:
             tier = out.pricing.tiers.add(min_prompt_tokens=t.min, input=_money(t.input), output=_money(t.output),
                                          cached=_money(t.cached))

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import grpc
 import orjson
+import pytest
 from modelruntime.v1 import common_pb2
 from modelruntime.v1 import llm_service_pb2 as llm_pb
 from modelruntime.v1 import provider_service_pb2 as prov_pb
@@ -54,6 +55,44 @@ async def test_deepseek_reasoning_content_streams_separately(stubs, upstream):
     assert "".join(c.delta.reasoning_content for c in chunks) == "2 plus 2 makes 4."
     assert "".join(c.delta.content for c in chunks) == "The answer is 4."
     assert mock.requests[-1].json["thinking"] == {"type": "enabled"}  # the switch, in DeepSeek's shape
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_deepseek_tool_loop_sends_reasoning_content_back(stubs, upstream, stream):
+    from modelruntime import aaccumulate, assistant_reply
+
+    d, mock = DIALECTS["deepseek"], await upstream("deepseek")
+    call_id = f"call_ds_{int(stream)}"
+    mock.enqueue(reply(tool_calls=[{"id": call_id, "name": "get_weather", "arguments": {"city": "Paris"}}],
+                       reasoning_content="I need the weather first."), path="/chat/completions")
+    tools = [llm_pb.Tool(name="get_weather", description="Weather", parameters=struct(WEATHER))]
+    question = user("Weather in Paris?")
+    if stream:
+        first = await aaccumulate(stubs.llm.StreamGenerate(stream_req(d, mock, "deepseek-v4-pro", messages=[question],
+                                                                      tools=tools)))
+    else:
+        first = await stubs.llm.Generate(gen_req(d, mock, "deepseek-v4-pro", messages=[question], tools=tools))
+    (part,) = first.message.reasoning
+    assert (part.text, part.origin) == ("I need the weather first.", "openai_chat")
+    history = [question, assistant_reply(first),
+               llm_pb.Message(role=llm_pb.ROLE_TOOL, tool_call_id=call_id, content=[llm_pb.ContentPart(text="21C")])]
+    await stubs.llm.Generate(gen_req(d, mock, "deepseek-v4-pro", messages=history, tools=tools))
+    assert mock.requests[-1].json["messages"][1]["reasoning_content"] == "I need the weather first."
+    del history[1].reasoning[:]  # a caller that drops it gets DeepSeek's refusal
+    failure = await failure_of(stubs.llm.Generate(gen_req(d, mock, "deepseek-v4-pro", messages=history, tools=tools)))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and "reasoning_content" in failure.message
+
+
+def test_http_endpoint_takes_reasoning_content_back_on_assistant_turns():
+    from server.http.chat import parse_messages
+
+    messages = parse_messages([{"role": "user", "content": "hi"},
+                               {"role": "assistant", "content": None, "reasoning_content": "thought",
+                                "tool_calls": [{"id": "c1", "type": "function",
+                                                "function": {"name": "f", "arguments": "{}"}}]},
+                               {"role": "user", "content": "x", "reasoning_content": "ignored on users"}])
+    assert [(r.text, r.origin) for r in messages[1].reasoning] == [("thought", "openai_chat")]
+    assert messages[0].reasoning == messages[2].reasoning == []
 
 
 async def test_deepseek_queued_reply_padded_with_blank_lines(stubs, upstream):

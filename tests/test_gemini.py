@@ -185,11 +185,12 @@ async def test_tool_round_trip_sends_function_call_and_response(stubs, mock):
     assert response.finish_reason == llm_pb.FINISH_REASON_STOP
 
 
-async def test_gemini3_thought_signature_round_trips_in_the_call_id(stubs, mock):
+async def test_gemini3_thought_signature_round_trips_in_the_call_state(stubs, mock):
     tools = [tool("get_weather", WEATHER)]
     first = await stubs.llm.Generate(req(mock, model="gemini-3.5-flash", messages=[user("Paris")], tools=tools))
     call = first.message.tool_calls[0]
-    assert call.id.startswith("call_0~") and call.name == "get_weather"
+    assert call.id == "call_0" and call.name == "get_weather"
+    assert (call.provider_state.origin, call.provider_state.data) == ("gemini", mock.thought_signature)
     history = [user("Paris"), llm_pb.Message(role=llm_pb.ROLE_ASSISTANT, tool_calls=[call]),
                llm_pb.Message(role=llm_pb.ROLE_TOOL, tool_call_id=call.id, content=[llm_pb.ContentPart(text="21C")])]
     second = await stubs.llm.Generate(req(mock, model="gemini-3.5-flash", messages=history, tools=tools))

@@ -23,6 +23,7 @@ from engine.messages import (
     FinishReason,
     PartKind,
     PromptMessage,
+    ProviderState,
     Role,
     Tool,
     ToolCall,
@@ -208,7 +209,8 @@ def test_parse_response_parts_calls_and_usage():
     assert result.message.content == "Hello world" and result.message.reasoning_content == "plan"
     calls = result.message.tool_calls
     assert [(c.id, c.name, c.arguments) for c in calls] == [
-        ("call_0~U0lH", "a", '{"x":[1,"é"]}'), ("call_1", "b", "{}")]
+        ("call_0", "a", '{"x":[1,"é"]}'), ("call_1", "b", "{}")]
+    assert calls[0].state == ProviderState("gemini", "U0lH") and calls[1].state is None
     assert result.finish_reason is FinishReason.TOOL_CALLS and result.provider_finish_reason == "STOP"
     counts = result.counts
     assert (counts.prompt_tokens, counts.completion_tokens, counts.cached_prompt_tokens, counts.reasoning_tokens) == (

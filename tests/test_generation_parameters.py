@@ -183,8 +183,9 @@ async def test_gemini_token_limit_aliases_reach_max_output_tokens(stubs, gemini)
 
 async def test_reasoning_effort_and_verbosity_reach_the_body(stubs, openai):
     await stubs.llm.Generate(gpt(openai, "gpt-5", {"reasoning_effort": "minimal", "verbosity": "low"}))
-    body = openai.requests[-1].json
-    assert body["reasoning_effort"] == "minimal" and body["verbosity"] == "low"
+    body = openai.requests[-1].json  # gpt-5.x is served by the Responses API (model_properties.endpoint)
+    assert openai.requests[-1].path.endswith("/responses")
+    assert body["reasoning"] == {"effort": "minimal"} and body["text"]["verbosity"] == "low"
     violations = await refused(stubs, openai, gpt(openai, "gpt-5", {"reasoning_effort": "none"}))
     assert "should be one of" in violations["model_parameters.reasoning_effort"]
 
@@ -209,8 +210,8 @@ async def test_max_completion_tokens_reaches_a_max_tokens_model(stubs, openai):
     body = openai.requests[-1].json
     assert body["max_tokens"] == 77 and "max_completion_tokens" not in body
     await stubs.llm.Generate(gpt(openai, "gpt-5", {"max_output_tokens": 88}))
-    body = openai.requests[-1].json
-    assert body["max_completion_tokens"] == 88 and "max_tokens" not in body and "max_output_tokens" not in body
+    body = openai.requests[-1].json  # the Responses API's own name for the limit
+    assert body["max_output_tokens"] == 88 and "max_tokens" not in body and "max_completion_tokens" not in body
     # the model's own name wins over an alias; a bad value names the key the caller sent
     await stubs.llm.Generate(gpt(openai, "gpt-4o-mini", {"max_tokens": 10, "max_completion_tokens": 20}))
     assert openai.requests[-1].json["max_tokens"] == 10
@@ -237,8 +238,8 @@ async def test_http_endpoint_names_the_refused_parameter(openai):
                 "model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}],
                 "max_completion_tokens": 55, "reasoning_effort": "low", "verbosity": "high"})
             assert r.status_code == 200, r.text
-            body = openai.requests[-1].json
-            assert (body["max_completion_tokens"], body["reasoning_effort"], body["verbosity"]) == (55, "low", "high")
+            body = openai.requests[-1].json  # gpt-5 on the Responses API
+            assert (body["max_output_tokens"], body["reasoning"]["effort"], body["text"]["verbosity"]) == (55, "low", "high")
     finally:
         await http.stop()
         await running.stop(0)

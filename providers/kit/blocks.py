@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from engine.errors import bad_request
-from engine.messages import FinishReason, LLMChunk, TokenCounts, ToolCallDelta
+from engine.messages import FinishReason, LLMChunk, ReasoningDelta, TokenCounts, ToolCallDelta
 
 from .toolcalls import BlockToolIndex
 
@@ -53,8 +53,13 @@ def tool_input(text: str, path: str) -> dict[str, Any]:
     return value
 
 
-def usage_counts(usage: Any, *, input: str, cache_read: str, cache_write: str, output: str) -> TokenCounts | None:
-    """Raw usage → counts; the prompt count includes cache reads and writes. None when empty."""
+def usage_counts(usage: Any, *, input: str, cache_read: str, cache_write: str, output: str,
+                 write_1h: tuple[str, str] | None = None) -> TokenCounts | None:
+    """Raw usage → counts; the prompt count includes cache reads and writes. None when empty.
+
+    ``write_1h`` names the object and key holding the 1-hour share of the writes (Anthropic:
+    ``cache_creation.ephemeral_1h_input_tokens``); the rest of the writes are 5-minute ones.
+    """
     if not isinstance(usage, dict):
         return None
     base = int(usage.get(input) or 0)
@@ -63,7 +68,12 @@ def usage_counts(usage: Any, *, input: str, cache_read: str, cache_write: str, o
     out = int(usage.get(output) or 0)
     if not (base or read or written or out):
         return None
-    return TokenCounts(prompt_tokens=base + read + written, completion_tokens=out, cached_prompt_tokens=read)
+    hour = 0
+    if write_1h is not None:
+        detail = usage.get(write_1h[0])
+        hour = min(int(detail.get(write_1h[1]) or 0), written) if isinstance(detail, dict) else 0
+    return TokenCounts(prompt_tokens=base + read + written, completion_tokens=out, cached_prompt_tokens=read,
+                       cache_write_tokens=written - hour, cache_write_1h_tokens=hour)
 
 
 class BlockAssembler:
@@ -73,15 +83,17 @@ class BlockAssembler:
     when the answer is whole before that, and builds :meth:`final`.
     """
 
-    __slots__ = ("_tools", "done", "id", "model", "stop_reason", "usage")
+    __slots__ = ("_reasoning", "_tools", "done", "id", "model", "origin", "stop_reason", "usage")
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, origin: str = "") -> None:
         self.model = model
+        self.origin = origin  # the protocol name reasoning parts are tagged with
         self.id = ""
         self.stop_reason = ""
         self.done = False
         self._tools = BlockToolIndex()
-        self.usage: dict[str, int] = {}  # the raw counts so far
+        self._reasoning: dict[int, int] = {}  # block number -> reasoning part index
+        self.usage: dict[str, Any] = {}  # the raw counts so far
 
     @property
     def complete(self) -> bool:
@@ -96,8 +108,21 @@ class BlockAssembler:
     def text(self, text: Any) -> LLMChunk | None:
         return self.chunk(content=text) if isinstance(text, str) and text else None
 
-    def reasoning(self, text: Any) -> LLMChunk | None:
-        return self.chunk(reasoning_content=text) if isinstance(text, str) and text else None
+    def reasoning(self, block: int, text: Any = "", *, signature: Any = "", encrypted: Any = "") -> LLMChunk | None:
+        """A piece of reasoning block ``block``: text, its signature or encrypted (redacted) data.
+        The part is tagged with :attr:`origin` on its first piece, so the caller can send it back."""
+        text = text if isinstance(text, str) else ""
+        signature = signature if isinstance(signature, str) else ""
+        encrypted = encrypted if isinstance(encrypted, str) else ""
+        if not (text or signature or encrypted):
+            return None
+        index = self._reasoning.get(block)
+        first = index is None
+        if index is None:
+            index = self._reasoning[block] = len(self._reasoning)
+        piece = ReasoningDelta(index=index, text=text, signature=signature, encrypted=encrypted,
+                               origin=self.origin if first else "")
+        return self.chunk(reasoning_content=text, reasoning=[piece])
 
     def _call(self, block: int) -> int:
         call = self._tools.get(block)
@@ -115,9 +140,9 @@ class BlockAssembler:
         return self.chunk(tool_calls=[ToolCallDelta(index=self._call(block), arguments=fragment)])
 
     def add_usage(self, usage: Any) -> None:
-        """Merge one half of the usage: each count's latest value wins."""
+        """Merge one half of the usage: each count's (or count object's) latest value wins."""
         if isinstance(usage, dict):
-            self.usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+            self.usage.update({k: v for k, v in usage.items() if isinstance(v, int | dict)})
 
     def closing(self, finish_reason: FinishReason, counts: TokenCounts | None) -> LLMChunk:
         return self.chunk(finish_reason=finish_reason, provider_finish_reason=self.stop_reason, counts=counts)

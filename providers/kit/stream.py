@@ -67,14 +67,26 @@ def merge_chunks(into: LLMChunk, more: LLMChunk) -> LLMChunk:
     into.content += more.content
     into.reasoning_content += more.reasoning_content
     into.refusal += more.refusal
+    into.state = more.state or into.state
     for fragment in more.tool_calls:
         last = into.tool_calls[-1] if into.tool_calls else None
         if last is not None and last.index == fragment.index and not fragment.id:
             last.arguments += fragment.arguments
             last.name = last.name or fragment.name
             last.type = last.type or fragment.type
+            last.state = last.state or fragment.state
         else:
             into.tool_calls.append(fragment)
+    for piece in more.reasoning:
+        prior = into.reasoning[-1] if into.reasoning else None
+        if prior is not None and prior.index == piece.index:
+            prior.text += piece.text
+            prior.signature = prior.signature or piece.signature
+            prior.encrypted = prior.encrypted or piece.encrypted
+            prior.id = prior.id or piece.id
+            prior.origin = prior.origin or piece.origin
+        else:
+            into.reasoning.append(piece)
     return into
 
 

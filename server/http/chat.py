@@ -29,6 +29,7 @@ import orjson
 from engine.adapter import LLMRequest
 from engine.errors import InvokeError, RuntimeFault
 from engine.messages import (
+    CHAT_COMPLETIONS_ORIGIN,
     ContentPart,
     FinishReason,
     LLMChunk,
@@ -36,6 +37,7 @@ from engine.messages import (
     LLMUsage,
     PartKind,
     PromptMessage,
+    ReasoningPart,
     Role,
     Tool,
     ToolCall,
@@ -160,8 +162,16 @@ def parse_messages(raw: Any) -> list[PromptMessage]:
             role=role, content=_content(m.get("content"), f"{path}.content"), name=str(m.get("name") or ""),
             tool_calls=_tool_calls(m.get("tool_calls"), f"{path}.tool_calls") if role is Role.ASSISTANT else [],
             tool_call_id=str(m.get("tool_call_id") or ""),
+            reasoning=_reasoning(m) if role is Role.ASSISTANT else [],
         ))
     return out
+
+
+def _reasoning(message: dict[str, Any]) -> list[ReasoningPart]:
+    """An assistant turn's ``reasoning_content`` sent back (what DeepSeek's thinking mode needs
+    after tool calls); it reaches providers that take it, never OpenAI itself."""
+    text = message.get("reasoning_content")
+    return [ReasoningPart(text=text, origin=CHAT_COMPLETIONS_ORIGIN)] if isinstance(text, str) and text else []
 
 
 def parse_tools(raw: Any) -> list[Tool]:

@@ -15,7 +15,18 @@ thinking budget (>= 1024, < max_tokens) and no temperature other than 1 while th
 Replies are deterministic (see :func:`plan_reply`): "Echo: <last user text>"; with tools, a short
 text block then one ``tool_use`` block per tool (at most two, ``stop_reason: tool_use``) whose input
 is :func:`expected_tool_input`; after tool results, "Tool results: ..."; with thinking on, a thinking
-block (``thinking_delta`` pieces then a ``signature_delta``) before the text. Streams send ``ping``
+block (``thinking_delta`` pieces then a ``signature_delta``) before the text; the signature is an
+HMAC of the thinking text, and Anthropic's documented test string
+(:data:`REDACTED_TRIGGER`) in the user text yields a ``redacted_thinking`` block as well.
+Thinking across turns is checked as the API checks it: every ``thinking`` block sent back must
+carry the signature issued for exactly its text, every ``redacted_thinking`` block the data
+issued, and with thinking on, the assistant turn before a ``tool_result`` must start with one of
+them. Prompt caching: ``cache_control`` breakpoints (at most 4; a 1-hour one never after a
+5-minute one) are remembered per prefix (tools, system, messages), so a repeated prefix is a
+cache read and a new one a write, split by lifetime in ``usage.cache_creation`` (the real API's
+1,024-token minimum is not modelled). Every request body is checked against the official
+``anthropic`` SDK's request types (400 on a violation), and every reply and stream event against
+its response types (violations collect in ``mock.sdk_problems``). Streams send ``ping``
 events after ``message_start`` and between blocks, ``input_json_delta`` split into many pieces with
 an empty first one, input usage only in ``message_start`` and cumulative output usage in
 ``message_delta``. Framing is ``StreamStyle.chaotic()`` by default (CRLF, comments, split and
@@ -31,6 +42,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import itertools
 import json
 import math
 import re
@@ -39,11 +53,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .httpserver import MockServer, Request, Response, ServerMock
+from .specs import anthropic_event_problems, anthropic_message_problems, anthropic_request_problems
 from .sse import SSEWriter, StreamStyle, encode_json
 
 API_VERSION = "2023-06-01"
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
-SIGNATURE = "EqQBCkYIARgCIkBzaWduYXR1cmUtb2YtdGhlLXRoaW5raW5nLWJsb2Nr"
+REDACTED_TRIGGER = "ANTHROPIC_MAGIC_STRING_TRIGGER_REDACTED_THINKING_46C9A13E193C177646C7398A98432ECCCE4C1253D5E2D82641AC0E52CC2876CB"
+REDACTED_DATA = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB5URj"
+_SIGNING_KEY = b"mock-anthropic-thinking"
+
+
+def sign(thinking: str) -> str:
+    """The signature the mock issues for a thinking text (and accepts back only for that text)."""
+    return "Eq" + base64.b64encode(hmac.new(_SIGNING_KEY, thinking.encode(), hashlib.sha256).digest()).decode()
 CHAOTIC = StreamStyle.chaotic()
 STRING_SUFFIX = " — café"  # non-ASCII in tool input: split pieces cut through UTF-8 characters
 
@@ -161,8 +183,10 @@ def plan_reply(body: dict[str, Any], template: str) -> tuple[list[dict[str, Any]
     thinking = body.get("thinking") or {}
     if thinking.get("type") in ("enabled", "adaptive"):
         shown = thinking.get("type") == "enabled" or thinking.get("display") == "summarized"
-        out.append({"type": "thinking", "thinking": f"The user wrote: {user_text}. Reply." if shown else "",
-                    "signature": SIGNATURE})
+        thought = f"The user wrote: {user_text}. Reply." if shown else ""
+        out.append({"type": "thinking", "thinking": thought, "signature": sign(thought)})
+        if REDACTED_TRIGGER in user_text:
+            out.append({"type": "redacted_thinking", "data": REDACTED_DATA})
     if results:
         said = []
         for r in results:
@@ -198,6 +222,8 @@ def output_tokens(blocks: list[dict[str, Any]]) -> int:
             total += len(b["text"].split())
         elif b["type"] == "thinking":
             total += len(b["thinking"].split()) + 8
+        elif b["type"] == "redacted_thinking":
+            total += 16
         else:
             total += 1 + approx_tokens(json.dumps(b["input"]))
     return total
@@ -275,10 +301,13 @@ def validate_messages(body: dict[str, Any], count_only: bool = False) -> None:
             if any(b.get("type") == "tool_result" for b in blocks):
                 raise bad(f"messages.{i}: `tool_result` blocks can only be in user messages")
             pending = {b.get("id") for b in blocks if b.get("type") == "tool_use"}
+            _check_thinking(i, blocks)
     if pending and not count_only:
         raise bad(f"messages.{len(messages) - 1}: `tool_use` ids were found without `tool_result` blocks "
                   f"immediately after: {min(pending)}")
     thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive") and not count_only:
+        _check_thinking_turn(messages)
     if isinstance(thinking, dict) and thinking.get("type") == "enabled" and not count_only:
         budget = thinking.get("budget_tokens")
         if not isinstance(budget, int) or budget < 1024:
@@ -289,6 +318,75 @@ def validate_messages(body: dict[str, Any], count_only: bool = False) -> None:
             raise bad("`temperature` may only be set to 1 when thinking is enabled")
         if "top_k" in body:
             raise bad("`top_k` is not supported when thinking is enabled")
+
+
+def _check_thinking(i: int, blocks: list[dict[str, Any]]) -> None:
+    """Thinking blocks sent back must be exactly as issued (text and signature, or redacted data)."""
+    for j, b in enumerate(blocks):
+        if b.get("type") == "thinking" and not hmac.compare_digest(str(b.get("signature")), sign(str(b.get("thinking")))):
+            raise bad(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+        if b.get("type") == "redacted_thinking" and b.get("data") != REDACTED_DATA:
+            raise bad(f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block")
+
+
+def _check_thinking_turn(messages: list[dict[str, Any]]) -> None:
+    """With thinking on, a tool loop's assistant turn must start with its thinking."""
+    last = messages[-1]
+    if last["role"] != "user" or len(messages) < 2:
+        return
+    if not any(b.get("type") == "tool_result" for b in _blocks(last["content"])):
+        return
+    i = len(messages) - 2
+    first = _blocks(messages[i]["content"])[0]
+    if first.get("type") not in ("thinking", "redacted_thinking"):
+        raise bad(f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                  f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message must start with "
+                  "a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+                  "recommend you include thinking blocks from previous turns. To avoid this requirement, disable "
+                  "`thinking`. Please consult our documentation at "
+                  "https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
+
+
+def _breakpoints(body: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """(prefix key, prefix tokens, ttl) of each cache_control breakpoint, in prompt order."""
+    seen: list[Any] = []
+    out: list[tuple[str, int, str]] = []
+    system = body.get("system")
+    blocks = list(body.get("tools") or []) + (system if isinstance(system, list) else [])
+    for m in body.get("messages") or ():
+        blocks += _blocks(m.get("content"))
+    for b in blocks:
+        plain = {k: v for k, v in b.items() if k != "cache_control"}
+        seen.append(plain)
+        control = b.get("cache_control")
+        if isinstance(control, dict):
+            text = json.dumps(seen, sort_keys=True, ensure_ascii=False)
+            out.append((hashlib.sha256(text.encode()).hexdigest(), approx_tokens(text), control.get("ttl", "5m")))
+    if len(out) > 4:
+        raise bad(f"A maximum of 4 blocks with cache_control may be provided. Found {len(out)}.")
+    for (_, _, before), (_, _, after) in itertools.pairwise(out):
+        if before == "5m" and after == "1h":
+            raise bad("a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block. Note "
+                      "that blocks are processed in the following order: `tools`, `system`, `messages`.")
+    return out
+
+
+def cache_usage(body: dict[str, Any], cache: dict[str, str]) -> tuple[int, int, int]:
+    """(read, 5m written, 1h written) prompt tokens; new prefixes are remembered in ``cache``."""
+    points = _breakpoints(body)
+    read = 0
+    start = 0
+    for n in range(len(points) - 1, -1, -1):
+        if points[n][0] in cache:
+            read, start = points[n][1], n + 1
+            break
+    written = {"5m": 0, "1h": 0}
+    before = read
+    for key, tokens, ttl in points[start:]:
+        written[ttl] += max(tokens - before, 0)
+        before = tokens
+        cache[key] = ttl
+    return read, written["5m"], written["1h"]
 
 
 # ---------------------------------------------------------------------------------- the mock
@@ -304,6 +402,8 @@ class AnthropicMock(ServerMock):
         self.reply_template = reply_template
         self.server = MockServer(self._handle)
         self.pending: list[Scenario] = []
+        self.cache: dict[str, str] = {}  # prompt-cache prefixes written so far -> ttl
+        self.sdk_problems: list[str] = []  # replies and events the SDK's types do not accept
 
     def expected_reply(self, text: str) -> str:
         return self.reply_template.format(text=text)
@@ -342,6 +442,10 @@ class AnthropicMock(ServerMock):
             if not isinstance(body, dict):
                 raise bad("There was an error parsing the body of your request as JSON")
             count_only = req.path.endswith("/count_tokens")
+            if not count_only:
+                problems = anthropic_request_problems(body)
+                if problems:
+                    raise bad("; ".join(problems[:5]))
             validate_messages(body, count_only)
             if not body["model"].startswith("claude-"):
                 raise ApiError(404, "not_found_error", f"model: {body['model']}")
@@ -349,15 +453,18 @@ class AnthropicMock(ServerMock):
                 await resp.send(200, self._headers(), encode_json({"input_tokens": count_input_tokens(body)}))
                 return
             blocks, stop_reason, stop_sequence = plan_reply(body, self.reply_template)
+            read, five, hour = cache_usage(body, self.cache)
         except ApiError as err:
             await self._error(resp, err)
             return
         message = {"id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant",
                    "model": body["model"], "content": blocks, "stop_reason": stop_reason,
                    "stop_sequence": stop_sequence,
-                   "usage": {"input_tokens": count_input_tokens(body), "cache_creation_input_tokens": 0,
-                             "cache_read_input_tokens": 0, "output_tokens": output_tokens(blocks),
-                             "service_tier": "standard"}}
+                   "usage": {"input_tokens": max(count_input_tokens(body) - read - five - hour, 1),
+                             "cache_creation_input_tokens": five + hour, "cache_read_input_tokens": read,
+                             "cache_creation": {"ephemeral_5m_input_tokens": five, "ephemeral_1h_input_tokens": hour},
+                             "output_tokens": output_tokens(blocks), "service_tier": "standard"}}
+        self.sdk_problems += anthropic_message_problems(message)
         if body.get("stream"):
             await self._stream(resp, message, sc)
         else:
@@ -418,6 +525,8 @@ class AnthropicMock(ServerMock):
                 first = {"type": "thinking", "thinking": "", "signature": ""}
                 deltas = [{"type": "thinking_delta", "thinking": p} for p in _word_pieces(block["thinking"])]
                 deltas.append({"type": "signature_delta", "signature": block["signature"]})
+            elif kind == "redacted_thinking":  # arrives whole in its start event
+                first, deltas = block, []
             else:
                 first = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
                 text = json.dumps(block["input"], ensure_ascii=False)
@@ -431,6 +540,9 @@ class AnthropicMock(ServerMock):
                                                    "stop_sequence": message["stop_sequence"]},
                                          "usage": {"output_tokens": message["usage"]["output_tokens"]}}))
         events.append(("message_stop", {"type": "message_stop"}))
+        for _, data in events:
+            if data["type"] != "ping":
+                self.sdk_problems += anthropic_event_problems(data)
         return events
 
     async def _stream(self, resp: Response, message: dict[str, Any], sc: Scenario | None) -> None:

@@ -25,7 +25,9 @@ every ``toolUse`` answered in the next turn, inferenceConfig types, extended thi
 
 Replies are deterministic (as the Anthropic mock): "Echo: <last user text>"; with tools a short
 text then one ``toolUse`` per tool (at most two) with :func:`expected_tool_input`; after tool
-results "Tool results: ..."; with thinking a reasoning block first. Streams are the binary
+results "Tool results: ..."; with thinking a reasoning block first, signed (an HMAC of its text):
+reasoning sent back must carry the signature issued for exactly its text, and with thinking on the
+assistant turn a tool result answers must start with it. Streams are the binary
 ``application/vnd.amazon.eventstream``: no ``contentBlockStart`` for text, ``toolUse`` input split
 into 5-character JSON fragments, a ``"p"`` padding field in every payload, ``metadata`` (usage)
 after ``messageStop``, and the whole byte stream cut into writes at pseudo-random offsets (1 to
@@ -41,6 +43,7 @@ match), :func:`truncate_after` (no ``messageStop``; optionally cut inside a fram
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -246,8 +249,8 @@ def plan_reply(body: dict[str, Any], template: str) -> tuple[list[dict[str, Any]
     inference = body.get("inferenceConfig") or {}
     out: list[dict[str, Any]] = []
     if (extra.get("thinking") or {}).get("type") == "enabled":
-        out.append({"reasoningContent": {"reasoningText": {"text": f"The user wrote: {user_text}. Reply.",
-                                                           "signature": "c2lnbmF0dXJl"}}})
+        thought = f"The user wrote: {user_text}. Reply."
+        out.append({"reasoningContent": {"reasoningText": {"text": thought, "signature": sign(thought)}}})
     if results:
         said = [" ".join(c["text"] for c in r["content"] if "text" in c) for r in results]
         out.append({"text": "Tool results: " + "; ".join(said)})
@@ -285,7 +288,7 @@ def output_tokens(blocks: list[dict[str, Any]]) -> int:
         if "text" in b:
             total += len(b["text"].split())
         elif "reasoningContent" in b:
-            total += len(b["reasoningContent"]["reasoningText"]["text"].split()) + 8
+            total += len(b["reasoningContent"].get("reasoningText", {}).get("text", "").split()) + 8
         else:
             total += 1 + approx_tokens(json.dumps(b["toolUse"]["input"]))
     return total
@@ -296,6 +299,25 @@ def output_tokens(blocks: list[dict[str, Any]]) -> int:
 
 _BLOCK_KEYS = {"text", "image", "document", "toolUse", "toolResult", "reasoningContent", "guardContent",
                "cachePoint"}
+
+
+def sign(thinking: str) -> str:
+    """The signature issued for a reasoning text; only that text with it is accepted back."""
+    return "Eq" + base64.b64encode(hmac.new(b"mock-bedrock-reasoning", thinking.encode(), hashlib.sha256).digest()).decode()
+
+
+def _check_reasoning(i: int, content: list[dict[str, Any]], thinking_on: bool, continues_tools: bool) -> None:
+    """Reasoning blocks sent back must be as issued; with thinking on, the assistant turn a tool
+    result answers must start with its reasoning (Claude's extended-thinking rule)."""
+    for block in content:
+        text = (block.get("reasoningContent") or {}).get("reasoningText")
+        if isinstance(text, dict) and not hmac.compare_digest(str(text.get("signature")), sign(str(text.get("text")))):
+            raise bad(f"messages.{i}.content: The reasoningContent signature is invalid.")
+    if thinking_on and continues_tools and "reasoningContent" not in content[0]:
+        raise bad(f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                  f"`{next(iter(content[0]), '')}`. When `thinking` is enabled, a final `assistant` message must "
+                  "start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
+                  "blocks). To avoid this requirement, disable `thinking`.")
 
 
 def validate_converse(body: dict[str, Any], model: str) -> None:
@@ -356,6 +378,9 @@ def validate_converse(body: dict[str, Any], model: str) -> None:
             pending = set()
         else:
             pending = {b["toolUse"]["toolUseId"] for b in content if "toolUse" in b}
+            last_answers = i == len(messages) - 2 and any("toolResult" in b for b in messages[-1].get("content") or ())
+            thinking_on = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"
+            _check_reasoning(i, content, thinking_on, last_answers)
     inference = body.get("inferenceConfig") or {}
     for key in inference:
         if key not in ("maxTokens", "temperature", "topP", "stopSequences"):

@@ -97,6 +97,9 @@ class Dialect:
     errors_in_body: bool = False  # errors answered with HTTP 200 (MiniMax base_resp)
     envelope: dict[str, Any] = field(default_factory=dict)  # fields on every JSON reply (Spark code/sid)
     chat_path: str = "/chat/completions"
+    # thinking mode (on unless disabled): an assistant turn whose tool calls came with reasoning
+    # must carry its reasoning_content back in every later request with tools (DeepSeek), else 400
+    reasoning_history: bool = False
     final_full_message: bool = False  # the last chunk repeats the whole message (MiniMax)
     max_embedding_inputs: int | None = None  # larger batches get 400 (DashScope: 10)
     # native: "dashscope" serves rerank and TTS under /api/v1/services/... (tests/mocks/compat_native.py)
@@ -164,7 +167,7 @@ _CHAT = {"mode": "chat", "context_size": "32768", "function_calling_type": "tool
 
 DIALECTS: dict[str, Dialect] = {d.provider: d for d in (
     Dialect("deepseek", prefix="", auth_message="Authentication Fails (no such user)",
-            auth_code="invalid_request_error", chat_model="deepseek-v4-flash"),
+            auth_code="invalid_request_error", chat_model="deepseek-v4-flash", reasoning_history=True),
     Dialect("groq", prefix="/openai/v1", usage="x_groq", auth_message="Invalid API Key",
             chat_model="llama-3.3-70b-versatile", stt_model="whisper-large-v3-turbo"),
     Dialect("openrouter", prefix="/api/v1", errors="openrouter", comments=(": OPENROUTER PROCESSING",),

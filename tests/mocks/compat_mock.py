@@ -197,6 +197,7 @@ class DialectMock(OpenAIMock):
         self.entra_tokens = set(entra_tokens)
         self.require_key = require_key
         self.native = DashScopeNative(self) if dialect.native == "dashscope" else None
+        self.reasoned_calls: set[str] = set()  # tool-call ids the mock answered with reasoning
 
     # ------------------------------------------------------------------ scenarios in the dialect
     def rate_limited(self, retry_after: float = 2) -> Scenario:
@@ -233,6 +234,9 @@ class DialectMock(OpenAIMock):
         if any(e in ctx.sc for e in RESPONSE_EFFECTS):
             await self._respond_with_scenario(ctx)
             return
+        planned = ctx.sc.get("reply") or {}
+        if planned.get("reasoning_content"):  # calls answered with reasoning (scripted ids)
+            self.reasoned_calls.update(c["id"] for c in planned.get("tool_calls") or () if c.get("id"))
         try:
             self._dialect_auth(req)
             if self.dialect.deployments:
@@ -276,6 +280,14 @@ class DialectMock(OpenAIMock):
             _check_mistral_ids(body.get("messages"))
         if deployment is not None:
             body["model"] = deployment
+        thinking = (body.get("thinking") or {}).get("type", "enabled")
+        if self.dialect.reasoning_history and thinking != "disabled" and body.get("tools"):
+            for i, m in enumerate(body.get("messages") or ()):
+                reasoned = {c.get("id") for c in m.get("tool_calls") or ()} & self.reasoned_calls
+                if m.get("role") == "assistant" and reasoned and not m.get("reasoning_content"):
+                    raise ApiError(400, f"Missing `reasoning_content` field in the assistant message at message "
+                                   f"index {i}. In thinking mode the reasoning_content of a turn with tool calls "
+                                   "must be passed back to the API.")
         if body.get("stream") and self.dialect.usage in ("choices", "x_groq", "last_chunk"):
             body["stream_options"] = {"include_usage": True}
         return replace(req, json=body)

@@ -39,6 +39,7 @@ from .gemini_replies import (
     Reply,
     candidate_parts,
     check_generate,
+    check_signatures,
     count_tokens,
     expected_args,
     expected_embedding,
@@ -116,6 +117,7 @@ class GeminiMock(ServerMock):
         self.server = MockServer(self._handle)
         self.pending: list[Scenario] = []
         self.replies: list[Reply] = []  # what each generate call answered (for expected usage)
+        self.cached_tokens = 0  # reported as usageMetadata.cachedContentTokenCount (implicit cache hits)
 
     @property
     def base_url(self) -> str:
@@ -274,6 +276,8 @@ class GeminiMock(ServerMock):
         for i in range(0, len(words), 2):
             piece = " ".join(words[i:i + 2])
             groups.append([{"text": piece if i + 2 >= len(words) else piece + " "}])
+        if reply.text_signature:  # streamed: the signature comes in a last part of its own, empty text
+            groups.append([{"text": "", "thoughtSignature": reply.text_signature}])
         calls = [p for p in parts if "functionCall" in p]
         if calls:
             groups.append(calls)
@@ -292,8 +296,13 @@ class GeminiMock(ServerMock):
     async def _generate(self, req: Request, resp: Response, info: ModelInfo, method: str, sc: Scenario) -> None:
         body = req.json
         check_generate(body, info.name)
+        check_signatures(body["contents"], info.name, self.thought_signature)
         stream = method == "streamGenerateContent"
         events = self._events(body, info, sc, stream)
+        for event in events if self.cached_tokens else ():
+            usage = event.get("usageMetadata") or {}
+            if usage.get("promptTokenCount"):
+                usage["cachedContentTokenCount"] = min(self.cached_tokens, usage["promptTokenCount"])
         if not stream:
             await self._send_json(resp, events[0])
             return

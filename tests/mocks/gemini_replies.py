@@ -134,11 +134,6 @@ def _check_part(part: Any, where: str, model: str, role: str) -> None:
             raise invalid(f"* GenerateContentRequest.{where}.function_call.name: Name cannot be empty.")
         if "args" in call and not isinstance(call["args"], dict):
             raise invalid(f"Invalid value at '{where}.function_call.args' (type.googleapis.com/google.protobuf.Struct)")
-        if role == "model" and model.startswith("gemini-3") and not part.get("thoughtSignature"):
-            raise invalid("Function call is missing a thought_signature in functionCall parts. This is required "
-                          f"for tools to work correctly, and missing thought_signature may lead to degraded model "
-                          f"performance. Additional data, function call `default_api:{call['name']}` , position "
-                          f"{where}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures")
     response = part.get("functionResponse")
     if response is not None and (not isinstance(response, dict) or not isinstance(response.get("response"), dict)):
         raise invalid(f"Invalid value at '{where}.function_response.response' (type.googleapis.com/google.protobuf.Struct)")
@@ -149,6 +144,36 @@ def _check_part(part: Any, where: str, model: str, role: str) -> None:
     inline = part.get("inlineData")
     if inline is not None and not isinstance(inline.get("data"), str):
         raise invalid(f"* GenerateContentRequest.{where}.inline_data.data: data is required")
+
+
+PLACEHOLDERS = ("skip_thought_signature_validator", "context_engineering_is_the_way_to_go")
+
+
+def check_signatures(contents: list[dict[str, Any]], model: str, issued: str) -> None:
+    """Gemini 3: in the current turn (the contents after the last user text), the first
+    ``functionCall`` part of each model step needs a signature; any signature sent must be one
+    Gemini issued (or the documented placeholder)."""
+    if not model.startswith("gemini-3"):
+        return
+    start = 0
+    for i, content in enumerate(contents):
+        if content.get("role", "user") == "user" and any("text" in p for p in content.get("parts") or ()):
+            start = i + 1
+    for i, content in enumerate(contents):
+        if content.get("role") != "model":
+            continue
+        calls = [(j, p) for j, p in enumerate(content.get("parts") or ()) if "functionCall" in p]
+        for j, part in enumerate(content.get("parts") or ()):
+            given = part.get("thoughtSignature")
+            if given is not None and given != issued and given not in PLACEHOLDERS:
+                raise invalid(f"Thought signature is not valid at contents[{i}].parts[{j}].")
+        if i >= start and calls and not calls[0][1].get("thoughtSignature"):
+            j, part = calls[0]
+            raise invalid("Function call is missing a thought_signature in functionCall parts. This is required "
+                          "for tools to work correctly, and missing thought_signature may lead to degraded model "
+                          f"performance. Additional data, function call `default_api:{part['functionCall']['name']}` "
+                          f", position contents[{i}].parts[{j}]. Please refer to "
+                          "https://ai.google.dev/gemini-api/docs/thought-signatures")
 
 
 def check_generate(body: dict[str, Any], model: str) -> None:
@@ -249,6 +274,7 @@ class Reply:
     finish: str = "STOP"
     prompt_tokens: int = 0
     thoughts_tokens: int = 0
+    text_signature: str = ""
 
     @property
     def candidates_tokens(self) -> int:
@@ -304,9 +330,10 @@ def make_reply(body: dict[str, Any], info: ModelInfo, template: str, signature: 
         reply.thoughts_tokens = count_tokens(thought)
         if thinking.get("includeThoughts"):
             reply.thought = thought
-    if reply.calls and signature is not None:
-        for call in reply.calls:
-            call["thoughtSignature"] = signature
+    if reply.calls and signature is not None:  # parallel calls: only the first is signed
+        reply.calls[0]["thoughtSignature"] = signature
+    elif signature is not None:
+        reply.text_signature = signature  # Gemini 3 signs the last part of a reply without calls
     return reply
 
 
@@ -316,6 +343,8 @@ def candidate_parts(reply: Reply) -> list[dict[str, Any]]:
         parts.append({"text": reply.thought, "thought": True})
     if reply.text:
         parts.append({"text": reply.text})
+        if reply.text_signature:
+            parts[-1]["thoughtSignature"] = reply.text_signature
     for call in reply.calls or ():
         part: dict[str, Any] = {"functionCall": {"name": call["name"], "args": call["args"]}}
         if call.get("thoughtSignature"):

@@ -6,7 +6,8 @@
         ...
         assert mock.requests[-1].json["model"] == "gpt-4o"
 
-Routes (under `prefix`, default "/v1"): POST chat/completions, completions, embeddings, moderations,
+Routes (under `prefix`, default "/v1"): POST chat/completions, responses (openai_responses), completions,
+embeddings, moderations,
 audio/transcriptions, audio/translations, audio/speech; GET models, models/{id}.
 Streams use `stream_style` (default StreamStyle.chaotic(): CRLF, keep-alive comments, events split
 across writes and coalesced), so every streaming test exercises a real SSE parser.
@@ -33,6 +34,7 @@ from .openai_media import (
     transcriptions,
     translations,
 )
+from .openai_responses import ResponsesState, responses
 from .openai_scenarios import (  # re-exported for convenience
     NONE,
     RESPONSE_EFFECTS,
@@ -95,6 +97,7 @@ CHAOTIC = StreamStyle.chaotic()
 Route = Callable[[Ctx], Awaitable[None]]
 _JSON_ROUTES: dict[str, Route] = {
     "/chat/completions": chat_completions,
+    "/responses": responses,
     "/completions": completions,
     "/embeddings": embeddings,
     "/moderations": moderations,
@@ -143,6 +146,7 @@ class OpenAIMock(ServerMock):
         self.server = MockServer(self._handle)
         self.pending: list[Scenario] = []
         self.consumed: list[tuple[Request, Scenario]] = []
+        self.responses = ResponsesState()  # the Responses API's memory (see openai_responses)
 
     # ------------------------------------------------------------------ lifecycle
     @property

@@ -14,10 +14,11 @@ the generated protos live in :mod:`modelruntime.v1` (``modelruntime.v1.llm_servi
 
 from __future__ import annotations
 
-from ._accumulate import StreamAccumulator, ToolCallAccumulator, aaccumulate, accumulate
+from ._accumulate import ReasoningAccumulator, StreamAccumulator, ToolCallAccumulator, aaccumulate, accumulate
 from ._base import __version__
 from ._messages import (
     assistant,
+    assistant_reply,
     audio,
     developer,
     document,
@@ -83,6 +84,7 @@ __all__ = [
     "NotGiven",
     "PermissionDeniedError",
     "RateLimitError",
+    "ReasoningAccumulator",
     "RequestCancelledError",
     "ResourceInfo",
     "ServiceUnavailableError",
@@ -95,6 +97,7 @@ __all__ = [
     "aaccumulate",
     "accumulate",
     "assistant",
+    "assistant_reply",
     "audio",
     "developer",
     "document",

@@ -2,7 +2,11 @@
 
 Tool calls arrive as ``ToolCallDelta`` fragments: ``id`` and ``name`` come with
 the first fragment of each call, ``arguments`` fragments are concatenated per
-``index``; fragments of several calls may be interleaved.
+``index``; fragments of several calls may be interleaved. Reasoning parts arrive
+as ``ReasoningDelta`` fragments the same way (text concatenated per index; the
+signature, encrypted data, id and origin kept as sent), and provider state (of
+the turn or of a call) whole: all of it is kept, so the accumulated response can
+be sent back as history (:func:`~modelruntime.assistant_reply`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 
 from .v1 import common_pb2, llm_service_pb2
 
-__all__ = ["StreamAccumulator", "ToolCallAccumulator", "aaccumulate", "accumulate"]
+__all__ = ["ReasoningAccumulator", "StreamAccumulator", "ToolCallAccumulator", "aaccumulate", "accumulate"]
 
 
 @dataclass
@@ -21,6 +25,7 @@ class _PartialCall:
     type: str = ""
     name: str = ""
     arguments: str = ""
+    state: llm_service_pb2.ProviderState | None = None
 
 
 class ToolCallAccumulator:
@@ -44,6 +49,8 @@ class ToolCallAccumulator:
             call.type = delta.type
         if delta.name:
             call.name = delta.name
+        if delta.HasField("provider_state"):
+            call.state = delta.provider_state
         call.arguments += delta.arguments
 
     def __len__(self) -> int:
@@ -56,9 +63,30 @@ class ToolCallAccumulator:
     def tool_calls(self) -> list[llm_service_pb2.ToolCall]:
         """The calls so far, ordered by index (``type`` defaults to "function")."""
         return [
-            llm_service_pb2.ToolCall(id=c.id, type=c.type or "function", name=c.name, arguments=c.arguments)
+            llm_service_pb2.ToolCall(id=c.id, type=c.type or "function", name=c.name, arguments=c.arguments,
+                                     provider_state=c.state)
             for _, c in sorted(self._calls.items())
         ]
+
+
+class ReasoningAccumulator:
+    """Merges streamed ``ReasoningDelta`` fragments, by index, into ``ReasoningPart``s."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, llm_service_pb2.ReasoningPart] = {}
+
+    def add(self, deltas: Iterable[llm_service_pb2.ReasoningDelta]) -> None:
+        for d in deltas:
+            part = self._parts.setdefault(d.index, llm_service_pb2.ReasoningPart())
+            part.text += d.text
+            for name in ("signature", "encrypted", "id", "origin"):
+                value = getattr(d, name)
+                if value:
+                    setattr(part, name, value)
+
+    @property
+    def parts(self) -> list[llm_service_pb2.ReasoningPart]:
+        return [p for _, p in sorted(self._parts.items())]
 
 
 class StreamAccumulator:
@@ -72,6 +100,8 @@ class StreamAccumulator:
 
     def __init__(self) -> None:
         self.tool_calls = ToolCallAccumulator()
+        self.reasoning = ReasoningAccumulator()
+        self._state: llm_service_pb2.ProviderState | None = None
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._refusal: list[str] = []
@@ -101,6 +131,10 @@ class StreamAccumulator:
                 self._refusal.append(d.refusal)
             if d.tool_calls:
                 self.tool_calls.add(d.tool_calls)
+            if d.reasoning:
+                self.reasoning.add(d.reasoning)
+            if d.HasField("provider_state"):
+                self._state = d.provider_state
         if chunk.finish_reason:
             self._finish_reason = chunk.finish_reason
         if chunk.provider_finish_reason:
@@ -125,6 +159,9 @@ class StreamAccumulator:
         msg.reasoning_content = "".join(self._reasoning)
         msg.refusal = "".join(self._refusal)
         msg.tool_calls.extend(self.tool_calls.tool_calls)
+        msg.reasoning.extend(self.reasoning.parts)
+        if self._state is not None:
+            msg.provider_state.CopyFrom(self._state)
         if self._usage is not None:
             resp.usage.CopyFrom(self._usage)
         return resp

@@ -77,6 +77,19 @@ def assistant(
     return msg
 
 
+def assistant_reply(response: llm_service_pb2.GenerateResponse) -> llm_service_pb2.Message:
+    """The assistant turn of a ``Generate`` answer (or an accumulated stream) as history:
+    content, tool calls, reasoning parts and provider state, so the provider gets back its
+    signatures unchanged on the next turn (required by Anthropic and Gemini 3 with tools)."""
+    m = response.message
+    msg = _message(Role.ROLE_ASSISTANT, m.content or None)
+    msg.tool_calls.extend(m.tool_calls)
+    msg.reasoning.extend(m.reasoning)
+    if m.HasField("provider_state"):
+        msg.provider_state.CopyFrom(m.provider_state)
+    return msg
+
+
 def tool_result(call_id: str, content: Content) -> llm_service_pb2.Message:
     """A tool message answering the tool call ``call_id``."""
     return _message(Role.ROLE_TOOL, content, tool_call_id=call_id)

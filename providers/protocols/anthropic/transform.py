@@ -17,6 +17,13 @@ Thinking is driven by the model's parameter rules (:class:`ModelTraits`):
 Responses: :func:`parse_message` for unary replies and :class:`StreamAssembler` for the SSE
 event sequence (``message_start`` … ``message_stop``), both reporting raw token counts; the
 block and usage bookkeeping it shares with Bedrock Converse is :mod:`providers.kit.blocks`.
+
+Across turns: ``thinking`` blocks (with their ``signature``) and ``redacted_thinking`` blocks
+come back as reasoning parts tagged ``anthropic`` and are replayed, unchanged and first, in the
+assistant turn they belong to (Anthropic requires them after a tool call while thinking is on);
+another protocol's parts are dropped. Prompt caching: a caller's cache breakpoints become
+``cache_control`` on system, tool and content blocks; usage splits cache reads from 5-minute and
+1-hour writes.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from engine.messages import (
     LLMResult,
     PartKind,
     PromptMessage,
+    ReasoningPart,
     Role,
     TokenCounts,
     Tool,
@@ -46,6 +54,8 @@ from engine.messages import (
     ToolChoice,
 )
 from providers.kit.blocks import BlockAssembler, arguments, tool_input, usage_counts
+
+ORIGIN = "anthropic"  # reasoning parts this protocol produced (direct, Vertex)
 
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -166,13 +176,25 @@ def _document(part: ContentPart, path: str) -> dict[str, Any]:
     return block
 
 
+def cache_control(ttl: str) -> dict[str, Any]:
+    """A breakpoint: ``ephemeral``; the 1-hour lifetime is named, 5 minutes is the default."""
+    return {"type": "ephemeral", "ttl": "1h"} if ttl == "1h" else {"type": "ephemeral"}
+
+
+def _cached(block: dict[str, Any], ttl: str) -> dict[str, Any]:
+    if ttl:
+        block["cache_control"] = cache_control(ttl)
+    return block
+
+
 def _part(part: ContentPart, path: str) -> dict[str, Any] | None:
     if part.kind is PartKind.TEXT:
-        return {"type": "text", "text": part.text} if part.text else None  # empty text blocks are rejected
+        # empty text blocks are rejected
+        return _cached({"type": "text", "text": part.text}, part.cache) if part.text else None
     if part.kind is PartKind.IMAGE:
-        return _image(part, path)
+        return _cached(_image(part, path), part.cache)
     if part.kind is PartKind.DOCUMENT:
-        return _document(part, path)
+        return _cached(_document(part, path), part.cache)
     raise bad_request(path, f"Anthropic does not accept {part.kind.value} content")
 
 
@@ -185,8 +207,20 @@ def _blocks(message: PromptMessage, i: int) -> list[dict[str, Any]]:
     return out
 
 
+def reasoning_blocks(message: PromptMessage) -> list[dict[str, Any]]:
+    """This protocol's reasoning parts of an assistant turn, as the blocks they came as."""
+    out: list[dict[str, Any]] = []
+    for part in message.reasoning_from(ORIGIN):
+        if part.encrypted:
+            out.append({"type": "redacted_thinking", "data": part.encrypted})
+        elif part.signature:
+            out.append({"type": "thinking", "thinking": part.text, "signature": part.signature})
+    return out
+
+
 def _assistant_blocks(message: PromptMessage, i: int) -> list[dict[str, Any]]:
-    blocks = [b for b in _blocks(message, i) if b["type"] == "text"]
+    blocks = reasoning_blocks(message)
+    blocks += [b for b in _blocks(message, i) if b["type"] == "text"]
     for j, call in enumerate(message.tool_calls):
         blocks.append({
             "type": "tool_use", "id": call.id, "name": call.name,
@@ -200,11 +234,15 @@ def _tool_result(message: PromptMessage, i: int) -> dict[str, Any]:
         raise bad_request(f"messages[{i}].tool_call_id", "a tool message needs the id of the call it answers")
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
     parts = _blocks(message, i)
+    ttl = next((p.cache for p in reversed(message.content) if p.cache), "")
+    if ttl:  # a breakpoint on a tool result ends the prefix after the whole result block
+        for p in parts:
+            p.pop("cache_control", None)
     if parts and all(p["type"] == "text" for p in parts):
         block["content"] = "".join(p["text"] for p in parts)
     elif parts:
         block["content"] = parts
-    return block
+    return _cached(block, ttl)
 
 
 def _simplify(content: list[dict[str, Any]]) -> Any:
@@ -215,14 +253,14 @@ def _simplify(content: list[dict[str, Any]]) -> Any:
 
 def convert_messages(messages: list[PromptMessage]) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
     """(system, messages): system/developer text is hoisted out; the rest alternates."""
-    system: list[str] = []
+    system: list[tuple[str, str]] = []  # (text, cache ttl)
     turns: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         role = message.role
         if role in (Role.SYSTEM, Role.DEVELOPER):
             text = message.text()
             if text:
-                system.append(text)
+                system.append((text, next((p.cache for p in reversed(message.content) if p.cache), "")))
             continue
         if role is Role.ASSISTANT:
             wire_role, blocks = "assistant", _assistant_blocks(message, i)
@@ -239,17 +277,17 @@ def convert_messages(messages: list[PromptMessage]) -> tuple[str | list[dict[str
     for turn in turns:
         turn["content"] = _simplify(turn["content"])
     system_out: str | list[dict[str, Any]] | None = None
-    if len(system) == 1:
-        system_out = system[0]
+    if len(system) == 1 and not system[0][1]:
+        system_out = system[0][0]
     elif system:
-        system_out = [{"type": "text", "text": text} for text in system]
+        system_out = [_cached({"type": "text", "text": text}, ttl) for text, ttl in system]
     return system_out, turns
 
 
 def tools_to_wire(tools: list[Tool]) -> list[dict[str, Any]]:
     return [
-        {"name": t.name, "description": t.description or "",
-         "input_schema": t.parameters or {"type": "object", "properties": {}}}
+        _cached({"name": t.name, "description": t.description or "",
+                 "input_schema": t.parameters or {"type": "object", "properties": {}}}, t.cache)
         for t in tools
     ]
 
@@ -312,6 +350,17 @@ def _apply_thinking(body: dict[str, Any], params: dict[str, Any], traits: ModelT
         body["output_config"] = output_config
 
 
+def _unthought_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """The last turn answers tool calls whose assistant turn does not start with thinking."""
+    if len(turns) < 2 or turns[-1]["role"] != "user" or not isinstance(turns[-1]["content"], list):
+        return False
+    if not any(b.get("type") == "tool_result" for b in turns[-1]["content"]):
+        return False
+    content = turns[-2]["content"]
+    first = content[0] if isinstance(content, list) and content else {}
+    return first.get("type") not in ("thinking", "redacted_thinking")
+
+
 def build_messages_body(model: str, request: LLMRequest, traits: ModelTraits, *, stream: bool) -> dict[str, Any]:
     params = dict(request.parameters)
     max_tokens = params.pop("max_tokens", None)
@@ -324,6 +373,10 @@ def build_messages_body(model: str, request: LLMRequest, traits: ModelTraits, *,
     if system is not None:
         body["system"] = system
     _apply_thinking(body, params, traits)
+    if body.get("thinking", {}).get("type") in ("enabled", "adaptive") and _unthought_tool_turn(messages):
+        # The tool loop in progress began without Anthropic's thinking (another provider's turn):
+        # Anthropic refuses thinking then, and its own advice is to turn it off for the request.
+        del body["thinking"]
     body.update(params)  # temperature, top_p, top_k and any vendor rule, under its wire name
     if request.tools:
         body["tools"] = tools_to_wire(request.tools)
@@ -356,9 +409,11 @@ def build_count_tokens_body(model: str, messages: list[PromptMessage], tools: li
 
 
 def counts_from_usage(usage: Any) -> TokenCounts | None:
-    """Anthropic's ``input_tokens`` excludes cache reads and writes; our prompt count includes them."""
+    """Anthropic's ``input_tokens`` excludes cache reads and writes; our prompt count includes them.
+    ``cache_creation.ephemeral_1h_input_tokens`` is the 1-hour share of the writes."""
     return usage_counts(usage, input="input_tokens", cache_read="cache_read_input_tokens",
-                        cache_write="cache_creation_input_tokens", output="output_tokens")
+                        cache_write="cache_creation_input_tokens", output="output_tokens",
+                        write_1h=("cache_creation", "ephemeral_1h_input_tokens"))
 
 
 def parse_message(body: dict[str, Any], model: str) -> LLMResult:
@@ -373,6 +428,10 @@ def parse_message(body: dict[str, Any], model: str) -> LLMResult:
             texts.append(block.get("text") or "")
         elif kind == "thinking":
             thoughts.append(block.get("thinking") or "")
+            message.reasoning.append(ReasoningPart(text=block.get("thinking") or "",
+                                                   signature=block.get("signature") or "", origin=ORIGIN))
+        elif kind == "redacted_thinking":
+            message.reasoning.append(ReasoningPart(encrypted=block.get("data") or "", origin=ORIGIN))
         elif kind == "tool_use":
             message.tool_calls.append(ToolCall(
                 id=str(block.get("id") or f"toolu_{len(message.tool_calls)}"), name=block.get("name") or "",
@@ -396,6 +455,9 @@ class StreamAssembler(BlockAssembler):
     """
 
     __slots__ = ()
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model, ORIGIN)
 
     def feed(self, event: dict[str, Any]) -> LLMChunk | None:
         kind = event.get("type")
@@ -425,7 +487,9 @@ class StreamAssembler(BlockAssembler):
         if kind == "text":
             return self.text(block.get("text"))
         if kind == "thinking":
-            return self.reasoning(block.get("thinking"))
+            return self.reasoning(index, block.get("thinking"), signature=block.get("signature"))
+        if kind == "redacted_thinking":
+            return self.reasoning(index, encrypted=block.get("data"))
         return None
 
     def _delta(self, index: int, delta: dict[str, Any]) -> LLMChunk | None:
@@ -435,8 +499,10 @@ class StreamAssembler(BlockAssembler):
         if kind == "input_json_delta":
             return self.tool_fragment(index, delta.get("partial_json"))
         if kind == "thinking_delta":
-            return self.reasoning(delta.get("thinking"))
-        return None  # signature_delta, citations_delta: nothing for the caller
+            return self.reasoning(index, delta.get("thinking"))
+        if kind == "signature_delta":
+            return self.reasoning(index, signature=delta.get("signature"))
+        return None  # citations_delta: nothing for the caller
 
     def final(self) -> LLMChunk:
         return self.closing(finish_reason(self.stop_reason), counts_from_usage(self.usage))

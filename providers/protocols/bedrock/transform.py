@@ -27,6 +27,10 @@ Responses: :func:`parse_converse` for ``{"output": {"message"}, "stopReason", "u
 ``contentBlockStart`` (tool use only: text blocks get no start event), ``contentBlockDelta``,
 ``contentBlockStop``, ``messageStop``, then ``metadata`` with the usage); the block and usage
 bookkeeping it shares with Anthropic's Messages stream is :mod:`providers.kit.blocks`.
+
+Across turns: ``reasoningContent`` blocks (``reasoningText{text, signature}`` or
+``redactedContent``) come back as reasoning parts tagged ``bedrock`` and are replayed unchanged,
+first in their assistant turn (Claude's extended thinking needs them after a tool call).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from engine.messages import (
     LLMResult,
     PartKind,
     PromptMessage,
+    ReasoningPart,
     Role,
     TokenCounts,
     Tool,
@@ -55,6 +60,8 @@ from engine.messages import (
     ToolChoice,
 )
 from providers.kit.blocks import BlockAssembler, arguments, tool_input, usage_counts
+
+ORIGIN = "bedrock"  # reasoning parts Converse produced
 
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -204,8 +211,19 @@ def _blocks(message: PromptMessage, i: int, names: set[str]) -> list[dict[str, A
     return out
 
 
+def reasoning_blocks(message: PromptMessage) -> list[dict[str, Any]]:
+    """Converse's own reasoning parts of an assistant turn, as the blocks they came as."""
+    out: list[dict[str, Any]] = []
+    for part in message.reasoning_from(ORIGIN):
+        if part.encrypted:
+            out.append({"reasoningContent": {"redactedContent": part.encrypted}})
+        elif part.signature:
+            out.append({"reasoningContent": {"reasoningText": {"text": part.text, "signature": part.signature}}})
+    return out
+
+
 def _assistant_blocks(message: PromptMessage, i: int, names: set[str]) -> list[dict[str, Any]]:
-    blocks = [b for b in _blocks(message, i, names) if "text" in b]
+    blocks = reasoning_blocks(message) + [b for b in _blocks(message, i, names) if "text" in b]
     for j, call in enumerate(message.tool_calls):
         blocks.append({"toolUse": {
             "toolUseId": call.id, "name": call.name,
@@ -289,6 +307,13 @@ def tool_config(tools: list[Tool], choice: ToolChoice | None, history: set[str])
 # ---- request body ----------------------------------------------------------------------------
 
 
+def _unthought_tool_turn(turns: list[dict[str, Any]]) -> bool:
+    """The last turn answers tool calls whose assistant turn does not start with reasoning."""
+    if len(turns) < 2 or not any("toolResult" in b for b in turns[-1]["content"]):
+        return False
+    return "reasoningContent" not in turns[-2]["content"][0]
+
+
 def build_converse_body(request: LLMRequest, traits: ModelTraits) -> dict[str, Any]:
     params = dict(request.parameters)
     params.pop("response_format", None)
@@ -304,6 +329,8 @@ def build_converse_body(request: LLMRequest, traits: ModelTraits) -> dict[str, A
         inference["maxTokens"] = int(max_tokens)
     thinking = params.pop("thinking", None)
     budget = params.pop("thinking_budget", None)
+    if thinking is True and _unthought_tool_turn(turns):
+        thinking = None  # a tool loop begun without Converse's reasoning: Claude refuses thinking then
     if thinking is True:
         budget = int(budget) if budget else traits.default_budget()
         if max_tokens and budget >= int(max_tokens):
@@ -363,9 +390,15 @@ def parse_converse(body: dict[str, Any], model: str) -> LLMResult:
                 name=str(use.get("name") or ""), arguments=arguments(use.get("input")),
             ))
         elif isinstance(block.get("reasoningContent"), dict):
-            reasoning = block["reasoningContent"].get("reasoningText")
-            if isinstance(reasoning, dict) and reasoning.get("text"):
-                thoughts.append(str(reasoning["text"]))
+            content = block["reasoningContent"]
+            reasoning = content.get("reasoningText")
+            if isinstance(reasoning, dict):
+                text = str(reasoning.get("text") or "")
+                thoughts.append(text)
+                message.reasoning.append(ReasoningPart(text=text, signature=str(reasoning.get("signature") or ""),
+                                                       origin=ORIGIN))
+            elif isinstance(content.get("redactedContent"), str):
+                message.reasoning.append(ReasoningPart(encrypted=content["redactedContent"], origin=ORIGIN))
     message.content = "".join(texts)
     message.reasoning_content = "".join(thoughts)
     raw = str(body.get("stopReason") or "")
@@ -387,7 +420,7 @@ class StreamAssembler(BlockAssembler):
     __slots__ = ("stopped",)
 
     def __init__(self, model: str) -> None:
-        super().__init__(model)
+        super().__init__(model, ORIGIN)
         self.stopped = False
 
     @property
@@ -422,8 +455,9 @@ class StreamAssembler(BlockAssembler):
             return self.tool_fragment(block, use.get("input"))
         reasoning = delta.get("reasoningContent")
         if isinstance(reasoning, dict):
-            return self.reasoning(reasoning.get("text"))
-        return None  # redacted reasoning, citations
+            return self.reasoning(block, reasoning.get("text"), signature=reasoning.get("signature"),
+                                  encrypted=reasoning.get("redactedContent"))
+        return None  # citations
 
     def final(self) -> LLMChunk:
         return self.closing(finish_reason(self.stop_reason), counts_from_usage(self.usage))

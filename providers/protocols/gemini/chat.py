@@ -23,7 +23,15 @@ from typing import Any
 from engine._http.sse import SSEEvent
 from engine.adapter import CallContext, LLMRequest
 from engine.errors import InvokeConnectionError, InvokeError
-from engine.messages import FinishReason, LLMChunk, LLMResult, PromptMessage, Tool, ToolCallDelta
+from engine.messages import (
+    FinishReason,
+    LLMChunk,
+    LLMResult,
+    PromptMessage,
+    ReasoningDelta,
+    Tool,
+    ToolCallDelta,
+)
 from providers.kit import http
 from providers.kit.stream import stream_chunks
 
@@ -43,10 +51,11 @@ from .transform import (
 class _StreamState:
     """Accumulates what the final chunk reports."""
 
-    __slots__ = ("final", "raw_finish", "reader")
+    __slots__ = ("final", "raw_finish", "reader", "thoughts")
 
     def __init__(self, model: str) -> None:
         self.reader = PartReader()
+        self.thoughts = 0  # signed thought parts so far
         self.final = LLMChunk(model=model)
         self.raw_finish = ""
 
@@ -70,17 +79,23 @@ class _StreamState:
         given = candidate.get("content")
         content: dict[str, Any] = given if isinstance(given, dict) else {}
         first_call = self.reader.calls
-        text, reasoning, calls = self.reader.read(content.get("parts"))
+        parts = self.reader.read(content.get("parts"))
         raw = candidate.get("finishReason")
         if raw:
             self.raw_finish = str(raw)
-        if not (text or reasoning or calls):
+        if not parts:
             return None
-        chunk = LLMChunk(model=final.model, content=text, reasoning_content=reasoning, id=final.id)
-        for offset, call in enumerate(calls):
+        chunk = LLMChunk(model=final.model, content=parts.text, reasoning_content=parts.thoughts, id=final.id,
+                         state=parts.state)
+        for offset, call in enumerate(parts.calls):
             chunk.tool_calls.append(ToolCallDelta(
                 index=first_call + offset, id=call.id, name=call.name, arguments=call.arguments, type="function",
+                state=call.state,
             ))
+        for r in parts.reasoning:  # each signed thought part is a part of its own
+            chunk.reasoning.append(ReasoningDelta(index=self.thoughts, text=r.text, signature=r.signature,
+                                                  origin=r.origin))
+            self.thoughts += 1
         return chunk
 
     def finish(self) -> LLMChunk:
@@ -131,7 +146,7 @@ class GeminiChat:
         self.endpoint = endpoint
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
-        body = http.dumps(build_body(request))
+        body = http.dumps(build_body(request, ctx.model))
         async with ctx.http.stream(
             "POST", self.endpoint.url(ctx, ctx.model, "generateContent"),
             headers=await self.endpoint.headers(ctx), content=body, deadline=ctx.deadline,
@@ -147,7 +162,7 @@ class GeminiChat:
         return parse_response(parsed, ctx.model)
 
     async def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
-        body = http.dumps(build_body(request))
+        body = http.dumps(build_body(request, ctx.model))
         # The endpoint's headers are awaited (Vertex fetches a token), hence this generator;
         # closing it closes the driver's at once, so a cancel reaches the upstream connection.
         chunks = stream_chunks(

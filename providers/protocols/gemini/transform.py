@@ -17,9 +17,13 @@ Request (``build_body``):
 Response (``parse_response`` and the stream helpers in :mod:`.chat`):
 
 - ``thought: true`` parts are reasoning; ``functionCall`` parts become tool calls with JSON
-  args and synthesised ids ``call_<n>`` (Gemini sends none). A ``thoughtSignature`` on a call
-  (Gemini 3 insists on getting it back) rides in the id after ``~`` and is restored when the
-  call comes back in the history;
+  args and synthesised ids ``call_<n>`` (Gemini sends none);
+- thought signatures (Gemini 3 rejects a follow-up whose function calls lack them): on a
+  ``functionCall`` part it is the call's provider state, on a text part the turn's, on a thought
+  part that reasoning part's signature, all tagged ``gemini``. They go back on the same kind of
+  part. A call with no Gemini signature (history from another provider, or a client of the
+  old contract) gets the documented placeholder, for Gemini 3 models only, on the first call of
+  its turn; a signature carried in the id after ``~`` (the old contract) is still honoured;
 - SAFETY/RECITATION/BLOCKLIST/PROHIBITED_CONTENT/SPII finishes and a blocked prompt (no
   candidates, ``promptFeedback.blockReason``) are ``content_filter`` — data, not errors;
 - ``usageMetadata``: thoughts count as completion tokens (they are billed as output).
@@ -43,11 +47,14 @@ from engine.messages import (
     LLMResult,
     PartKind,
     PromptMessage,
+    ProviderState,
+    ReasoningPart,
     Role,
     TokenCounts,
     Tool,
     ToolCall,
     ToolChoice,
+    state_of,
 )
 
 from .schema import SchemaError, function_parameters, sanitize
@@ -59,6 +66,10 @@ _FILTERED = {
 FINISH_REASONS = {"STOP": FinishReason.STOP, "MAX_TOKENS": FinishReason.LENGTH,
                   **{name: FinishReason.CONTENT_FILTER for name in _FILTERED}}
 _SIGNATURE_SEP = "~"
+ORIGIN = "gemini"  # state this protocol produced (Gemini API and Vertex)
+# Gemini's documented stand-in for a function call that never had a signature.
+PLACEHOLDER_SIGNATURE = "skip_thought_signature_validator"
+_MAJOR = re.compile(r"gemini-(\d+)")
 _THINK_PREFIX = re.compile(r"^<think>.*?</think>\s*", re.DOTALL)
 _PLAIN_PARAMS = (
     ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
@@ -153,8 +164,43 @@ def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any
         contents.append({"role": role, "parts": parts})
 
 
-def build_contents(messages: list[PromptMessage]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """``contents`` and ``systemInstruction`` (None when there is no system text)."""
+def signatures_required(model: str) -> bool:
+    """Gemini 3 and later validate the signatures of the current turn's function calls."""
+    found = _MAJOR.search(model)
+    return found is not None and int(found.group(1)) >= 3
+
+
+def _model_parts(message: PromptMessage, i: int, names: dict[str, str], placeholder: bool) -> list[dict[str, Any]]:
+    """An assistant turn: its own thought parts, text (the turn's signature on the last text part),
+    then the calls with their signatures."""
+    parts = [{"text": r.text, "thought": True, "thoughtSignature": r.signature}
+             for r in message.reasoning_from(ORIGIN) if r.signature]
+    texts = _content_parts(message, i)
+    turn_signature = message.state_from(ORIGIN)
+    if turn_signature:
+        if texts and "text" in texts[-1]:
+            texts[-1]["thoughtSignature"] = turn_signature
+        elif not message.tool_calls:
+            texts.append({"text": "", "thoughtSignature": turn_signature})
+    parts += texts
+    for j, call in enumerate(message.tool_calls):
+        names[call.id] = call.name
+        part: dict[str, Any] = {"functionCall": {
+            "name": call.name,
+            "args": _call_args(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
+        }}
+        signature = state_of(call, ORIGIN) or split_call_id(call.id)[1]
+        if not signature and placeholder and j == 0:
+            signature = PLACEHOLDER_SIGNATURE
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
+def build_contents(messages: list[PromptMessage], placeholder: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """``contents`` and ``systemInstruction`` (None when there is no system text). ``placeholder``:
+    give unsigned calls the documented stand-in signature (Gemini 3)."""
     contents: list[dict[str, Any]] = []
     system: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call_id -> function name, from earlier assistant turns
@@ -167,18 +213,7 @@ def build_contents(messages: list[PromptMessage]) -> tuple[list[dict[str, Any]],
         elif role is Role.USER:
             _append(contents, "user", _content_parts(message, i))
         elif role is Role.ASSISTANT:
-            parts = _content_parts(message, i)
-            for j, call in enumerate(message.tool_calls):
-                names[call.id] = call.name
-                part: dict[str, Any] = {"functionCall": {
-                    "name": call.name,
-                    "args": _call_args(call.arguments, f"messages[{i}].tool_calls[{j}].arguments"),
-                }}
-                signature = split_call_id(call.id)[1]
-                if signature:
-                    part["thoughtSignature"] = signature
-                parts.append(part)
-            _append(contents, "model", parts)
+            _append(contents, "model", _model_parts(message, i, names, placeholder))
         elif role is Role.TOOL:
             name = names.get(message.tool_call_id) or message.name
             if not name:
@@ -268,8 +303,8 @@ def generation_config(params: dict[str, Any], stop: list[str]) -> dict[str, Any]
     return config
 
 
-def build_body(request: LLMRequest) -> dict[str, Any]:
-    contents, instruction = build_contents(request.messages)
+def build_body(request: LLMRequest, model: str = "") -> dict[str, Any]:
+    contents, instruction = build_contents(request.messages, signatures_required(model))
     if not contents:
         raise _bad("messages", "Gemini needs at least one non-system message")
     body: dict[str, Any] = {"contents": contents}
@@ -307,38 +342,62 @@ def finish_reason(raw: str, has_calls: bool) -> FinishReason:
     return reason
 
 
+class Parts:
+    """What one batch of response parts holds."""
+
+    __slots__ = ("calls", "reasoning", "state", "text", "thoughts")
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.thoughts = ""
+        self.calls: list[ToolCall] = []
+        self.reasoning: list[ReasoningPart] = []  # thought parts that carry a signature
+        self.state: ProviderState | None = None  # a text part's signature
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.thoughts or self.calls or self.reasoning or self.state)
+
+
 class PartReader:
-    """Turns response parts into text, reasoning and tool calls; numbers the calls."""
+    """Turns response parts into text, reasoning, tool calls and signatures; numbers the calls."""
 
     __slots__ = ("calls",)
 
     def __init__(self) -> None:
         self.calls = 0
 
-    def read(self, parts: Any) -> tuple[str, str, list[ToolCall]]:
+    def read(self, parts: Any) -> Parts:
+        out = Parts()
         text: list[str] = []
         thoughts: list[str] = []
-        calls: list[ToolCall] = []
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
                 continue
+            signature = part.get("thoughtSignature")
+            signature = signature if isinstance(signature, str) else ""
             call = part.get("functionCall")
             if isinstance(call, dict):
                 args = call.get("args")
                 given = call.get("id")
-                base = str(given) if given else make_call_id(self.calls)
-                signature = part.get("thoughtSignature") or ""
-                calls.append(ToolCall(
-                    id=f"{base}{_SIGNATURE_SEP}{signature}" if signature else base,
-                    name=str(call.get("name") or ""),
+                out.calls.append(ToolCall(
+                    id=str(given) if given else make_call_id(self.calls), name=str(call.get("name") or ""),
                     arguments=orjson.dumps(args if isinstance(args, dict) else {}).decode(),
+                    state=ProviderState(ORIGIN, signature) if signature else None,
                 ))
                 self.calls += 1
                 continue
             value = part.get("text")
-            if isinstance(value, str) and value:
-                (thoughts if part.get("thought") is True else text).append(value)
-        return "".join(text), "".join(thoughts), calls
+            value = value if isinstance(value, str) else ""
+            if part.get("thought") is True:
+                thoughts.append(value)
+                if signature:
+                    out.reasoning.append(ReasoningPart(text=value, signature=signature, origin=ORIGIN))
+            else:
+                text.append(value)
+                if signature:
+                    out.state = ProviderState(ORIGIN, signature)
+        out.text, out.thoughts = "".join(text), "".join(thoughts)
+        return out
 
 
 def blocked_reason(body: dict[str, Any]) -> str:
@@ -362,7 +421,9 @@ def parse_response(body: dict[str, Any], model: str) -> LLMResult:
     candidate = candidates[0] if isinstance(candidates[0], dict) else {}
     given = candidate.get("content")
     content: dict[str, Any] = given if isinstance(given, dict) else {}
-    message.content, message.reasoning_content, message.tool_calls = PartReader().read(content.get("parts"))
+    parts = PartReader().read(content.get("parts"))
+    message.content, message.reasoning_content, message.tool_calls = parts.text, parts.thoughts, parts.calls
+    message.reasoning, message.state = parts.reasoning, parts.state
     raw = str(candidate.get("finishReason") or "STOP")
     result.finish_reason = finish_reason(raw, bool(message.tool_calls))
     result.provider_finish_reason = raw

@@ -23,7 +23,7 @@ from providers.kit.audio import silent_wav
 from . import client
 from .chat import OpenAIChat
 from .customizable import apply_model_info, base_model_schema, compatible_schema, fine_tune_schema
-from .options import OpenAIOptions
+from .options import ModelEndpoint, OpenAIOptions
 
 # Xinference reports a model's kind in GET /v1/models/{uid}; what each of ours must be.
 _INFO_TYPES = {
@@ -60,6 +60,9 @@ class OpenAIAdapter(Adapter):
             from .moderation import OpenAIModeration
 
             self.moderation = OpenAIModeration()
+
+    def model_problems(self) -> list[str]:
+        return ModelEndpoint.problems([s for (t, _), s in self.predefined.items() if t is ModelType.LLM])
 
     def customizable_schema(
         self, model: str, model_type: ModelType, credentials: dict[str, Any]
@@ -144,9 +147,10 @@ class OpenAIAdapter(Adapter):
         limit_key = "max_tokens"
         if ctx.schema is not None and any(r.name == "max_completion_tokens" for r in ctx.schema.parameter_rules):
             limit_key = "max_completion_tokens"
+        responses = ctx.schema is not None and ModelEndpoint.of(ctx.schema) == "responses"
         request = LLMRequest(
             messages=[PromptMessage(Role.USER, [ContentPart(PartKind.TEXT, text="ping")])],
-            parameters={limit_key: 5},
+            parameters={limit_key: 16 if responses else 5},  # the Responses API's floor is 16
         )
         await self.llm.generate(ctx, request)
 

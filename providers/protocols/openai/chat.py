@@ -21,13 +21,15 @@ from engine._http.status import error_for_status, raise_for_status
 from engine.adapter import CallContext, LLMRequest
 from engine.entities import LLMMode
 from engine.errors import InvokeConnectionError, InvokeError
-from engine.messages import LLMChunk, LLMResult, PromptMessage, Tool, ToolCallDelta
+from engine.messages import LLMChunk, LLMResult, PromptMessage, ReasoningDelta, Tool, ToolCallDelta
 from engine.tokenizers import encoding_for_model
 from providers.kit.stream import merge_chunks, stream_chunks
 from providers.kit.toolcalls import ToolIndexer
 
 from . import client
 from .chat_transform import (
+    CHAT_ORIGIN,
+    add_reasoning_history,
     apply_body_options,
     build_chat_body,
     build_completion_body,
@@ -36,9 +38,11 @@ from .chat_transform import (
     parse_chat_response,
     text_of,
 )
+from .options import ModelEndpoint
 
 
-def _stream_error(obj: dict[str, Any]) -> InvokeError:
+def stream_error(obj: dict[str, Any]) -> InvokeError:
+    """An ``{"error": ...}`` object in a 200 (body or stream event) as the mapped runtime error."""
     err = obj.get("error")
     if isinstance(err, dict):
         message = str(err.get("message") or "error in stream")
@@ -57,7 +61,13 @@ def _stream_error(obj: dict[str, Any]) -> InvokeError:
 
 
 class OpenAIChat:
-    """LLMModel for any provider that speaks OpenAI's chat API."""
+    """LLMModel for any provider that speaks OpenAI's chat API; models whose YAML says
+    ``endpoint: responses`` go to the Responses API (:mod:`.responses`)."""
+
+    def __init__(self) -> None:
+        from .responses import OpenAIResponses  # imported here: it imports this module
+
+        self.responses = OpenAIResponses()
 
     def _request(self, ctx: CallContext, request: LLMRequest, stream: bool) -> tuple[str, bytes, bool]:
         completion = ctx.schema is not None and ctx.schema.mode is LLMMode.COMPLETION
@@ -67,10 +77,14 @@ class OpenAIChat:
         body = apply_body_options(
             build(client.model_id(ctx), request, stream=stream, stream_usage=stream_usage), o
         )
+        if o.reasoning_content_history and not completion:
+            add_reasoning_history(body["messages"], request.messages)
         path = "completions" if completion else o.chat_path
         return client.url(ctx, path), client.dumps(body), completion
 
     async def generate(self, ctx: CallContext, request: LLMRequest) -> LLMResult:
+        if uses_responses(ctx):
+            return await self.responses.generate(ctx, request)
         url, body, completion = self._request(ctx, request, stream=False)
         async with ctx.http.stream(
             "POST", url, headers=client.headers(ctx), content=body, params=client.query(ctx),
@@ -84,11 +98,13 @@ class OpenAIChat:
         except orjson.JSONDecodeError:
             raise InvokeError("The provider returned a response that is not JSON") from None
         if isinstance(parsed, dict) and parsed.get("error") and not parsed.get("choices"):
-            raise _stream_error(parsed)
+            raise stream_error(parsed)
         _raise_envelope(parsed, ctx)
         return parse_chat_response(parsed, ctx.model, completion)
 
     def stream(self, ctx: CallContext, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        if uses_responses(ctx):
+            return self.responses.stream(ctx, request)
         url, body, completion = self._request(ctx, request, stream=True)
         return stream_chunks(ctx, url, body=body, headers=client.headers(ctx), params=client.query(ctx),
                              errors=client.error_message, assembler=_Assembler(ctx, completion))
@@ -127,7 +143,7 @@ class _Assembler:
         if not isinstance(obj, dict):
             return None
         if obj.get("error"):
-            raise _stream_error(obj)
+            raise stream_error(obj)
         _raise_envelope(obj, self._ctx)
         final = self._final
         counts = find_usage(obj)
@@ -152,6 +168,11 @@ class _Assembler:
         if self._final.finish_reason is None:
             self._final.finish_reason = finish_reason("stop")
         return self._final
+
+
+def uses_responses(ctx: CallContext) -> bool:
+    """The model's YAML declares the Responses API (``model_properties.endpoint: responses``)."""
+    return ctx.schema is not None and ModelEndpoint.of(ctx.schema) == "responses"
 
 
 def _raise_envelope(obj: Any, ctx: CallContext) -> None:
@@ -180,6 +201,8 @@ def _delta(choice: dict[str, Any], completion: bool, indexer: ToolIndexer) -> LL
         return None
     chunk = LLMChunk(content=content, reasoning_content=reasoning, refusal=refusal,
                      index=int(choice.get("index") or 0))
+    if reasoning:  # one reasoning part: the caller sends it back as the turn's reasoning
+        chunk.reasoning.append(ReasoningDelta(0, text=reasoning, origin=CHAT_ORIGIN))
     for fragment in fragments or ():
         function = fragment.get("function") or {}
         arguments = function.get("arguments")

@@ -17,12 +17,14 @@ import orjson
 from engine.adapter import LLMRequest
 from engine.errors import FieldViolation, InvokeBadRequestError
 from engine.messages import (
+    CHAT_COMPLETIONS_ORIGIN,
     AssistantMessage,
     ContentPart,
     FinishReason,
     LLMResult,
     PartKind,
     PromptMessage,
+    ReasoningPart,
     Role,
     TokenCounts,
     ToolCall,
@@ -30,6 +32,8 @@ from engine.messages import (
 from providers.kit.toolcalls import IdRewriter
 
 from .options import OpenAIOptions
+
+CHAT_ORIGIN = CHAT_COMPLETIONS_ORIGIN  # reasoning_content of chat completions (DeepSeek, Moonshot, ...)
 
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -84,6 +88,16 @@ def _content(message: PromptMessage) -> Any:
     if all(p.kind is PartKind.TEXT for p in parts):
         return "".join(p.text for p in parts)
     return [_part(p) for p in parts]
+
+
+def add_reasoning_history(wire: list[dict[str, Any]], messages: list[PromptMessage]) -> None:
+    """Give each assistant turn its own reasoning back as ``reasoning_content`` (the wire list is
+    one message per domain message, as :func:`build_chat_body` builds it)."""
+    for out, message in zip(wire, messages, strict=True):
+        if message.role is Role.ASSISTANT:
+            text = "".join(p.text for p in message.reasoning_from(CHAT_ORIGIN))
+            if text:
+                out["reasoning_content"] = text
 
 
 def message_to_wire(message: PromptMessage) -> dict[str, Any]:
@@ -293,6 +307,8 @@ def parse_chat_response(body: dict[str, Any], model: str, completion_mode: bool)
         wire = choice.get("message") or {}
         message.content = text_of(wire.get("content"))
         message.reasoning_content = text_of(wire.get("reasoning_content") or wire.get("reasoning"))
+        if message.reasoning_content:
+            message.reasoning = [ReasoningPart(text=message.reasoning_content, origin=CHAT_ORIGIN)]
         message.refusal = wire.get("refusal") or ""
         for i, call in enumerate(wire.get("tool_calls") or []):
             function = call.get("function") or {}

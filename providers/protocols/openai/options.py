@@ -8,9 +8,34 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.entities import AIModelEntity
 from providers.kit.options import EndpointOptions, StatusEnvelope
+
+
+class ModelEndpoint(BaseModel):
+    """The ``model_properties`` key of a model YAML this protocol reads: which OpenAI endpoint
+    serves the model. Checked for every predefined model at start-up."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    endpoint: Literal["chat_completions", "responses"] = "chat_completions"
+
+    @staticmethod
+    def of(schema: AIModelEntity) -> str:
+        value = schema.model_properties.get("endpoint")
+        return "responses" if value == "responses" else "chat_completions"
+
+    @classmethod
+    def problems(cls, schemas: list[AIModelEntity]) -> list[str]:
+        out = []
+        for schema in schemas:
+            try:
+                cls.model_validate(schema.model_properties)
+            except ValidationError:
+                out.append(f"model {schema.model}: model_properties.endpoint must be chat_completions or responses, "
+                           f"not {schema.model_properties.get('endpoint')!r}")
+        return out
 
 
 class OpenAIOptions(EndpointOptions):
@@ -22,9 +47,14 @@ class OpenAIOptions(EndpointOptions):
     organization_credential: str | None = None  # sent as OpenAI-Organization
     # request and response shapes
     chat_path: str = "chat/completions"  # MiniMax: text/chatcompletion_v2
+    responses_path: str = "responses"  # the Responses API (models with endpoint: responses)
+    responses_base_path: str | None = None  # replaces base_url_path for it (Azure: /openai)
     status_envelope: StatusEnvelope | None = None  # errors inside a 200 body
     stream_usage: bool = True  # send stream_options.include_usage
     drop_fields: list[str] = Field(default_factory=list)  # body fields never sent (Mistral rejects `user`)
+    # assistant turns send their reasoning back as reasoning_content (DeepSeek's thinking mode
+    # requires it after tool calls); off elsewhere: OpenAI itself rejects the field
+    reasoning_content_history: bool = False
     tool_choice_values: dict[str, str] = Field(default_factory=dict)  # {mode: wire value} (Mistral: required -> any)
     tool_call_ids: Literal["any", "alnum9"] = "any"  # alnum9: history ids rewritten to 9 [a-zA-Z0-9] (Mistral)
     switch_parameters: list[str] = Field(default_factory=list)  # booleans sent as {"type": "enabled"|"disabled"}

@@ -150,6 +150,8 @@ class LLMUsage(_message.Message):
     LATENCY_FIELD_NUMBER: _builtins.int
     CACHED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     REASONING_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_1H_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     prompt_unit_price: _builtins.str
     prompt_price_unit: _builtins.str
@@ -164,9 +166,19 @@ class LLMUsage(_message.Message):
     latency: _builtins.float
     """Seconds from the start of the call to the end of the response."""
     cached_prompt_tokens: _builtins.int
-    """Tokens the provider reported as served from its prompt cache."""
+    """Tokens the provider reported as served from its prompt cache (cache reads),
+    included in prompt_tokens.
+    """
     reasoning_tokens: _builtins.int
     """Reasoning tokens included in completion_tokens, when reported."""
+    cache_write_tokens: _builtins.int
+    """Prompt tokens written to the provider's cache with the 5-minute lifetime
+    (Anthropic, Bedrock), included in prompt_tokens.
+    """
+    cache_write_1h_tokens: _builtins.int
+    """Prompt tokens written to the cache with the 1-hour lifetime, included in
+    prompt_tokens.
+    """
     def __init__(
         self,
         *,
@@ -184,10 +196,12 @@ class LLMUsage(_message.Message):
         latency: _builtins.float = ...,
         cached_prompt_tokens: _builtins.int = ...,
         reasoning_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
+        cache_write_1h_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_tokens", b"cached_prompt_tokens", "completion_price", b"completion_price", "completion_price_unit", b"completion_price_unit", "completion_tokens", b"completion_tokens", "completion_unit_price", b"completion_unit_price", "currency", b"currency", "latency", b"latency", "prompt_price", b"prompt_price", "prompt_price_unit", b"prompt_price_unit", "prompt_tokens", b"prompt_tokens", "prompt_unit_price", b"prompt_unit_price", "reasoning_tokens", b"reasoning_tokens", "total_price", b"total_price", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write_1h_tokens", b"cache_write_1h_tokens", "cache_write_tokens", b"cache_write_tokens", "cached_prompt_tokens", b"cached_prompt_tokens", "completion_price", b"completion_price", "completion_price_unit", b"completion_price_unit", "completion_tokens", b"completion_tokens", "completion_unit_price", b"completion_unit_price", "currency", b"currency", "latency", b"latency", "prompt_price", b"prompt_price", "prompt_price_unit", b"prompt_price_unit", "prompt_tokens", b"prompt_tokens", "prompt_unit_price", b"prompt_unit_price", "reasoning_tokens", b"reasoning_tokens", "total_price", b"total_price", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -87,6 +87,24 @@ TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
 TOOL_CHOICE_MODE_FUNCTION: ToolChoiceMode.ValueType  # 4
 Global___ToolChoiceMode: _TypeAlias = ToolChoiceMode  # noqa: Y015
 
+class _CacheTtl:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CacheTtlEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CacheTtl.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CACHE_TTL_UNSPECIFIED: _CacheTtl.ValueType  # 0
+    CACHE_TTL_FIVE_MINUTES: _CacheTtl.ValueType  # 1
+    CACHE_TTL_ONE_HOUR: _CacheTtl.ValueType  # 2
+
+class CacheTtl(_CacheTtl, metaclass=_CacheTtlEnumTypeWrapper):
+    """How long a prompt-cache entry lives."""
+
+CACHE_TTL_UNSPECIFIED: CacheTtl.ValueType  # 0
+CACHE_TTL_FIVE_MINUTES: CacheTtl.ValueType  # 1
+CACHE_TTL_ONE_HOUR: CacheTtl.ValueType  # 2
+Global___CacheTtl: _TypeAlias = CacheTtl  # noqa: Y015
+
 class _FinishReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -122,6 +140,8 @@ class Message(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    PROVIDER_STATE_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     name: _builtins.str
     """Optional participant name."""
@@ -135,6 +155,21 @@ class Message(_message.Message):
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
         """Assistant messages: the tool calls the model made."""
 
+    @_builtins.property
+    def reasoning(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReasoningPart]:
+        """Assistant messages: the reasoning parts the model returned with this turn
+        (AssistantMessage.reasoning), sent back unchanged. Anthropic requires them
+        after a tool call while thinking is on. Parts whose origin is another
+        protocol than the one serving the call are dropped, not forwarded.
+        """
+
+    @_builtins.property
+    def provider_state(self) -> Global___ProviderState:
+        """Assistant messages: opaque state the provider attached to the turn
+        (AssistantMessage.provider_state), sent back unchanged; dropped when its
+        origin is another protocol.
+        """
+
     def __init__(
         self,
         *,
@@ -143,10 +178,12 @@ class Message(_message.Message):
         name: _builtins.str = ...,
         tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
         tool_call_id: _builtins.str = ...,
+        reasoning: _abc.Iterable[Global___ReasoningPart] | None = ...,
+        provider_state: Global___ProviderState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider_state", b"provider_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "provider_state", b"provider_state", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,6 +200,7 @@ class ContentPart(_message.Message):
     AUDIO_FIELD_NUMBER: _builtins.int
     VIDEO_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     @_builtins.property
     def image(self) -> Global___MediaContent: ...
@@ -172,6 +210,13 @@ class ContentPart(_message.Message):
     def video(self) -> Global___MediaContent: ...
     @_builtins.property
     def document(self) -> Global___MediaContent: ...
+    @_builtins.property
+    def cache_control(self) -> Global___CacheControl:
+        """Ends a cacheable prompt prefix here (Anthropic's cache_control breakpoint;
+        on system, user and tool-result parts). Providers that cache prefixes on
+        their own (OpenAI, Gemini) ignore it.
+        """
+
     def __init__(
         self,
         *,
@@ -180,16 +225,151 @@ class ContentPart(_message.Message):
         audio: Global___MediaContent | None = ...,
         video: Global___MediaContent | None = ...,
         document: Global___MediaContent | None = ...,
+        cache_control: Global___CacheControl | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "document", b"document", "image", b"image", "part", b"part", "text", b"text", "video", b"video"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "cache_control", b"cache_control", "document", b"document", "image", b"image", "part", b"part", "text", b"text", "video", b"video"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "document", b"document", "image", b"image", "part", b"part", "text", b"text", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "cache_control", b"cache_control", "document", b"document", "image", b"image", "part", b"part", "text", b"text", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image", "audio", "video", "document"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
 Global___ContentPart: _TypeAlias = ContentPart  # noqa: Y015
+
+@_typing.final
+class CacheControl(_message.Message):
+    """A prompt-cache breakpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTL_FIELD_NUMBER: _builtins.int
+    ttl: Global___CacheTtl.ValueType
+    """How long the provider keeps the prefix (unspecified: its default, 5 minutes)."""
+    def __init__(
+        self,
+        *,
+        ttl: Global___CacheTtl.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheControl: _TypeAlias = CacheControl  # noqa: Y015
+
+@_typing.final
+class ReasoningPart(_message.Message):
+    """One piece of the model's reasoning, as the provider returned it. Everything
+    but the text is opaque: send it back exactly as received.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The reasoning text, or its summary (empty when the provider hides it)."""
+    signature: _builtins.str
+    """The provider's signature over the text (Anthropic thinking, Bedrock
+    reasoningContent, Gemini thought parts).
+    """
+    encrypted: _builtins.str
+    """Reasoning the provider returns only encrypted: Anthropic redacted_thinking
+    data, OpenAI Responses encrypted_content.
+    """
+    id: _builtins.str
+    """The provider's id of the reasoning item (OpenAI Responses: rs_...)."""
+    origin: _builtins.str
+    """The wire protocol that produced it: "anthropic", "bedrock", "gemini" or
+    "openai_responses". The part is replayed only to the same protocol.
+    """
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        signature: _builtins.str = ...,
+        encrypted: _builtins.str = ...,
+        id: _builtins.str = ...,
+        origin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted", b"encrypted", "id", b"id", "origin", b"origin", "signature", b"signature", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReasoningPart: _TypeAlias = ReasoningPart  # noqa: Y015
+
+@_typing.final
+class ProviderState(_message.Message):
+    """Opaque state a provider attaches to a turn or a tool call (Gemini's
+    thoughtSignature), with the protocol that produced it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    """As ReasoningPart.origin."""
+    data: _builtins.str
+    """The provider's value, to be sent back byte for byte."""
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        data: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderState: _TypeAlias = ProviderState  # noqa: Y015
+
+@_typing.final
+class ReasoningDelta(_message.Message):
+    """The fragment of one reasoning part in a stream: text fragments are
+    concatenated per index; the other fields come whole, once.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    ENCRYPTED_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    text: _builtins.str
+    signature: _builtins.str
+    encrypted: _builtins.str
+    id: _builtins.str
+    origin: _builtins.str
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        text: _builtins.str = ...,
+        signature: _builtins.str = ...,
+        encrypted: _builtins.str = ...,
+        id: _builtins.str = ...,
+        origin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encrypted", b"encrypted", "id", b"id", "index", b"index", "origin", b"origin", "signature", b"signature", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReasoningDelta: _TypeAlias = ReasoningDelta  # noqa: Y015
 
 @_typing.final
 class MediaContent(_message.Message):
@@ -241,11 +421,16 @@ class Tool(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     @_builtins.property
     def parameters(self) -> _struct_pb2.Struct:
         """JSON Schema of the arguments object."""
+
+    @_builtins.property
+    def cache_control(self) -> Global___CacheControl:
+        """Ends a cacheable prefix after this tool's definition (Anthropic)."""
 
     def __init__(
         self,
@@ -253,10 +438,11 @@ class Tool(_message.Message):
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         parameters: _struct_pb2.Struct | None = ...,
+        cache_control: Global___CacheControl | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "parameters", b"parameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_control", b"cache_control", "description", b"description", "name", b"name", "parameters", b"parameters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -272,12 +458,19 @@ class ToolCall(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_FIELD_NUMBER: _builtins.int
+    PROVIDER_STATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: _builtins.str
     """"function" in practice."""
     name: _builtins.str
     arguments: _builtins.str
     """JSON text of the arguments, exactly as the model produced it."""
+    @_builtins.property
+    def provider_state(self) -> Global___ProviderState:
+        """Opaque state the provider attached to the call (Gemini thoughtSignature);
+        send it back with the call.
+        """
+
     def __init__(
         self,
         *,
@@ -285,10 +478,11 @@ class ToolCall(_message.Message):
         type: _builtins.str = ...,
         name: _builtins.str = ...,
         arguments: _builtins.str = ...,
+        provider_state: Global___ProviderState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider_state", b"provider_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "name", b"name", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "name", b"name", "provider_state", b"provider_state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -307,11 +501,16 @@ class ToolCallDelta(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
+    PROVIDER_STATE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     id: _builtins.str
     name: _builtins.str
     arguments: _builtins.str
     type: _builtins.str
+    @_builtins.property
+    def provider_state(self) -> Global___ProviderState:
+        """Comes whole, with the call's first fragment or a later one."""
+
     def __init__(
         self,
         *,
@@ -320,10 +519,11 @@ class ToolCallDelta(_message.Message):
         name: _builtins.str = ...,
         arguments: _builtins.str = ...,
         type: _builtins.str = ...,
+        provider_state: Global___ProviderState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider_state", b"provider_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "index", b"index", "name", b"name", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments", b"arguments", "id", b"id", "index", b"index", "name", b"name", "provider_state", b"provider_state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -364,6 +564,8 @@ class AssistantMessage(_message.Message):
     REASONING_CONTENT_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     REFUSAL_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    PROVIDER_STATE_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     reasoning_content: _builtins.str
     """Reasoning ("thinking") text, when the provider returns it separately."""
@@ -371,6 +573,19 @@ class AssistantMessage(_message.Message):
     """Refusal text, when the provider reports one."""
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]: ...
+    @_builtins.property
+    def reasoning(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReasoningPart]:
+        """The reasoning parts in the order the model produced them, with their
+        signatures; reasoning_content is their text joined. Send them back in
+        Message.reasoning.
+        """
+
+    @_builtins.property
+    def provider_state(self) -> Global___ProviderState:
+        """Opaque state of the turn (Gemini's signature on a text part); send it back
+        in Message.provider_state.
+        """
+
     def __init__(
         self,
         *,
@@ -378,10 +593,12 @@ class AssistantMessage(_message.Message):
         reasoning_content: _builtins.str = ...,
         tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
         refusal: _builtins.str = ...,
+        reasoning: _abc.Iterable[Global___ReasoningPart] | None = ...,
+        provider_state: Global___ProviderState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider_state", b"provider_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "reasoning_content", b"reasoning_content", "refusal", b"refusal", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "provider_state", b"provider_state", "reasoning", b"reasoning", "reasoning_content", b"reasoning_content", "refusal", b"refusal", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -397,11 +614,21 @@ class AssistantDelta(_message.Message):
     REASONING_CONTENT_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     REFUSAL_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    PROVIDER_STATE_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     reasoning_content: _builtins.str
     refusal: _builtins.str
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCallDelta]: ...
+    @_builtins.property
+    def reasoning(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReasoningDelta]:
+        """Reasoning fragments in order; a part's signature follows its text."""
+
+    @_builtins.property
+    def provider_state(self) -> Global___ProviderState:
+        """Comes whole, once."""
+
     def __init__(
         self,
         *,
@@ -409,10 +636,12 @@ class AssistantDelta(_message.Message):
         reasoning_content: _builtins.str = ...,
         tool_calls: _abc.Iterable[Global___ToolCallDelta] | None = ...,
         refusal: _builtins.str = ...,
+        reasoning: _abc.Iterable[Global___ReasoningDelta] | None = ...,
+        provider_state: Global___ProviderState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider_state", b"provider_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "reasoning_content", b"reasoning_content", "refusal", b"refusal", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "provider_state", b"provider_state", "reasoning", b"reasoning", "reasoning_content", b"reasoning_content", "refusal", b"refusal", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -554,12 +554,18 @@ class Pricing(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
     TIERS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_1H_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     output: _builtins.str
     unit: _builtins.str
     currency: _builtins.str
     cached: _builtins.str
     """Price of a prompt token read from the provider's cache; empty: billed as input."""
+    cache_write: _builtins.str
+    """Price of a prompt token written to the cache (5-minute lifetime); empty: billed as input."""
+    cache_write_1h: _builtins.str
+    """Price of a prompt token written to the cache with the 1-hour lifetime; empty: billed as input."""
     @_builtins.property
     def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PriceTier]:
         """Prompt-size tiers: a request whose prompt size falls in a tier is billed at its prices."""
@@ -573,10 +579,12 @@ class Pricing(_message.Message):
         currency: _builtins.str = ...,
         cached: _builtins.str = ...,
         tiers: _abc.Iterable[Global___PriceTier] | None = ...,
+        cache_write: _builtins.str = ...,
+        cache_write_1h: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "currency", b"currency", "input", b"input", "output", b"output", "tiers", b"tiers", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_write", b"cache_write", "cache_write_1h", b"cache_write_1h", "cached", b"cached", "currency", b"currency", "input", b"input", "output", b"output", "tiers", b"tiers", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -87,3 +87,13 @@ def system(text: str) -> llm_pb.Message:
 def point_options(monkeypatch, adapter, **changes) -> None:
     """Replace some of an adapter's typed runtime options for one test (e.g. a base URL → a mock)."""
     monkeypatch.setattr(adapter, "options", adapter.options.model_copy(update=changes))
+
+
+def stream_chunk(content: str = "", tool_calls=(), **kw) -> llm_pb.StreamGenerateResponse:
+    """A StreamGenerateResponse carrying a delta: content and tool-call fragments as dicts."""
+    return llm_pb.StreamGenerateResponse(
+        delta=llm_pb.AssistantDelta(
+            content=content, tool_calls=[llm_pb.ToolCallDelta(**tc) for tc in tool_calls]
+        ),
+        **kw,
+    )

@@ -1,8 +1,10 @@
 """Checks of wire bodies against the providers' official definitions, used by the mocks and tests.
 
-- OpenAI: the official OpenAPI document (``../shared/specs/openai-openapi.yaml``, OpenAPI 3.1,
-  whose schemas are JSON Schema 2020-12): :func:`openai_problems` validates an object against one
-  of its ``components/schemas`` (e.g. ``CreateResponse``, ``Response``, ``ResponseStreamEvent``).
+- OpenAI: the official OpenAPI document (OpenAPI 3.1, whose schemas are JSON Schema 2020-12):
+  :func:`openai_problems` validates an object against one of its ``components/schemas`` (e.g.
+  ``CreateResponse``, ``Response``, the stream events). The schemas used, with all they reference,
+  are extracted into ``data/openai_schemas.json`` by ``scripts/extract_openai_schemas.py`` (CI's
+  clean checkout has no reference folder beside it); a test checks the extract is current.
 - Anthropic: the official ``anthropic`` SDK's types. Request bodies are checked against its
   TypedDicts (``MessageCreateParamsStreaming`` / ``NonStreaming``) by a structural walk —
   pydantic validates ``Iterable`` fields lazily and ignores unknown keys, so it would let a bad
@@ -13,16 +15,16 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import json
 import types
 import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from typing_extensions import is_typeddict
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "openai-openapi.yaml"
+SCHEMAS = Path(__file__).resolve().parent / "data" / "openai_schemas.json"
 
 
 # ---- OpenAI ------------------------------------------------------------------------------------
@@ -30,9 +32,7 @@ SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "openai-openap
 
 @lru_cache(maxsize=1)
 def _components() -> dict[str, Any]:
-    with SPEC.open() as f:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(f, Loader=loader)["components"]
+    return {"schemas": json.loads(SCHEMAS.read_text())["schemas"]}
 
 
 @lru_cache(maxsize=32)

@@ -1,5 +1,5 @@
 """Extract the OpenAI schemas the Responses mock validates against, with everything they reference,
-from the official OpenAPI document into tests/mocks/data/openai_schemas.json.
+from the official OpenAPI document into tests/mocks/openai_schemas.json.
 
 Why a vendored extract: CI runs on a clean checkout without the reference folder beside it, and the
 whole document is 3 MB of YAML. Run it again when the reference document changes:
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "tests" / "mocks" / "data" / "openai_schemas.json"
+OUT = ROOT / "tests" / "mocks" / "openai_schemas.json"
 # The roots: what tests/mocks/openai_responses.py names (requests, replies and each stream event).
 ROOTS = (
     "CreateResponse", "Response", "ResponseErrorEvent", "ResponseCreatedEvent", "ResponseInProgressEvent",

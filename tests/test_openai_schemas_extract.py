@@ -1,5 +1,5 @@
 """The OpenAI schemas the Responses mock validates against are an extract of the official OpenAPI
-document (tests/mocks/data/openai_schemas.json): it must be what the extractor makes of the
+document (tests/mocks/openai_schemas.json): it must be what the extractor makes of the
 reference document, and must hold every schema the mock names."""
 
 from __future__ import annotations

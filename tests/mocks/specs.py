@@ -3,7 +3,7 @@
 - OpenAI: the official OpenAPI document (OpenAPI 3.1, whose schemas are JSON Schema 2020-12):
   :func:`openai_problems` validates an object against one of its ``components/schemas`` (e.g.
   ``CreateResponse``, ``Response``, the stream events). The schemas used, with all they reference,
-  are extracted into ``data/openai_schemas.json`` by ``scripts/extract_openai_schemas.py`` (CI's
+  are extracted into ``openai_schemas.json`` here by ``scripts/extract_openai_schemas.py`` (CI's
   clean checkout has no reference folder beside it); a test checks the extract is current.
 - Anthropic: the official ``anthropic`` SDK's types. Request bodies are checked against its
   TypedDicts (``MessageCreateParamsStreaming`` / ``NonStreaming``) by a structural walk —
@@ -24,7 +24,7 @@ from typing import Any
 
 from typing_extensions import is_typeddict
 
-SCHEMAS = Path(__file__).resolve().parent / "data" / "openai_schemas.json"
+SCHEMAS = Path(__file__).resolve().parent / "openai_schemas.json"
 
 
 # ---- OpenAI ------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from providers.protocols.bedrock.transform import (
     model_family,
     parse_converse,
 )
-from tests.mocks.bedrock_mock import encode_frame
+from tests.mocks.bedrock_wire import encode_frame
 
 # ---- SigV4: AWS's published examples ------------------------------------------------------------
 # aws-sig-v4-test-suite "get-vanilla" / "post-vanilla" and the IAM ListUsers walk-through in

@@ -23,7 +23,7 @@ from tests.helpers import failure_of, stream_failure, struct, target, user
 from tests.mocks import anthropic_mock
 from tests.mocks.anthropic_mock import REDACTED_DATA, REDACTED_TRIGGER, AnthropicMock
 from tests.mocks.bedrock_mock import BedrockMock
-from tests.mocks.bedrock_mock import sign as bedrock_sign
+from tests.mocks.bedrock_rules import sign as bedrock_sign
 from tests.mocks.gemini_mock import GeminiMock
 from tests.mocks.openai_common import ModelInfo
 from tests.mocks.openai_mock import OpenAIMock, stream_error_after, truncate_after

@@ -43,7 +43,6 @@ match), :func:`truncate_after` (no ``messageStop``; optionally cut inside a fram
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -53,12 +52,20 @@ import re
 import struct
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
+from .bedrock_rules import ApiError, bad, model_family, sign, validate_converse
+from .bedrock_wire import (
+    SignatureCheck,
+    _canonical_path,
+    _canonical_query,
+    _hmac,
+    event_frame,
+    exception_frame,
+)
 from .httpserver import MockServer, Request, Response, ServerMock
 
 STRING_SUFFIX = " — café"  # non-ASCII in tool input, split across fragments
@@ -66,7 +73,6 @@ SERVICE = "bedrock"
 MAX_SKEW = 15 * 60
 _ARN = re.compile(r"^arn:aws(-[a-z-]+)?:bedrock:([a-z0-9-]+)::foundation-model/(.+)$")
 RERANK_MODELS = {"cohere.rerank-v3-5:0", "amazon.rerank-v1:0"}
-_GEO = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.")
 
 
 # ---------------------------------------------------------------------------------- scenarios
@@ -121,69 +127,7 @@ def hang(send_headers: bool = True, max_seconds: float = 30.0) -> Scenario:
     return Scenario("hang", {"send_headers": send_headers, "max_seconds": max_seconds})
 
 
-# ---------------------------------------------------------------------------------- event stream
-
-
-def _header(name: str, value: Any, kind: int | None = None) -> bytes:
-    """One header; kind defaults to string (7). Types: 0/1 bool, 2 byte, 3 short, 4 int, 5 long,
-    6 bytes, 7 string, 8 timestamp (ms), 9 uuid."""
-    raw = name.encode()
-    if kind is None:
-        kind = 7
-    out = struct.pack(">B", len(raw)) + raw + struct.pack(">B", kind)
-    if kind in (0, 1):
-        return out
-    if kind == 2:
-        return out + struct.pack(">b", value)
-    if kind == 3:
-        return out + struct.pack(">h", value)
-    if kind == 4:
-        return out + struct.pack(">i", value)
-    if kind in (5, 8):
-        return out + struct.pack(">q", value)
-    if kind in (6, 7):
-        data = value if isinstance(value, bytes) else str(value).encode()
-        return out + struct.pack(">H", len(data)) + data
-    if kind == 9:
-        return out + value.bytes
-    raise ValueError(kind)
-
-
-def encode_frame(headers: list[tuple[str, Any, int | None]], payload: bytes) -> bytes:
-    block = b"".join(_header(n, v, k) for n, v, k in headers)
-    total = 12 + len(block) + len(payload) + 4
-    prelude = struct.pack(">II", total, len(block))
-    prelude += struct.pack(">I", zlib.crc32(prelude))
-    body = prelude + block + payload
-    return body + struct.pack(">I", zlib.crc32(body))
-
-
-def _padding(rng: random.Random) -> str:
-    return "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[: rng.randint(1, 40)]
-
-
-def event_frame(event_type: str, payload: dict[str, Any], rng: random.Random) -> bytes:
-    data = json.dumps({**payload, "p": _padding(rng)}, ensure_ascii=False).encode()
-    return encode_frame([(":event-type", event_type, None), (":content-type", "application/json", None),
-                         (":message-type", "event", None)], data)
-
-
-def exception_frame(exception_type: str, body: dict[str, Any]) -> bytes:
-    return encode_frame([(":exception-type", exception_type, None), (":content-type", "application/json", None),
-                         (":message-type", "exception", None)], json.dumps(body).encode())
-
-
 # ---------------------------------------------------------------------------------- replies
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, type: str, message: str, body: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.type, self.message, self.body = status, type, message, body or {}
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, "ValidationException", message)
 
 
 def approx_tokens(text: str) -> int:
@@ -212,25 +156,6 @@ def expected_tool_input(schema: dict[str, Any], text: str) -> dict[str, Any]:
         else:
             out[name] = {}
     return out
-
-
-def _family(model: str) -> str:
-    name = model.rsplit("/", 1)[-1]
-    for prefix in _GEO:
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            break
-    if name.startswith("anthropic.claude"):
-        return "anthropic"
-    if name.startswith("amazon.nova"):
-        return "nova"
-    if name.startswith(("meta.llama", "mistral.")):
-        return name.split(".", 1)[0]
-    if name.startswith("amazon.titan-embed"):
-        return "titan"
-    if name.startswith("cohere.embed"):
-        return "cohere"
-    return ""
 
 
 def _texts(content: list[dict[str, Any]]) -> list[str]:
@@ -294,117 +219,6 @@ def output_tokens(blocks: list[dict[str, Any]]) -> int:
     return total
 
 
-# ---------------------------------------------------------------------------------- validation
-
-
-_BLOCK_KEYS = {"text", "image", "document", "toolUse", "toolResult", "reasoningContent", "guardContent",
-               "cachePoint"}
-
-
-def sign(thinking: str) -> str:
-    """The signature issued for a reasoning text; only that text with it is accepted back."""
-    return "Eq" + base64.b64encode(hmac.new(b"mock-bedrock-reasoning", thinking.encode(), hashlib.sha256).digest()).decode()
-
-
-def _check_reasoning(i: int, content: list[dict[str, Any]], thinking_on: bool, continues_tools: bool) -> None:
-    """Reasoning blocks sent back must be as issued; with thinking on, the assistant turn a tool
-    result answers must start with its reasoning (Claude's extended-thinking rule)."""
-    for block in content:
-        text = (block.get("reasoningContent") or {}).get("reasoningText")
-        if isinstance(text, dict) and not hmac.compare_digest(str(text.get("signature")), sign(str(text.get("text")))):
-            raise bad(f"messages.{i}.content: The reasoningContent signature is invalid.")
-    if thinking_on and continues_tools and "reasoningContent" not in content[0]:
-        raise bad(f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
-                  f"`{next(iter(content[0]), '')}`. When `thinking` is enabled, a final `assistant` message must "
-                  "start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
-                  "blocks). To avoid this requirement, disable `thinking`.")
-
-
-def validate_converse(body: dict[str, Any], model: str) -> None:
-    family = _family(model)
-    if family not in ("anthropic", "nova", "meta", "mistral"):
-        raise bad("The provided model identifier is invalid.")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad("1 validation error detected: Value at 'messages' failed to satisfy constraint: "
-                  "Member must have length greater than or equal to 1")
-    allowed = {"messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields",
-               "guardrailConfig", "additionalModelResponseFieldPaths", "promptVariables", "requestMetadata",
-               "performanceConfig"}
-    extra_keys = set(body) - allowed
-    if extra_keys:
-        raise bad(f"Unexpected field: {min(extra_keys)}")
-    has_tool_config = bool((body.get("toolConfig") or {}).get("tools"))
-    pending: set[str] = set()
-    for i, m in enumerate(messages):
-        role = m.get("role")
-        if role not in ("user", "assistant"):
-            raise bad(f"Value at 'messages.{i + 1}.member.role' failed to satisfy constraint")
-        if i == 0 and role != "user":
-            raise bad("A conversation must start with a user message. Try again with a conversation that "
-                      "starts with a user message.")
-        if i and messages[i - 1]["role"] == role:
-            raise bad("A conversation must alternate between user and assistant roles. Make sure the "
-                      "conversation alternates between user and assistant roles and try again.")
-        content = m.get("content")
-        if not isinstance(content, list) or not content:
-            raise bad(f"The content field in the Message object at messages.{i} is empty.")
-        for block in content:
-            keys = set(block) & _BLOCK_KEYS
-            if len(block) != 1 or len(keys) != 1:
-                raise bad(f"Exactly one key must be set in a ContentBlock at messages.{i}.")
-            if "text" in block and not str(block["text"]).strip():
-                raise bad(f"The text field in the ContentBlock object at messages.{i}.content is blank. "
-                          "Add text to the text field, and try again.")
-            if ("toolUse" in block or "toolResult" in block) and not has_tool_config:
-                raise bad("The toolConfig field must be defined when using toolUse and toolResult content blocks.")
-            if "image" in block:
-                img = block["image"]
-                if img.get("format") not in ("png", "jpeg", "gif", "webp") or "bytes" not in img.get("source", {}):
-                    raise bad(f"Invalid image block at messages.{i}.")
-            if "document" in block:
-                doc = block["document"]
-                if not re.fullmatch(r"[A-Za-z0-9\-()\[\]]+( [A-Za-z0-9\-()\[\]]+)*", doc.get("name") or ""):
-                    raise bad(f"The document file name can only contain alphanumeric characters, whitespace "
-                              f"characters, hyphens, parentheses, and square brackets (messages.{i}).")
-        if role == "user":
-            answered = {b["toolResult"]["toolUseId"] for b in content if "toolResult" in b}
-            if pending - answered:
-                ids = ", ".join(sorted(pending - answered))
-                raise bad(f"Expected toolResult blocks at messages.{i}.content for the following Ids: {ids}")
-            if answered - pending:
-                raise bad("The number of toolResult blocks exceeds the number of toolUse blocks of the "
-                          "previous turn.")
-            pending = set()
-        else:
-            pending = {b["toolUse"]["toolUseId"] for b in content if "toolUse" in b}
-            last_answers = i == len(messages) - 2 and any("toolResult" in b for b in messages[-1].get("content") or ())
-            thinking_on = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"
-            _check_reasoning(i, content, thinking_on, last_answers)
-    inference = body.get("inferenceConfig") or {}
-    for key in inference:
-        if key not in ("maxTokens", "temperature", "topP", "stopSequences"):
-            raise bad(f"Unexpected field in inferenceConfig: {key}")
-    if "maxTokens" in inference and (not isinstance(inference["maxTokens"], int) or inference["maxTokens"] < 1):
-        raise bad("Value at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value "
-                  "greater than or equal to 1")
-    extra = body.get("additionalModelRequestFields") or {}
-    thinking = extra.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or budget < 1024:
-            raise bad("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-        if budget >= inference.get("maxTokens", 0):
-            raise bad("`max_tokens` must be greater than `thinking.budget_tokens`")
-        if "temperature" in inference or "topP" in inference or "top_k" in extra:
-            raise bad("temperature, top_p and top_k are not supported when thinking is enabled")
-    if "top_k" in extra and family == "nova":
-        raise bad("Malformed input request: extraneous key [top_k] is not permitted")
-    system = body.get("system") or []
-    if any(not str(s.get("text", "")).strip() for s in system if "text" in s):
-        raise bad("The text field in the SystemContentBlock is blank.")
-
-
 # ---------------------------------------------------------------------------------- embeddings
 
 
@@ -428,42 +242,6 @@ def rerank_score(query: str, doc: str) -> float:
     d = set(re.findall(r"\w+", doc.lower()))
     overlap = len(q & d) / (len(q) or 1)
     return round(0.05 + 0.9 * overlap - 0.001 * (len(doc) % 7), 6)
-
-
-# ---------------------------------------------------------------------------------- SigV4 (verifier)
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-def _canonical_path(raw_path: str) -> str:
-    segments: list[str] = []
-    for seg in raw_path.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if segments:
-                segments.pop()
-        else:
-            segments.append(seg)
-    path = "/" + "/".join(segments) + ("/" if raw_path.endswith("/") and segments else "")
-    return quote(path, safe="/~")  # non-S3: the sent (encoded) path is encoded again
-
-
-def _canonical_query(raw_query: str) -> str:
-    pairs = []
-    for item in filter(None, raw_query.split("&")):
-        k, _, v = item.partition("=")
-        pairs.append((quote(unquote(k), safe="~"), quote(unquote(v), safe="~")))
-    return "&".join(f"{k}={v}" for k, v in sorted(pairs))
-
-
-@dataclass
-class SignatureCheck:
-    key_id: str
-    canonical_request: str
-    signed_headers: list[str]
 
 
 # ---------------------------------------------------------------------------------- the mock
@@ -628,7 +406,7 @@ class BedrockMock(ServerMock):
     # ------------------------------------------------------------------ operations
 
     def _invoke(self, model: str, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        family = _family(model)
+        family = model_family(model)
         if family == "titan":
             extra = set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"}
             if extra:

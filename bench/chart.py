@@ -26,7 +26,9 @@ def _server_points(results: dict) -> list[dict]:
     out = []
     for scenario in results.get("scenarios", {}).values():
         out += [p["server"] for p in scenario.get("points", []) if isinstance(p.get("server"), dict)]
-        out += [r for r in scenario.get("rounds", [])]
+        rounds = scenario.get("rounds")
+        if isinstance(rounds, list):  # the doors scenario reports a count of rounds, not the rounds
+            out += [r for r in rounds if isinstance(r, dict)]
     return out
 
 

@@ -52,10 +52,10 @@ def _run(config: Config) -> None:
         log.info("SCHED_BATCH is not available here; running with the default scheduling policy")
     try:
         import uvloop  # optional: ~20% more throughput when installed
-
-        uvloop.run(_serve_and_exit(config))
     except ImportError:
         asyncio.run(_serve_and_exit(config))
+    else:  # outside the try: an ImportError raised while serving must not start a second server
+        uvloop.run(_serve_and_exit(config))
 
 
 def _run_workers(config: Config, count: int) -> int:

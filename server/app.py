@@ -56,6 +56,7 @@ from .auth import tls
 from .auth.admin import AdminServicer
 from .auth.gate import Gate
 from .auth.metered import MeteredRuntime
+from .bridge import ThreadedServer
 from .config import Config, ConfigError
 from .door import FrontDoor
 from .errors import to_status
@@ -208,7 +209,7 @@ class _InFlight:
 
 @dataclass
 class RunningServer:
-    server: grpc.aio.Server
+    server: grpc.aio.Server | ThreadedServer
     health: health.aio.HealthServicer
     runtime: ModelRuntime
     port: int
@@ -276,10 +277,13 @@ async def start_server(config: Config, runtime: ModelRuntime | None = None,
         runtime.attach(gate)
     cooldowns = await routing.install(config, runtime, gate)
     in_flight = _InFlight()
-    server = grpc.aio.server(
-        maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
-        options=grpc_options(config),
-    )
+    server: grpc.aio.Server | ThreadedServer
+    if config.grpc.mode == "aio":
+        server = grpc.aio.server(maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
+                                 options=grpc_options(config))
+    else:
+        server = ThreadedServer(asyncio.get_running_loop(), maximum_concurrent_rpcs=config.grpc.max_concurrent_rpcs,
+                                options=grpc_options(config))
     # No interceptors: every handler is registered wrapped by the front door (server/door.py),
     # which does observability (outermost: every status, cut calls included), in-flight
     # tracking, request decoding (bad bytes → INVALID_ARGUMENT) and authentication in one step.

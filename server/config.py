@@ -82,6 +82,10 @@ class GrpcConfig(_Section):
     # policy each of those wakeups preempted the busy loop thread (~16 forced context switches
     # per unary call, twice the CPU per call); batch threads do not preempt on wakeup.
     sched_batch: bool = True
+    # How gRPC is served: "threads", the synchronous grpc.server whose pool threads hand each
+    # call to the event loop once (server/bridge.py: about half the CPU per call), or "aio",
+    # grpc.aio on the event loop itself.
+    mode: Literal["threads", "aio"] = "threads"
     # Connection hygiene (gRPC core channel arguments).
     max_connections: int = 4096
     max_concurrent_streams: int = 256

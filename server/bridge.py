@@ -40,7 +40,7 @@ _LOW = 8  # ... and resumes at this many
 class Context:
     """What the aio-style handlers see of a call served by the synchronous server."""
 
-    __slots__ = ("_ctx", "_code", "_details", "_status", "_trailing", "initial", "cancelled_flag", "channel")
+    __slots__ = ("_code", "_ctx", "_details", "_status", "_trailing", "cancelled_flag", "channel", "initial")
 
     def __init__(self, ctx: grpc.ServicerContext) -> None:
         self._ctx = ctx

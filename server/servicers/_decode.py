@@ -15,6 +15,7 @@ the field at fault (``tools[0].parameters``); valid requests pay nothing but the
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -181,7 +182,12 @@ def _unary_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Await
     return call
 
 
-def _unary_stream(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _unary_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behavior):
+        # A coroutine that streams through context.write (grpc's health Watch): guarding it
+        # with an async generator made every Watch fail.
+        return _unary_unary(behavior)
+
     async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         if isinstance(request, Malformed):
             await _refuse(request, context)

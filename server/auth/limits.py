@@ -3,7 +3,7 @@
 Counters are fixed windows keyed by the key id and the window (the UTC minute, day or month), in
 process memory (one process) or in Redis (every replica sees the same counts: LiteLLM's limits were
 "the configured limit × replicas" because its pre-call check read local memory). One Redis round trip
-per admitted call (a pipeline); keys without limits cost nothing.
+per admitted call (a pipeline), and charges batched into shared pipelines; keys without limits cost nothing.
 
 Order of work: ``admit`` before the call counts the request and refuses when the request window is
 over, or the token window or the budget is already used up; ``charge`` after the call adds the
@@ -17,6 +17,7 @@ restart does not hand out a fresh budget.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -140,6 +141,8 @@ class RedisCounters:
         self._seed = seed
         self._prefix = prefix
         self._seeded: set[str] = set()
+        self._due: dict[str, tuple[int, int]] = {}  # counter → (amount to add, TTL): charges not yet sent
+        self._flushing: asyncio.Task[None] | None = None
 
     async def ping(self) -> None:
         await self.redis.ping()
@@ -180,21 +183,37 @@ class RedisCounters:
         _check(key, requests, tokens, spent, now)
 
     async def charge(self, key: CallerKey, tokens: int, cost: Decimal, now: float | None = None) -> None:
+        """Add a finished call's tokens and cost. Charges arriving while a pipeline is in flight
+        are summed per counter and go out together in the next one: under load one Redis round
+        trip carries many calls' charges (admit stays one round trip per call, as it must)."""
         if not key.limited or not (tokens or cost):
             return
         now = time.time() if now is None else now
         p = self._prefix
-        pipe = self.redis.pipeline(transaction=False)
         if key.tokens_per_minute and tokens:
-            name = f"{p}t:{key.id}:{int(now // 60)}"
-            pipe.incrby(name, tokens)
-            pipe.expire(name, 120)
+            self._due_add(f"{p}t:{key.id}:{int(now // 60)}", tokens, 120)
         if key.budget_usd is not None and cost:
             window, _, ends_in = period(key, now)
-            name = f"{p}b:{key.id}:{window}"
-            pipe.incrby(name, int(cost * NANO))
-            pipe.expire(name, int(ends_in) + 3600)
-        await pipe.execute()
+            self._due_add(f"{p}b:{key.id}:{window}", int(cost * NANO), int(ends_in) + 3600)
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+        await asyncio.shield(self._flushing)
+
+    def _due_add(self, name: str, amount: int, ttl: int) -> None:
+        total, _ = self._due.get(name, (0, ttl))
+        self._due[name] = (total + amount, ttl)
+
+    async def _flush(self) -> None:
+        try:
+            while self._due:
+                due, self._due = self._due, {}
+                pipe = self.redis.pipeline(transaction=False)
+                for name, (amount, ttl) in due.items():
+                    pipe.incrby(name, amount)
+                    pipe.expire(name, ttl)
+                await pipe.execute()
+        finally:
+            self._flushing = None
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -77,6 +77,9 @@ class GrpcConfig(_Section):
     # Server processes sharing the ports through SO_REUSEPORT (one event loop each; gRPC
     # Python gets parallelism from processes, not threads). 0 = one per CPU core.
     workers: int = 1
+    # With several workers, pin each to its own CPU (when there are no more workers than usable
+    # CPUs): a worker's threads hand calls to one another, cheaper within one core.
+    pin_workers: bool = True
     # Run the server's threads under Linux's SCHED_BATCH policy (issue 15). grpc.aio hands every
     # completion from its own threads (poller, EventEngine) to the event loop; under the normal
     # policy each of those wakeups preempted the busy loop thread (~16 forced context switches

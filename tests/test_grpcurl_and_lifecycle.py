@@ -175,6 +175,16 @@ async def test_two_worker_processes_share_the_port_and_stop_on_sigterm(tmp_path)
             if len(pids) >= 2:
                 break
         assert len(pids) >= 2, f"expected two listening worker processes, saw {pids}"
+        # grpc.pin_workers (default on): each worker and all its threads on a CPU of its own,
+        # when this process may use at least two CPUs; otherwise left to the scheduler.
+        usable = os.sched_getaffinity(0)
+        pinned = [{cpu for task in Path(f"/proc/{pid}/task").iterdir() for cpu in os.sched_getaffinity(int(task.name))}
+                  for pid in pids]
+        if len(usable) >= 2:
+            assert all(len(cpus) == 1 for cpus in pinned), pinned
+            assert len(set.union(*pinned)) == len(pids)
+        else:
+            assert all(cpus == usable for cpus in pinned)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:

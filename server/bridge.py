@@ -26,7 +26,7 @@ import inspect
 import logging
 import queue
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -40,7 +40,7 @@ _LOW = 8  # ... and resumes at this many
 class Context:
     """What the aio-style handlers see of a call served by the synchronous server."""
 
-    __slots__ = ("_code", "_ctx", "_details", "_status", "_trailing", "cancelled_flag", "channel", "initial")
+    __slots__ = ("_code", "_ctx", "_details", "_status", "_trailing", "cancelled_flag", "channel", "ended", "initial")
 
     def __init__(self, ctx: grpc.ServicerContext) -> None:
         self._ctx = ctx
@@ -49,7 +49,8 @@ class Context:
         self._status: grpc.Status | None = None
         self._trailing: tuple = ()
         self.initial: tuple | None = None
-        self.cancelled_flag = False
+        self.ended = False  # the call is over (set from grpc's termination callback)
+        self.cancelled_flag = False  # ... and it ended before the handler did
         self.channel: _Channel | None = None
 
     # ---- read from the call ----
@@ -72,7 +73,7 @@ class Context:
         return self.cancelled_flag
 
     def done(self) -> bool:
-        return self.cancelled_flag
+        return self.ended
 
     # ---- written to the call (applied by the pool thread) ----
     async def send_initial_metadata(self, metadata: Any) -> None:
@@ -119,7 +120,7 @@ class Context:
         if self._trailing:
             ctx.set_trailing_metadata(self._trailing)
 
-    def finish(self, ctx: grpc.ServicerContext, exc: BaseException) -> None:
+    def finish(self, ctx: grpc.ServicerContext, exc: BaseException) -> NoReturn:
         """End the call the way the handler's exception says (raises, as ``ctx.abort`` does)."""
         if isinstance(exc, AbortError):
             if self._status is not None:
@@ -131,6 +132,7 @@ class Context:
             ctx.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
         log.error("unhandled %s in a gRPC handler", type(exc).__name__)
         ctx.abort(grpc.StatusCode.UNKNOWN, "internal error")
+        raise AssertionError("grpc's abort returned")  # it raises
 
 
 class _End:
@@ -259,7 +261,9 @@ class Bridge:
 
 def _cancel(future: concurrent.futures.Future, context: Context) -> None:
     """The call ended (also called after a normal ending, when it changes nothing)."""
-    context.cancelled_flag = True
+    context.ended = True
+    if not future.done():
+        context.cancelled_flag = True
     future.cancel()
     if context.channel is not None:  # wake a consumer whose producer may never have started
         context.channel.items.put(_End(concurrent.futures.CancelledError()))

@@ -218,7 +218,8 @@ class Bridge:
             if streamed:
                 request = self._requests(request)
             future = asyncio.run_coroutine_threadsafe(behavior(request, context), loop)
-            ctx.add_callback(lambda: _cancel(future, context))
+            if not ctx.add_callback(lambda: _cancel(future, context)):
+                _cancel(future, context)  # the call already ended (the caller went away before we ran)
             try:
                 response = future.result()
             except BaseException as exc:  # noqa: BLE001 - every ending becomes a status
@@ -237,12 +238,15 @@ class Bridge:
             if streamed:
                 request = self._requests(request)
             future = asyncio.run_coroutine_threadsafe(channel.pump(behavior(request, context)), loop)
-            ctx.add_callback(lambda: _cancel(future, context))
+            if not ctx.add_callback(lambda: _cancel(future, context)):
+                _cancel(future, context)  # the call already ended (the caller went away before we ran)
             items = channel.items
+            finished = False
             try:
                 while True:
                     item = items.get()
                     if type(item) is _End:
+                        finished = True
                         if item.exc is not None:
                             context.finish(ctx, item.exc)
                         break
@@ -253,7 +257,7 @@ class Bridge:
                     channel.taken()
                 context.apply(ctx)
             finally:
-                if not future.done():  # the caller went away while the handler still ran
+                if not finished:  # the caller went away while the handler still ran
                     _cancel(future, context)
 
         return call

@@ -101,8 +101,10 @@ async def test_streamed_messages_wait_for_a_slow_reader():
     assert max(seen) <= bridge._HIGH
 
 
-async def test_a_cancel_before_the_handler_started_releases_the_thread():
-    """A call that ends before its task ran must not leave the pool thread waiting forever."""
+@pytest.mark.parametrize("registered", [True, False], ids=["callback-fires-at-once", "call-already-over"])
+async def test_a_cancel_before_the_handler_started_releases_the_thread(registered):
+    """A call that ends before its task ran must not leave the pool thread waiting forever,
+    whether grpc runs the end callback at once or refuses it (the call already terminated)."""
     loop = asyncio.get_running_loop()
     br = bridge.Bridge(loop)
 
@@ -111,8 +113,9 @@ async def test_a_cancel_before_the_handler_started_releases_the_thread():
 
     class Ctx:
         def add_callback(self, fn):
-            fn()  # the call is already over
-            return True
+            if registered:
+                fn()  # the call is already over
+            return registered
 
         def abort(self, code, details):
             raise grpc.RpcError(code)

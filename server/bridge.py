@@ -30,6 +30,8 @@ from typing import Any, NoReturn
 
 import grpc
 
+from .door import WrappedGeneric
+
 log = logging.getLogger("modelruntime.server")
 
 AbortError = grpc.aio.AbortError
@@ -290,7 +292,10 @@ class ThreadedServer:
             service, {name: self.bridge.handler(h) for name, h in handlers.items()})
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
-        self.server.add_generic_rpc_handlers(tuple(_Generic(h, self.bridge) for h in handlers))
+        self.server.add_generic_rpc_handlers(tuple(WrappedGeneric(h, self._bridged) for h in handlers))
+
+    def _bridged(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return self.bridge.handler(handler)
 
     def add_insecure_port(self, address: str) -> int:
         return self.server.add_insecure_port(address)
@@ -308,19 +313,3 @@ class ThreadedServer:
 
     async def wait_for_termination(self, timeout: float | None = None) -> bool:
         return await asyncio.to_thread(self.server.wait_for_termination, timeout)
-
-
-class _Generic(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler, bridge: Bridge) -> None:
-        self.inner = inner
-        self.bridge = bridge
-        self.cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handler = self.inner.service(handler_call_details)
-        if handler is None:
-            return None
-        cached = self.cache.get(handler_call_details.method)
-        if cached is None or cached[0] is not handler:
-            cached = self.cache[handler_call_details.method] = (handler, self.bridge.handler(handler))
-        return cached[1]

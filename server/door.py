@@ -245,15 +245,17 @@ class Registrar:
             service, {name: self.door.wrap(f"/{service}/{name}", h) for name, h in handlers.items()})
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
-        self.server.add_generic_rpc_handlers(tuple(_Wrapped(h, self.door) for h in handlers))
+        self.server.add_generic_rpc_handlers(tuple(WrappedGeneric(h, self.door.wrap) for h in handlers))
 
 
-class _Wrapped(grpc.GenericRpcHandler):
-    """A generic handler whose method handlers come out wrapped (each built once)."""
+class WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers come out through ``wrap(method, handler)``, each
+    built once (the front door's wrapper here; the threaded bridge's in server/bridge.py)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, door: FrontDoor) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler,
+                 wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
         self.inner = inner
-        self.door = door
+        self.wrap = wrap
         self.cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -263,7 +265,7 @@ class _Wrapped(grpc.GenericRpcHandler):
         method = handler_call_details.method
         cached = self.cache.get(method)
         if cached is None or cached[0] is not handler:
-            cached = self.cache[method] = (handler, self.door.wrap(method, handler))
+            cached = self.cache[method] = (handler, self.wrap(method, handler))
         return cached[1]
 
 

@@ -9,6 +9,9 @@ The PostgreSQL case needs 127.0.0.1:5432 and is a failure under CI=true when ski
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -19,7 +22,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from server.auth.store import open_store
-from server.auth.store.db import MIGRATIONS
+from server.auth.store.db import MIGRATIONS, head_revision
 from server.auth.store.models import Base
 from tests.auth_env import reachable
 
@@ -67,3 +70,29 @@ async def test_postgresql_migrations_match_the_models(tmp_path):
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def test_head_revision_is_alembics():
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def test_reopening_a_migrated_store_does_not_import_alembic(tmp_path):
+    # Every start but the first finds the database at head and leaves Alembic unimported (~12 MB).
+    code = (
+        "import asyncio, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from server.auth.store import open_store\n"
+        "async def main():\n"
+        "    store = await open_store('', sys.argv[2]); await store.close()\n"
+        "    print('alembic' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent.parent), str(tmp_path)],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert run() == "True"  # a new database: migrated by Alembic
+    assert run() == "False"

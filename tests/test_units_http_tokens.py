@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,21 @@ def test_tokenizers_load_offline_with_known_ids():
     assert encoding_for_model("gpt-4o-mini").name == "o200k_base"
     assert encoding_for_model("gpt-4").name == "cl100k_base"
     assert encoding_for_model("some-unknown-model").name == "cl100k_base"
+
+
+def test_loaded_encoding_costs_under_60_mb():
+    # tiktoken's own get_encoding("o200k_base") adds ~78 MB to a process; the runtime drops the
+    # Python copy of the rank table (kept only for pickling) and trims the heap: ~45 MB.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "from engine.tokenizers import count_text\n"
+        "before = rss(); n = count_text('hello world, counted', 'gpt-4o-mini'); print(n, rss() - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent.parent)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "4"
+    assert int(out[1]) < 60 * 1024 * 1024, f"{int(out[1]) / 1e6:.1f} MB"
 
 
 DIFY_PROVIDER = """\

@@ -21,8 +21,6 @@ import secrets
 from pathlib import Path
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 class KeyringError(ValueError):
@@ -38,15 +36,18 @@ class CredentialsUnreadable(Exception):
 
 
 def generate_key_spec(key_id: str = "") -> str:
-    return f"{key_id or 'k' + secrets.token_hex(3)}:{base64.b64encode(AESGCM.generate_key(256)).decode()}"
+    return f"{key_id or 'k' + secrets.token_hex(3)}:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 
 class Keyring:
     def __init__(self, keys: list[tuple[str, bytes]]) -> None:
         if not keys:
             raise KeyringError("no encryption keys")
+        # Imported here: cryptography adds ~9 MB to every server, and only a keyring needs it.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self.active_id = keys[0][0]
-        self._ciphers = {kid: AESGCM(key) for kid, key in keys}
+        self._ciphers: dict[str, AESGCM] = {kid: AESGCM(key) for kid, key in keys}
 
     @property
     def key_ids(self) -> list[str]:
@@ -96,6 +97,8 @@ class Keyring:
         if cipher is None:
             raise CredentialsUnreadable(f"stored credentials '{name}' use encryption key '{kid}', "
                                         "which is not configured", name)
+        from cryptography.exceptions import InvalidTag
+
         try:
             raw = base64.b64decode(encoded)
             return orjson.loads(cipher.decrypt(raw[:12], raw[12:], _aad(name, provider)))

@@ -31,14 +31,15 @@ from .upstream import cpu_seconds, free_port, pinned
 
 
 class Floor:
-    """A bench.floors echo server process (``kind``: aio or sync)."""
+    """A bench.floors server process (``kind``: aio or sync; with ``upstream``, it also relays)."""
 
-    def __init__(self, kind: str, cpus: set[int] | None, reply_bytes: int, chunks: int, chunk_bytes: int) -> None:
+    def __init__(self, kind: str, cpus: set[int] | None, reply_bytes: int, chunks: int, chunk_bytes: int,
+                 upstream: str = "") -> None:
         self.kind = kind
         self.port = free_port()
         self.proc = subprocess.Popen(
             pinned([sys.executable, "-m", "bench.floors", kind, str(self.port), str(reply_bytes), str(chunks),
-                    str(chunk_bytes)], cpus),
+                    str(chunk_bytes), *([upstream] if upstream else [])], cpus),
             cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":

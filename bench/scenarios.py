@@ -17,6 +17,7 @@ from pathlib import Path
 from modelruntime.v1 import llm_service_pb2_grpc
 
 from . import clients as cl
+from . import floors
 from . import upstream as up
 from .auth_scenario import scenario_auth
 from .doors import scenario_doors
@@ -125,6 +126,7 @@ async def scenario_unary(b: Bench) -> dict:
         direct = await b.measure(f"unary direct c={c}", f"{b.nginx.base}/v1/chat/completions",
                                  cl.direct_chat_body(), cl.DIRECT_HEADERS, c, sut=False, expected_bytes=direct_len)
         points.append({"concurrency": c, "server": server.to_dict(), "direct": direct.to_dict()})
+    floors = await _relay_floors(b, frame, verify["response_frame_bytes"]) if 1 in b.settings.unary_levels else {}
     verify["after_load"] = (await cl.check_generate(b.server.target, b.nginx.base))["grpc_status"]
     if b.settings.profile:  # an extra, separate point: py-spy slows the server it samples
         c = max(b.settings.unary_levels)
@@ -132,7 +134,29 @@ async def scenario_unary(b: Bench) -> dict:
                                    c, sut=True, expected_bytes=verify["response_frame_bytes"], profile=True)
         if b.profile is not None:
             b.profile.update(label=profiled.label, rps_while_profiled=profiled.rps)
-    return {"status": "ok", "verify": verify, "points": points}
+    return {"status": "ok", "verify": verify, "points": points, "relay_floors_c1": floors}
+
+
+async def _relay_floors(b: Bench, frame: bytes, reply_bytes: int) -> dict:
+    """At one caller, bare grpc servers that make the same upstream call (:mod:`bench.floors` Relay).
+
+    What a server that does nothing but receive the call, POST once to the same nginx with aiohttp
+    and answer takes at one caller on this machine: the part of the added latency no runtime work
+    explains (grpc.aio on uvloop, and the sync server bridged to a uvloop thread as the runtime is).
+    """
+    from .doors import Floor
+
+    out = {}
+    for kind in ("aio", "sync"):
+        floor = Floor(kind, b.sut_cpus, reply_bytes, 1, 5, f"{b.nginx.base}/v1/chat/completions")
+        try:
+            point = await b.measure(f"unary {kind} relay floor c=1", floor.url(floors.RELAY), frame, GRPC_HEADERS, 1,
+                                    sut=True, expected_bytes=reply_bytes, server=floor)  # type: ignore[arg-type]
+        finally:
+            floor.stop()
+        out[kind] = {"p50_ms": point.latency_ms.get("p50"), "cpu_ms_per_req": point.cpu_ms_per_req,
+                     "rps": point.rps, "error": point.error}
+    return out
 
 
 async def scenario_embeddings(b: Bench) -> dict:

@@ -23,8 +23,8 @@ import asyncio
 import sys
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any
 from concurrent import futures
+from typing import Any
 
 import grpc
 

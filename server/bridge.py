@@ -25,6 +25,7 @@ import concurrent.futures
 import inspect
 import logging
 import queue
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NoReturn
 
@@ -219,11 +220,11 @@ class Bridge:
             context = Context(ctx)
             if streamed:
                 request = self._requests(request)
-            future = asyncio.run_coroutine_threadsafe(behavior(request, context), loop)
-            if not ctx.add_callback(lambda: _cancel(future, context)):
-                _cancel(future, context)  # the call already ended (the caller went away before we ran)
+            run = _Run(loop, behavior(request, context), context)
+            if not ctx.add_callback(run.cancel):
+                run.cancel()  # the call already ended (the caller went away before we ran)
             try:
-                response = future.result()
+                response = run.wait()
             except BaseException as exc:  # noqa: BLE001 - every ending becomes a status
                 context.finish(ctx, exc)
             context.apply(ctx)
@@ -239,9 +240,9 @@ class Bridge:
             channel = context.channel = _Channel(loop)
             if streamed:
                 request = self._requests(request)
-            future = asyncio.run_coroutine_threadsafe(channel.pump(behavior(request, context)), loop)
-            if not ctx.add_callback(lambda: _cancel(future, context)):
-                _cancel(future, context)  # the call already ended (the caller went away before we ran)
+            run = _Run(loop, channel.pump(behavior(request, context)), context)
+            if not ctx.add_callback(run.cancel):
+                run.cancel()  # the call already ended (the caller went away before we ran)
             items = channel.items
             finished = False
             try:
@@ -260,19 +261,66 @@ class Bridge:
                 context.apply(ctx)
             finally:
                 if not finished:  # the caller went away while the handler still ran
-                    _cancel(future, context)
+                    run.cancel()
 
         return call
 
 
-def _cancel(future: concurrent.futures.Future, context: Context) -> None:
-    """The call ended (also called after a normal ending, when it changes nothing)."""
-    context.ended = True
-    if not future.done():
+class _Run:
+    """One handler coroutine run on the loop for a pool thread that waits for its outcome.
+
+    Why not ``run_coroutine_threadsafe``: its chained futures cost a pool thread and the loop
+    ~55 µs per call on one core, this ~30 µs (a task, one done callback, a lock released once).
+    ``cancel`` comes from grpc's termination callback (any thread, also after a normal end, when
+    it must not wake the loop) or from the pool thread.
+    """
+
+    __slots__ = ("_coro", "_done", "_exc", "_loop", "_result", "_task", "context")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Any, context: Context) -> None:
+        self._loop, self._coro, self.context = loop, coro, context
+        self._task: asyncio.Task | None = None
+        self._result: Any = None
+        self._exc: BaseException | None = None
+        self._done = threading.Lock()
+        self._done.acquire()  # released once the outcome is known
+        loop.call_soon_threadsafe(self._start)
+
+    def _start(self) -> None:  # on the loop
+        self._task = self._loop.create_task(self._coro)
+        self._task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:  # on the loop
+        if task.cancelled():
+            self._exc = asyncio.CancelledError()
+        else:
+            self._exc = task.exception()
+            if self._exc is None:
+                self._result = task.result()
+        self._coro = None
+        self._done.release()
+
+    def wait(self) -> Any:
+        """The coroutine's result (raises what it raised) — called once, by the pool thread."""
+        self._done.acquire()
+        if self._exc is not None:
+            raise self._exc
+        return self._result
+
+    def cancel(self) -> None:
+        """The call ended: the handler is cancelled if it still runs (a no-op once it finished)."""
+        context = self.context
+        context.ended = True
+        if self._coro is None:  # finished: nothing to stop, and no loop wakeup
+            return
         context.cancelled_flag = True
-    future.cancel()
-    if context.channel is not None:  # wake a consumer whose producer may never have started
-        context.channel.items.put(_End(concurrent.futures.CancelledError()))
+        self._loop.call_soon_threadsafe(self._stop)
+        if context.channel is not None:  # wake a consumer whose producer may never have started
+            context.channel.items.put(_End(concurrent.futures.CancelledError()))
+
+    def _stop(self) -> None:  # on the loop, always after _start (both queued in order)
+        if self._task is not None:
+            self._task.cancel()  # before its first step, the handler's body never runs
 
 
 class ThreadedServer:

@@ -18,7 +18,7 @@ from server import bridge
 from server.app import SERVICE_NAMES
 from server.bridge import ThreadedServer
 from tests.mocks.openai_mock import OpenAIMock, hang
-from tests.test_grpc_errors import KEY, sgen
+from tests.test_grpc_errors import KEY, gen, sgen
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +130,31 @@ async def test_a_cancel_before_the_handler_started_releases_the_thread(registere
 
     got = await asyncio.wait_for(asyncio.to_thread(run), 5)
     assert got in ([], [grpc.StatusCode.CANCELLED])
+
+
+def test_initial_metadata_is_fused_with_the_pinned_grpcio():
+    # The bridge wraps grpc's private _get_initial_metadata (see _fuse_initial_metadata); with the
+    # grpcio pyproject.toml pins, the wrap must be in place, or every call pays a separate batch.
+    assert bridge._FUSED is True
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["in-the-response-batch", "separate-batch"])
+async def test_request_id_reaches_the_caller_in_initial_metadata(stubs, mock, monkeypatch, fused):
+    """x-request-id goes out as initial metadata either way; fused, without a batch of its own."""
+    monkeypatch.setattr(bridge, "_FUSED", fused)
+    separate: list[tuple] = []
+    original = grpc._server._Context.send_initial_metadata
+
+    def counting(self, metadata):
+        separate.append(tuple(metadata))
+        return original(self, metadata)
+
+    monkeypatch.setattr(grpc._server._Context, "send_initial_metadata", counting)
+    call = stubs.llm.Generate(gen(mock))
+    assert (await call).message.content
+    unary_id = dict(await call.initial_metadata())["x-request-id"]
+    stream = stubs.llm.StreamGenerate(sgen(mock))
+    chunks = [c async for c in stream]
+    stream_id = dict(await stream.initial_metadata())["x-request-id"]
+    assert chunks and unary_id and stream_id and unary_id != stream_id
+    assert len(separate) == (0 if fused else 2)

@@ -8,7 +8,6 @@ The PostgreSQL case needs 127.0.0.1:5432 and is a failure under CI=true when ski
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Connection
 from server.auth.store import open_store
 from server.auth.store.db import MIGRATIONS, head_revision
 from server.auth.store.models import Base
-from tests.auth_env import reachable
+from tests.auth_env import BACKENDS, store_url
 
 
 def _differences(connection: Connection) -> list:
@@ -52,24 +51,10 @@ async def _check(url: str, data_dir) -> None:
         await store.close()
 
 
-async def test_sqlite_migrations_match_the_models(tmp_path):
-    await _check("", tmp_path)
-
-
-@pytest.mark.services
-async def test_postgresql_migrations_match_the_models(tmp_path):
-    if not reachable(5432):
-        pytest.skip("PostgreSQL (127.0.0.1:5432) is not reachable")
-    import asyncpg
-
-    name = "mr_migrate_" + secrets.token_hex(4)
-    admin = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="test")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        await _check(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", tmp_path)
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_migrations_match_the_models(tmp_path, backend):
+    async with store_url(backend, "mr_migrate") as url:
+        await _check(url, tmp_path)
 
 
 def test_head_revision_is_alembics():

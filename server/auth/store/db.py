@@ -18,7 +18,7 @@ import asyncio
 import fcntl
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -125,10 +125,40 @@ def _migrate(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+# Ledger rows per INSERT statement: the event loop runs between statements.
+_USAGE_CHUNK = 100
+# The usage table's columns in table order, and a ledger record as a row of them.
+_USAGE_COLUMNS = ("ts", "day", "key_id", "door", "provider", "model", "model_type", "prompt_tokens",
+                  "completion_tokens", "total_tokens", "cost", "currency", "latency_ms", "status", "cancelled",
+                  "route", "attempts")
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    return value.isoformat(" ", "microseconds")[:26]  # without the offset, as SQLAlchemy stores it
+
+
+def _faster(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``processor``, or a cheaper function that gives the same result (SQLite's DATETIME
+    processor formats field by field, ~5 µs a value on the bench machine; isoformat takes 0.3)."""
+    probe = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    try:
+        same = processor(probe) == _sqlite_datetime(probe)
+    except (TypeError, ValueError, AttributeError):  # not a datetime processor
+        same = False
+    return _sqlite_datetime if same else processor
+
+
+def _usage_values(r: UsageRecord) -> list[Any]:
+    return [r.ts, r.ts.date().isoformat(), r.key_id, r.door, r.provider, r.model, r.model_type, r.prompt_tokens,
+            r.completion_tokens, r.prompt_tokens + r.completion_tokens, r.cost, r.currency, r.latency_ms,
+            r.status[:40], r.cancelled, r.route[:100], r.attempts]
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.session = async_sessionmaker(engine, expire_on_commit=False)
+        self._usage_sql: tuple[str, Callable[[UsageRecord], tuple]] | None = None
 
     @property
     def dialect(self) -> str:
@@ -290,18 +320,39 @@ class Store:
     # ---- usage ------------------------------------------------------------------------------
 
     async def add_usage(self, records: list[UsageRecord]) -> None:
+        """Insert ledger rows, :data:`_USAGE_CHUNK` per statement.
+
+        Why not ``conn.execute(insert(...), dicts)``: SQLAlchemy then builds and converts a
+        parameter dict per row on the event loop (~16-24 µs a row on the bench machine: a
+        12 ms stall of every call per 500-row batch). The statement is compiled once per dialect
+        and the rows go to the driver as tuples, converted by the columns' own bind processors
+        (so they are stored exactly as SQLAlchemy stores them); between chunks the loop runs.
+        """
         if not records:
             return
-        rows = [{
-            "ts": r.ts, "day": r.ts.strftime("%Y-%m-%d"), "key_id": r.key_id, "door": r.door,
-            "provider": r.provider, "model": r.model, "model_type": r.model_type,
-            "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-            "total_tokens": r.prompt_tokens + r.completion_tokens, "cost": r.cost, "currency": r.currency,
-            "latency_ms": r.latency_ms, "status": r.status[:40], "cancelled": r.cancelled,
-            "route": r.route[:100], "attempts": r.attempts,
-        } for r in records]
-        async with self.engine.begin() as conn:  # Core executemany: a third of the ORM bulk path's CPU
-            await conn.execute(insert(USAGE_TABLE), rows)
+        sql, convert = self._usage_insert()
+        async with self.engine.begin() as conn:
+            for start in range(0, len(records), _USAGE_CHUNK):
+                rows = [convert(r) for r in records[start:start + _USAGE_CHUNK]]
+                await conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]  # a list of tuples
+
+    def _usage_insert(self) -> tuple[str, Callable[[UsageRecord], tuple]]:
+        if self._usage_sql is None:
+            dialect = self.engine.dialect
+            compiled = insert(USAGE_TABLE).compile(dialect=dialect, column_keys=list(_USAGE_COLUMNS))
+            if tuple(compiled.positiontup or ()) != _USAGE_COLUMNS:  # a model change this code missed
+                raise RuntimeError(f"the usage insert binds {compiled.positiontup}, not {_USAGE_COLUMNS}")
+            processors = [(i, _faster(proc)) for i, name in enumerate(_USAGE_COLUMNS)
+                          if (proc := USAGE_TABLE.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+
+            def convert(record: UsageRecord) -> tuple:
+                values = _usage_values(record)
+                for i, proc in processors:
+                    values[i] = proc(values[i])
+                return tuple(values)
+
+            self._usage_sql = (str(compiled), convert)
+        return self._usage_sql
 
     async def usage(self, key_id: str = "", provider: str = "", model: str = "", start_day: str = "",
                     end_day: str = "") -> list[UsageTotal]:

@@ -43,9 +43,6 @@ from urllib.parse import urlencode
 import orjson
 
 from engine._http.status import error_for_status
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import rsa
 from engine.adapter import CallContext
 from engine.errors import (
     FieldViolation,
@@ -54,6 +51,9 @@ from engine.errors import (
     InvokeError,
     RuntimeFault,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
 KEY_CREDENTIAL = "vertex_service_account_key"
 TOKEN_URI_CREDENTIAL = "vertex_token_uri"

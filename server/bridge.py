@@ -352,7 +352,10 @@ class _Run:
         if self._coro is None:  # finished: nothing to stop, and no loop wakeup
             return
         context.cancelled_flag = True
-        self._loop.call_soon_threadsafe(self._stop)
+        try:
+            self._loop.call_soon_threadsafe(self._stop)
+        except RuntimeError:  # the loop is closed (shutdown): nothing runs there any more
+            pass
         if context.channel is not None:  # wake a consumer whose producer may never have started
             context.channel.items.put(_End(concurrent.futures.CancelledError()))
 

@@ -126,7 +126,7 @@ async def scenario_unary(b: Bench) -> dict:
         direct = await b.measure(f"unary direct c={c}", f"{b.nginx.base}/v1/chat/completions",
                                  cl.direct_chat_body(), cl.DIRECT_HEADERS, c, sut=False, expected_bytes=direct_len)
         points.append({"concurrency": c, "server": server.to_dict(), "direct": direct.to_dict()})
-    floors = await _relay_floors(b, frame, verify["response_frame_bytes"]) if 1 in b.settings.unary_levels else {}
+    relay_floors = await _relay_floors(b, frame, verify["response_frame_bytes"]) if 1 in b.settings.unary_levels else {}
     verify["after_load"] = (await cl.check_generate(b.server.target, b.nginx.base))["grpc_status"]
     if b.settings.profile:  # an extra, separate point: py-spy slows the server it samples
         c = max(b.settings.unary_levels)
@@ -134,7 +134,7 @@ async def scenario_unary(b: Bench) -> dict:
                                    c, sut=True, expected_bytes=verify["response_frame_bytes"], profile=True)
         if b.profile is not None:
             b.profile.update(label=profiled.label, rps_while_profiled=profiled.rps)
-    return {"status": "ok", "verify": verify, "points": points, "relay_floors_c1": floors}
+    return {"status": "ok", "verify": verify, "points": points, "relay_floors_c1": relay_floors}
 
 
 async def _relay_floors(b: Bench, frame: bytes, reply_bytes: int) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -101,39 +100,6 @@ def server_fixture(folder: str):
             yield handles
 
     return env
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres(prefix: str) -> AsyncIterator[str]:
-    """A new, empty PostgreSQL database on 127.0.0.1:5432 for one test (its SQLAlchemy URL); dropped
-    afterwards. Skips when PostgreSQL is not reachable (a failure under CI=true: mark the test
-    ``services``)."""
-    if not reachable(5432):
-        pytest.skip("PostgreSQL (127.0.0.1:5432) is not reachable")
-    import asyncpg
-
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="test")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-# The store's two backends, for tests parametrized over them (``store_url``).
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
-
-
-@contextlib.asynccontextmanager
-async def store_url(backend: str, prefix: str) -> AsyncIterator[str]:
-    """The storage URL for ``backend``: "" (SQLite under the test's data dir) or a fresh database."""
-    if backend == "sqlite":
-        yield ""
-        return
-    async with fresh_postgres(prefix) as url:
-        yield url
 
 
 def reachable(port: int) -> bool:

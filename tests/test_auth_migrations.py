@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from server.auth.store import open_store
 from server.auth.store.db import MIGRATIONS, head_revision
 from server.auth.store.models import Base
-from tests.auth_env import BACKENDS, store_url
+from tests.services import BACKENDS, store_url
 
 
 def _differences(connection: Connection) -> list:
@@ -53,7 +53,7 @@ async def _check(url: str, data_dir) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_migrations_match_the_models(tmp_path, backend):
-    async with store_url(backend, "mr_migrate") as url:
+    async with store_url(backend, "mr_migrate_") as url:
         await _check(url, tmp_path)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, text
 from server.auth.store import open_store
 from server.auth.store.db import _USAGE_CHUNK, USAGE_TABLE, UsageRecord
 from server.auth.store.models import UsageRow
-from tests.auth_env import BACKENDS, store_url
+from tests.services import BACKENDS, store_url
 
 
 def _records(key_id: str) -> list[UsageRecord]:
@@ -65,5 +65,5 @@ async def _compare(url: str, data_dir) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_ledger_rows_match_sqlalchemys_insert(tmp_path, backend):
-    async with store_url(backend, "mr_ledger") as url:
+    async with store_url(backend, "mr_ledger_") as url:
         await _compare(url, tmp_path)
